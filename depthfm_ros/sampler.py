@@ -1,0 +1,62 @@
+"""Flow-matching sampler: noise augmentation of the image latent, Euler steps from t=0 to 1, batched ensembles.
+
+DepthFM flows from the image latent x0 to the depth latent x1 along x_t = t*x1 + (1-t)*x0. The source is noise
+augmented, x0 = sqrt(a)*z_img + sqrt(1-a)*eps with the cosine schedule a(s), s = noising_step/1000, which is what
+makes ensemble members differ. An ensemble of M runs as ONE batch of b*M through every step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from .model import LATENT_CHANNELS, VAE_DOWNSCALE, check_image_batch
+
+VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def cosine_alpha_bar(s: float, eps: float = 1e-5) -> float:
+    """Cosine schedule: sigmoid(log SNR) with log SNR = -2 log(tan(pi s / 2) + eps), s in [0, 1]."""
+    log_snr = -2.0 * math.log(math.tan(math.pi * s / 2.0) + eps)
+    return 1.0 / (1.0 + math.exp(-log_snr))
+
+
+def noise_augment(z_img: torch.Tensor, noising_step: int, noise: torch.Tensor) -> torch.Tensor:
+    """x0 = sqrt(a) z_img + sqrt(1 - a) noise with a = cosine_alpha_bar(noising_step / 1000); identity at step 0."""
+    if noising_step <= 0:
+        return z_img
+    a = cosine_alpha_bar(noising_step / 1000.0)
+    return math.sqrt(a) * z_img + math.sqrt(1.0 - a) * noise
+
+
+def euler_flow(velocity: VelocityFn, x0: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Integrate dx/dt = velocity(x, t) from t=0 to 1 with ``num_steps`` Euler steps of 1/num_steps."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    x, dt = x0, 1.0 / num_steps
+    for i in range(num_steps):
+        x = x + dt * velocity(x, i * dt)
+    return x
+
+
+def latent_noise_shape(batch: int, ensemble_size: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """Noise shape for ``batch`` images of ``height`` x ``width`` with ``ensemble_size`` members each."""
+    return (batch * ensemble_size, LATENT_CHANNELS, height // VAE_DOWNSCALE, width // VAE_DOWNSCALE)
+
+
+def sample_members(model, rgb_bchw: torch.Tensor, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Encode once, run all b*M members as one batch per step, decode: z members (b, M, H, W)."""
+    check_image_batch(rgb_bchw)
+    b, _, h, w = rgb_bchw.shape
+    if noise.ndim != 4 or noise.shape[0] % b or tuple(noise.shape[1:]) != latent_noise_shape(1, 1, h, w)[1:]:
+        raise ValueError(f"noise must be (b*M, {LATENT_CHANNELS}, {h // VAE_DOWNSCALE}, {w // VAE_DOWNSCALE}) "
+                         f"for {b} image(s), got {tuple(noise.shape)}")
+    m = noise.shape[0] // b
+    z_img = model.encode(rgb_bchw).to(model.dtype)
+    z_img = z_img.repeat_interleave(m, dim=0)
+    x0 = noise_augment(z_img, model.noising_step, noise.to(z_img))
+    x1 = euler_flow(lambda x, t: model.velocity(x, t, z_img), x0, num_steps)
+    z = model.decode(x1).float()
+    return z.reshape(b, m, h, w)
