@@ -323,3 +323,33 @@ def check_image_batch(rgb_bchw: torch.Tensor) -> None:
     h, w = rgb_bchw.shape[-2:]
     if h % 64 or w % 64 or h == 0 or w == 0:
         raise InputError(f"processing size must be a positive multiple of 64, got {h}x{w}")
+
+
+# ------------------------------------------------------------------------------------------- tiny models
+TINY_LDM_HPARAMS = {
+    "image_size": 32, "in_channels": 8, "model_channels": 32, "out_channels": 4, "num_res_blocks": 2,
+    "attention_resolutions": (2,), "channel_mult": (1, 2), "num_head_channels": 16, "use_spatial_transformer": True,
+    "use_linear_in_transformer": True, "context_dim": 32, "transformer_depth": 1, "legacy": False,
+    "use_checkpoint": False,
+}
+TINY_VAE_CONFIG = {
+    "block_out_channels": [16, 32, 32, 32], "layers_per_block": 1, "norm_num_groups": 8, "latent_channels": 4,
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "sample_size": 32, "scaling_factor": LATENT_SCALE,
+}
+
+
+def build_tiny_depthfm(seed: int = 0, noising_step: int = 400, ldm_hparams: dict[str, Any] | None = None,
+                       vae_config: dict[str, Any] | None = None) -> DepthFM:
+    """A small random DepthFM with the real architecture (SD-style UNet and VAE, scaled down) for tests and demos.
+
+    Weights are random (seeded): outputs are not depth, but every code path, shape and number is the real one.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    hp = dict(TINY_LDM_HPARAMS if ldm_hparams is None else ldm_hparams)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**unet_config_from_ldm(hp))
+    vae = AutoencoderKL(**(TINY_VAE_CONFIG if vae_config is None else vae_config))
+    embedding = torch.randn(1, 77, hp["context_dim"], generator=torch.Generator().manual_seed(seed))
+    return DepthFM(unet.eval(), vae.eval(), embedding, noising_step).eval()

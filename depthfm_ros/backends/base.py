@@ -1,0 +1,48 @@
+"""The one interface every engine implements: images in [-1, 1] + explicit noise -> ensemble members of z."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..errors import BackendError
+from ..sampler import latent_noise_shape
+
+
+class Backend(ABC):
+    """An engine that runs encode -> ``num_steps`` Euler steps -> decode -> channel mean.
+
+    ``run`` takes images (b, 3, h, w) float32 in [-1, 1] and noise (b*M, 4, h/8, w/8) float32 and returns the
+    decoded log-depth value of every member, (b, M, h, w) float32. Engines built for one shape (TensorRT, a static
+    ONNX graph) report it in ``fixed_size``/``fixed_ensemble_size`` and refuse others with a BackendError.
+    """
+
+    name: str = "base"
+    num_steps: int
+    noising_step: int = 0
+    fixed_size: tuple[int, int] | None = None
+    fixed_ensemble_size: int | None = None
+
+    @abstractmethod
+    def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """z members (b, M, h, w) for images (b, 3, h, w) and noise (b*M, 4, h/8, w/8)."""
+
+    def check_inputs(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> int:
+        """Validate shapes against this engine; return the ensemble size M."""
+        if rgb_bchw.ndim != 4 or rgb_bchw.shape[1] != 3:
+            raise BackendError(f"{self.name}: images must be (b, 3, h, w), got {rgb_bchw.shape}")
+        b, _, h, w = rgb_bchw.shape
+        if self.fixed_size is not None and (h, w) != tuple(self.fixed_size):
+            raise BackendError(f"{self.name}: engine was built for {self.fixed_size[0]}x{self.fixed_size[1]}, "
+                               f"got {h}x{w}; rebuild it or set the processing resolution to match")
+        expected = latent_noise_shape(b, 1, h, w)[1:]
+        if noise.ndim != 4 or noise.shape[0] % b or tuple(noise.shape[1:]) != expected:
+            raise BackendError(f"{self.name}: noise must be (b*M, {', '.join(map(str, expected))}), got {noise.shape}")
+        m = noise.shape[0] // b
+        if self.fixed_ensemble_size is not None and m != self.fixed_ensemble_size:
+            raise BackendError(f"{self.name}: engine was built for ensemble size {self.fixed_ensemble_size}, got {m}")
+        return m
+
+    def describe(self) -> str:
+        return f"{self.name} (steps={self.num_steps})"

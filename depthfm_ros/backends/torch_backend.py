@@ -1,0 +1,48 @@
+"""PyTorch backend: the reference engine (CPU or CUDA), fp32/fp16/bf16."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model import DepthFM
+from .base import Backend
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """'fp32' | 'fp16' | 'bf16' -> torch dtype."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model: DepthFM, num_steps: int = 2, dtype: str = "fp32", device: str | None = None):
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device, torch_dtype(dtype)).eval()
+        self.num_steps = num_steps
+        self.dtype = dtype
+        self.noising_step = model.noising_step
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None, **kwargs) -> "TorchBackend":
+        return cls(DepthFM.load(checkpoint, vae), **kwargs)
+
+    @torch.inference_mode()
+    def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        self.check_inputs(rgb_bchw, noise)
+        dt = self.model.dtype
+        images = torch.from_numpy(np.ascontiguousarray(rgb_bchw)).to(self.device, dt)
+        z = self.model(images, torch.from_numpy(np.ascontiguousarray(noise)).to(self.device, dt), self.num_steps)
+        return z.float().cpu().numpy()
+
+    def describe(self) -> str:
+        return f"torch[{self.device.type}, {self.dtype}] (steps={self.num_steps})"

@@ -1,0 +1,97 @@
+"""DepthFM pipeline: RGB uint8 in, log-depth z, relative depth and uncertainty out, at the input resolution."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends.base import Backend
+from .errors import InputError
+from .processing import check_rgb, ensemble_stats, processing_size, relative_depth, resize_hw, to_model_input
+from .sampler import latent_noise_shape
+
+
+@dataclass
+class DepthPrediction:
+    """One image's result. All maps are (H, W) float32 at the input resolution.
+
+    ``z``: decoded log-depth value (ensemble mean), affine in log metric depth.
+    ``depth``: the official relative depth, min-max of exp(z) in [0, 1].
+    ``std``: per-pixel ensemble standard deviation of z (0 for one member), in z units.
+    ``timings_ms``: preprocess / engine / postprocess wall times of the batch this image came in.
+    """
+
+    z: np.ndarray
+    depth: np.ndarray
+    std: np.ndarray
+    processing_size: tuple[int, int]
+    ensemble_size: int
+    num_steps: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class DepthFMPipeline:
+    """Run a :class:`Backend` on RGB images.
+
+    Args:
+        backend: the engine (torch, onnxruntime, tensorrt).
+        processing_resolution: longest side the model sees (multiple of 64; 0 keeps the input size rounded to 64).
+            An engine built for a fixed size overrides it.
+        ensemble_size: members per image, run as one batch; their std is the uncertainty.
+        seed: seed of the noise generator (reproducible runs); None draws fresh entropy.
+    """
+
+    def __init__(self, backend: Backend, processing_resolution: int = 512, ensemble_size: int = 1,
+                 seed: int | None = 0):
+        if ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+        processing_size(64, 64, processing_resolution)  # validates the resolution
+        if backend.fixed_ensemble_size is not None and backend.fixed_ensemble_size != ensemble_size:
+            raise ValueError(f"backend was built for ensemble size {backend.fixed_ensemble_size}, "
+                             f"asked for {ensemble_size}")
+        self.backend = backend
+        self.processing_resolution = processing_resolution
+        self.ensemble_size = ensemble_size
+        self.rng = np.random.default_rng(seed)
+
+    def size_for(self, height: int, width: int) -> tuple[int, int]:
+        """Processing size for an input of ``height`` x ``width``."""
+        if self.backend.fixed_size is not None:
+            return tuple(self.backend.fixed_size)
+        return processing_size(height, width, self.processing_resolution)
+
+    def __call__(self, images: np.ndarray | list[np.ndarray]) -> DepthPrediction | list[DepthPrediction]:
+        """Predict depth for one RGB uint8 HxWx3 image, or a list of them (same size -> one batch)."""
+        single = isinstance(images, np.ndarray)
+        batch = [images] if single else list(images)
+        if not batch:
+            raise InputError("no images given")
+        for rgb in batch:
+            check_rgb(rgb)
+        shapes = {rgb.shape for rgb in batch}
+        if len(shapes) > 1:  # different input sizes: one batch per image
+            out = [self([rgb])[0] for rgb in batch]
+            return out[0] if single else out
+        out = self._run_batch(batch)
+        return out[0] if single else out
+
+    def _run_batch(self, batch: list[np.ndarray]) -> list[DepthPrediction]:
+        t0 = time.perf_counter()
+        h_in, w_in = batch[0].shape[:2]
+        h, w = self.size_for(h_in, w_in)
+        rgb_bchw = np.stack([to_model_input(rgb, h, w) for rgb in batch])
+        noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, h, w), dtype=np.float32)
+        t1 = time.perf_counter()
+        members = self.backend.run(rgb_bchw, noise)
+        t2 = time.perf_counter()
+        z_bhw, std_bhw = ensemble_stats(members)
+        z_bhw = np.stack([resize_hw(z, h_in, w_in) for z in z_bhw])
+        std_bhw = np.stack([resize_hw(s, h_in, w_in) for s in std_bhw])
+        depth_bhw = relative_depth(z_bhw)
+        t3 = time.perf_counter()
+        timings = {"preprocess": 1e3 * (t1 - t0), "engine": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
+        return [DepthPrediction(z.astype(np.float32), d, s.astype(np.float32), (h, w), self.ensemble_size,
+                                self.backend.num_steps, dict(timings))
+                for z, d, s in zip(z_bhw, depth_bhw, std_bhw)]

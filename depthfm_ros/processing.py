@@ -1,0 +1,79 @@
+"""Pre/post-processing: input checks, processing resolution, [-1, 1] scaling, resizing back, ensembles, colour maps."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+SIZE_MULTIPLE = 64
+
+
+def check_rgb(rgb_hwc_u8: np.ndarray) -> np.ndarray:
+    """Return the image if it is a non-empty HxWx3 uint8 array, else raise InputError saying what is wrong."""
+    if not isinstance(rgb_hwc_u8, np.ndarray):
+        raise InputError(f"image must be a numpy array, got {type(rgb_hwc_u8).__name__}")
+    if rgb_hwc_u8.dtype != np.uint8:
+        raise InputError(f"image must be uint8 RGB, got dtype {rgb_hwc_u8.dtype}")
+    if rgb_hwc_u8.ndim != 3 or rgb_hwc_u8.shape[2] != 3:
+        raise InputError(f"image must be HxWx3 RGB, got shape {rgb_hwc_u8.shape}")
+    if rgb_hwc_u8.shape[0] == 0 or rgb_hwc_u8.shape[1] == 0:
+        raise InputError(f"image is empty: {rgb_hwc_u8.shape}")
+    return rgb_hwc_u8
+
+
+def processing_size(height: int, width: int, resolution: int) -> tuple[int, int]:
+    """(h, w) the model runs at: longest side ``resolution`` (a multiple of 64), aspect kept to the nearest 64.
+
+    ``resolution`` 0 keeps the input size, rounded to multiples of 64.
+    """
+    if resolution < 0 or resolution % SIZE_MULTIPLE:
+        raise InputError(f"processing resolution must be 0 or a positive multiple of {SIZE_MULTIPLE}, got {resolution}")
+    scale = 1.0 if resolution == 0 else resolution / max(height, width)
+
+    def snap(side: float) -> int:
+        return max(SIZE_MULTIPLE, int(round(side / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+
+    return snap(height * scale), snap(width * scale)
+
+
+def resize_hw(array_hw: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a 2-D map (or HxWxC image): area when shrinking, bilinear when growing; identity if the size matches."""
+    if array_hw.shape[:2] == (height, width):
+        return array_hw
+    shrink = height * width < array_hw.shape[0] * array_hw.shape[1]
+    return cv2.resize(array_hw, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def to_model_input(rgb_hwc_u8: np.ndarray, height: int, width: int) -> np.ndarray:
+    """RGB uint8 -> float32 (3, h, w) in [-1, 1] at the processing size (official scaling x/127.5 - 1)."""
+    rgb = resize_hw(check_rgb(rgb_hwc_u8), height, width)
+    return (rgb.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+
+
+def ensemble_stats(z_members_bmhw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation over ensemble members (axis 1): log-depth z and its uncertainty, both (b, h, w)."""
+    return z_members_bmhw.mean(axis=1), z_members_bmhw.std(axis=1)
+
+
+def relative_depth(z_bhw: np.ndarray) -> np.ndarray:
+    """Official output: per-sample min-max of exp(z), in [0, 1] (0 near, 1 far up to the model's affine ambiguity)."""
+    d = np.exp(z_bhw.astype(np.float64))
+    axes = tuple(range(1, d.ndim))
+    lo, hi = d.min(axis=axes, keepdims=True), d.max(axis=axes, keepdims=True)
+    return ((d - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
+
+
+def colorize(values_hw: np.ndarray, vmin: float | None = None, vmax: float | None = None,
+             colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
+    """Colour-map a 2-D float map to RGB uint8 (NaN -> black). Limits default to the finite 2nd/98th percentiles."""
+    finite = np.isfinite(values_hw)
+    if not finite.any():
+        return np.zeros((*values_hw.shape, 3), np.uint8)
+    lo = np.percentile(values_hw[finite], 2) if vmin is None else vmin
+    hi = np.percentile(values_hw[finite], 98) if vmax is None else vmax
+    scaled = np.clip((np.where(finite, values_hw, lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    bgr = cv2.applyColorMap((scaled * 255).astype(np.uint8), colormap)
+    bgr[~finite] = 0
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
