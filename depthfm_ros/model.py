@@ -264,8 +264,9 @@ def unet_to_ldm_state_dict(unet) -> dict[str, torch.Tensor]:
 
     config = dict(unet.config)
     prefixes = list(_TOP_LEVEL.items()) + _diffusers_to_ldm_prefixes(config)
+    state = unet.state_dict()
     ldm = {}
-    for key, value in unet.state_dict().items():
+    for key, value in state.items():
         for d_prefix, l_prefix in prefixes:
             if key.startswith(d_prefix):
                 rest = key[len(d_prefix):]
@@ -277,7 +278,7 @@ def unet_to_ldm_state_dict(unet) -> dict[str, torch.Tensor]:
         else:
             raise CheckpointError(f"no LDM name for UNet tensor {key}")
     back = convert_ldm_unet_checkpoint({LDM_UNET_KEY + k: v for k, v in ldm.items()}, config)
-    if set(back) != set(unet.state_dict()) or any(back[k] is not v for k, v in unet.state_dict().items()):
+    if set(back) != set(state) or any(back[k] is not v for k, v in state.items()):
         raise CheckpointError("LDM export does not round-trip through diffusers' converter for this UNet config")
     return ldm
 

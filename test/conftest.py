@@ -21,3 +21,11 @@ OFFICIAL_TINY = FIXTURES / "depthfm-official-tiny"
 def official_tiny() -> Path:
     """Folder with the tiny official-format checkpoint, its VAE and the official code's outputs."""
     return OFFICIAL_TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A small random DepthFM with the real architecture and noise augmentation on (noising_step 400)."""
+    from depthfm_ros.model import build_tiny_depthfm
+
+    return build_tiny_depthfm(seed=0, noising_step=400)
