@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from depthfm_ros.errors import InputError
+from depthfm_ros.processing import (check_rgb, colorize, ensemble_stats, processing_size, relative_depth, resize_hw,
+                                    to_model_input)
+
+
+@pytest.mark.parametrize("hw,res,expected", [
+    ((480, 640), 512, (384, 512)),
+    ((640, 480), 512, (512, 384)),
+    ((128, 192), 0, (128, 192)),
+    ((720, 1280), 640, (384, 640)),    # 360 -> nearest multiple of 64
+    ((100, 1000), 512, (64, 512)),     # never below 64
+    ((97, 131), 0, (128, 128)),
+])
+def test_processing_size(hw, res, expected):
+    assert processing_size(*hw, res) == expected
+
+
+@pytest.mark.parametrize("res", [-64, 100, 33])
+def test_processing_size_rejects_bad_resolution(res):
+    with pytest.raises(InputError, match="multiple of 64"):
+        processing_size(480, 640, res)
+
+
+@pytest.mark.parametrize("bad,msg", [
+    (np.zeros((4, 4, 3), np.float32), "uint8"),
+    (np.zeros((4, 4), np.uint8), "HxWx3"),
+    (np.zeros((4, 4, 4), np.uint8), "HxWx3"),
+    (np.zeros((0, 4, 3), np.uint8), "empty"),
+    ([[1, 2, 3]], "numpy"),
+])
+def test_check_rgb_errors(bad, msg):
+    with pytest.raises(InputError, match=msg):
+        check_rgb(bad)
+
+
+def test_model_input_scaling_and_layout():
+    rgb = np.zeros((64, 128, 3), np.uint8)
+    rgb[..., 0] = 255
+    x = to_model_input(rgb, 64, 128)
+    assert x.shape == (3, 64, 128) and x.dtype == np.float32
+    assert x[0].min() == 1.0 and x[1].max() == -1.0
+
+
+def test_resize_hw_identity_and_shape():
+    a = np.random.default_rng(0).random((30, 40)).astype(np.float32)
+    assert resize_hw(a, 30, 40) is a
+    b = resize_hw(a, 60, 80)
+    assert b.shape == (60, 80)
+    assert abs(b.mean() - a.mean()) < 0.01
+
+
+def test_relative_depth_is_min_max_of_exp():
+    z = np.array([[[0.0, np.log(2.0)], [np.log(3.0), np.log(5.0)]]])
+    np.testing.assert_allclose(relative_depth(z)[0], [[0, 0.25], [0.5, 1.0]], atol=1e-6)
+
+
+def test_ensemble_stats():
+    members = np.stack([np.full((1, 2, 2), v) for v in (1.0, 2.0, 3.0, 4.0)], axis=1)
+    mean, std = ensemble_stats(members)
+    np.testing.assert_allclose(mean, 2.5)
+    np.testing.assert_allclose(std, np.std([1, 2, 3, 4]))
+
+
+def test_colorize_nan_is_black_and_range_spans():
+    v = np.linspace(0, 1, 100).reshape(10, 10)
+    v[0, 0] = np.nan
+    rgb = colorize(v, 0, 1)
+    assert rgb.shape == (10, 10, 3) and rgb.dtype == np.uint8
+    assert rgb[0, 0].tolist() == [0, 0, 0]
+    assert rgb[-1, -1].sum() > rgb[0, 1].sum()
