@@ -1,0 +1,50 @@
+"""Arguments and set-up shared by the command-line tools."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..backends import BACKENDS, Backend, create_backend
+from ..errors import DepthFMError
+
+
+def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> None:
+    """--checkpoint/--vae/--tiny-model, --backend/--engine, --steps/--ensemble/--processing-resolution/--dtype/--seed."""
+    g = parser.add_argument_group("model")
+    g.add_argument("--checkpoint", help="official DepthFM .ckpt, or a folder written by save_pretrained")
+    g.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an official .ckpt")
+    g.add_argument("--tiny-model", action="store_true",
+                   help="use a small RANDOM model (no weights needed): shows the mechanics, not real depth")
+    g.add_argument("--backend", default="torch", choices=BACKENDS, help="inference engine (default: torch)")
+    g.add_argument("--engine", help="exported .onnx / TensorRT .engine for the onnxruntime/tensorrt backends")
+    g.add_argument("--steps", type=int, default=2, help="Euler steps (1-2 are enough, paper Table 3)")
+    g.add_argument("--ensemble", type=int, default=ensemble, help="ensemble members; their std is the uncertainty")
+    g.add_argument("--processing-resolution", type=int, default=512,
+                   help="longest side the model sees, multiple of 64 (0: input size)")
+    g.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
+    g.add_argument("--seed", type=int, default=0, help="noise seed (reproducible ensembles)")
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """Build the backend the arguments ask for."""
+    if args.tiny_model:
+        from ..backends.torch_backend import TorchBackend
+        from ..model import build_tiny_depthfm
+
+        return TorchBackend(build_tiny_depthfm(seed=args.seed), num_steps=args.steps, dtype=args.dtype)
+    if not args.checkpoint and not args.engine:
+        raise DepthFMError("give --checkpoint (and --vae for an official .ckpt), --engine, or --tiny-model")
+    kwargs = {"engine": args.engine} if args.engine else {}
+    return create_backend(args.backend, args.checkpoint, args.vae, num_steps=args.steps, dtype=args.dtype, **kwargs)
+
+
+def run_cli(main_body, argv=None) -> int:
+    """Run a command body; a DepthFMError becomes one clear line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(main_body(argv) or 0)
+    except DepthFMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

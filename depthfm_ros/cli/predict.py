@@ -1,0 +1,74 @@
+"""depthfm-predict: depth for image files -> 16-bit PNG and/or .npy, uncertainty, and a colour-mapped preview."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ..pipeline import DepthFMPipeline, DepthPrediction
+from ..processing import colorize
+from .common import add_model_args, backend_from_args, run_cli
+
+
+def read_rgb(path: Path) -> np.ndarray | None:
+    """RGB uint8 image from a file, or None if it cannot be read as an image."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def write_outputs(pred: DepthPrediction, rgb: np.ndarray, out_dir: Path, stem: str, formats: set[str]) -> list[Path]:
+    """Write ``<stem>_depth.png`` (relative depth, uint16 0..65535), ``<stem>.npz`` (z, depth, std), preview."""
+    written = []
+    if "png" in formats:
+        path = out_dir / f"{stem}_depth.png"
+        cv2.imwrite(str(path), np.round(pred.depth * 65535).astype(np.uint16))
+        written.append(path)
+    if "npy" in formats:
+        path = out_dir / f"{stem}_depth.npz"
+        np.savez_compressed(path, z=pred.z, depth=pred.depth, uncertainty=pred.std)
+        written.append(path)
+    preview = np.concatenate([rgb, colorize(pred.depth, 0, 1), colorize(pred.std, 0)], axis=1)
+    path = out_dir / f"{stem}_preview.png"
+    cv2.imwrite(str(path), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))
+    written.append(path)
+    return written
+
+
+def _main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="depthfm-predict", description=__doc__)
+    parser.add_argument("images", nargs="+", type=Path, help="input image files")
+    add_model_args(parser, ensemble=4)
+    parser.add_argument("--output", "-o", type=Path, default=Path("depthfm_out"), help="output folder")
+    parser.add_argument("--format", default="png,npy", help="comma list of png (16-bit relative depth), npy (npz)")
+    args = parser.parse_args(argv)
+    formats = set(args.format.split(","))
+    if not formats <= {"png", "npy"}:
+        parser.error(f"--format takes png and/or npy, got {args.format}")
+
+    pipe = DepthFMPipeline(backend_from_args(args), args.processing_resolution, args.ensemble, args.seed)
+    args.output.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in tqdm(args.images, desc="depthfm", unit="img"):
+        rgb = read_rgb(path)
+        if rgb is None:
+            tqdm.write(f"skipped {path}: not a readable image")
+            failed += 1
+            continue
+        pred = pipe(rgb)
+        files = write_outputs(pred, rgb, args.output, path.stem, formats)
+        tqdm.write(f"{path} -> {', '.join(map(str, files))} ({pred.timings_ms['engine']:.0f} ms engine)")
+    print(f"{len(args.images) - failed} image(s) written to {args.output}; {failed} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
