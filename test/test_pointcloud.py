@@ -1,0 +1,267 @@
+"""Point cloud maths and PointCloud2 byte layouts, on small constructed inputs with exact expected answers."""
+
+import numpy as np
+import pytest
+
+from depthfm_ros.camera import PinholeCamera
+from depthfm_ros.errors import InputError
+from depthfm_ros.pointcloud import (FLOAT32, FLOAT64, INT8, UINT16, UINT32, PointFieldSpec, build_cloud_fields,
+                                    depth_to_points, edge_mask, finite_depth_mask, pack_points, range_mask,
+                                    uncertainty_mask, unpack_rgb, unpack_xyz)
+
+H, W = 6, 8
+
+
+@pytest.fixture
+def camera() -> PinholeCamera:
+    return PinholeCamera(W, H, [[50.0, 0, 3.7], [0, 40.0, 2.2], [0, 0, 1]])
+
+
+def ramp_depth() -> np.ndarray:
+    return (1.0 + 0.1 * np.arange(H * W, dtype=np.float32)).reshape(H, W)
+
+
+def project(points_n3: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    x, y, z = points_n3.astype(np.float64).T
+    return np.stack([camera.fx * x / z + camera.cx, camera.fy * y / z + camera.cy], axis=1)
+
+
+# ------------------------------------------------------------------------------------------ back-projection
+
+
+def test_points_project_back_onto_their_pixels(camera):
+    depth = ramp_depth()
+    depth[1, 2] = np.nan
+    points = depth_to_points(depth, camera)
+    assert points.xyz.dtype == np.float32 and points.xyz.shape == (H * W - 1, 3) and points.rgb is None
+    rows, cols = np.nonzero(np.isfinite(depth))
+    np.testing.assert_allclose(project(points.xyz, camera), np.stack([cols, rows], axis=1), atol=1e-4)
+    np.testing.assert_array_equal(points.xyz[:, 2], depth[rows, cols])
+    # The principal point looks straight ahead; one pixel right of it is 1/fx radians-ish to the right.
+    centre = PinholeCamera(W, H, [[50.0, 0, 3], [0, 40.0, 2], [0, 0, 1]])
+    xyz_hw3 = depth_to_points(np.full((H, W), 2.0), centre, organized=True).xyz
+    np.testing.assert_allclose(xyz_hw3[2, 3], [0, 0, 2])
+    np.testing.assert_allclose(xyz_hw3[2, 4], [2 / 50, 0, 2])
+    np.testing.assert_allclose(xyz_hw3[3, 3], [0, 2 / 40, 2])
+
+
+def test_stride_organized_and_rgb(camera):
+    depth = ramp_depth()
+    depth[0, 0] = np.nan
+    depth[2, 4] = 0.0
+    rgb = np.arange(H * W * 3, dtype=np.uint8).reshape(H, W, 3)
+    organized = depth_to_points(depth, camera, stride=2, rgb_hwc_u8=rgb, organized=True)
+    assert organized.xyz.shape == (3, 4, 3) and organized.rgb.shape == (3, 4, 3)
+    invalid = ~np.isfinite(organized.xyz).all(axis=2)
+    np.testing.assert_array_equal(np.argwhere(invalid), [[0, 0], [1, 2]])
+    np.testing.assert_array_equal(organized.rgb, rgb[::2, ::2])
+    keep = ~invalid
+    sub_rows, sub_cols = np.nonzero(keep)
+    np.testing.assert_allclose(project(organized.xyz[keep], camera),
+                               np.stack([2 * sub_cols, 2 * sub_rows], axis=1), atol=1e-4)
+    dense = depth_to_points(depth, camera, stride=2, rgb_hwc_u8=rgb)
+    np.testing.assert_array_equal(dense.xyz, organized.xyz[keep])
+    np.testing.assert_array_equal(dense.rgb, organized.rgb[keep])
+    assert depth_to_points(depth, camera, stride=3).xyz.shape == (2 * 3 - 1, 3)  # rows 0,3 x cols 0,3,6
+
+
+def test_invalid_depth_never_makes_a_point(camera):
+    depth = np.full((H, W), np.nan, np.float32)
+    depth[0, 1], depth[0, 2], depth[0, 3], depth[5, 7] = np.inf, -1.0, 0.0, 3.0
+    assert finite_depth_mask(depth).sum() == 1
+    points = depth_to_points(depth, camera).xyz
+    assert points.shape == (1, 3) and points[0, 2] == 3.0
+    assert depth_to_points(np.full((H, W), np.nan), camera).xyz.shape == (0, 3)
+    organized = depth_to_points(depth, camera, organized=True).xyz
+    assert np.isfinite(organized).all(axis=2).sum() == 1
+
+
+def test_valid_mask_selects_points(camera):
+    depth = ramp_depth()
+    valid = np.zeros((H, W), bool)
+    valid[3, 5] = valid[4, 1] = True
+    points = depth_to_points(depth, camera, valid_hw=valid).xyz
+    np.testing.assert_array_equal(points[:, 2], [depth[3, 5], depth[4, 1]])
+
+
+def test_depth_to_points_rejects_mismatches(camera):
+    depth = ramp_depth()
+    with pytest.raises(InputError, match="scaled"):
+        depth_to_points(depth[:, :-1], camera)
+    with pytest.raises(InputError, match="rgb"):
+        depth_to_points(depth, camera, rgb_hwc_u8=np.zeros((H, W + 1, 3), np.uint8))
+    with pytest.raises(InputError, match="stride"):
+        depth_to_points(depth, camera, stride=0)
+    with pytest.raises(InputError, match="valid mask"):
+        depth_to_points(depth, camera, valid_hw=np.ones((2, 2), bool))
+    distorted = PinholeCamera(W, H, camera.K, D=[0.1, 0, 0, 0, 0])
+    with pytest.raises(InputError, match="rectified"):
+        depth_to_points(depth, distorted)
+
+
+# ------------------------------------------------------------------------------------------ filters
+
+
+def test_range_mask():
+    depth = np.array([[0.2, 0.5, 1.0], [5.0, 5.01, np.nan]])
+    np.testing.assert_array_equal(range_mask(depth, 0.5, 5.0), [[False, True, True], [True, False, False]])
+    with pytest.raises(InputError):
+        range_mask(depth, 2.0, 1.0)
+
+
+def test_uncertainty_mask_metric_and_relative():
+    depth = np.array([[1.0, 2.0, 4.0, 8.0]])
+    std = np.array([[0.05, 0.15, 0.2, np.nan]])
+    np.testing.assert_array_equal(uncertainty_mask(depth, std, max_std_m=0.1), [[True, False, False, False]])
+    # std / depth = 0.05, 0.075, 0.05, nan
+    np.testing.assert_array_equal(uncertainty_mask(depth, std, max_relative_std=0.06), [[True, False, True, False]])
+    np.testing.assert_array_equal(uncertainty_mask(depth, std, max_std_m=0.18, max_relative_std=0.06),
+                                  [[True, False, False, False]])
+    assert uncertainty_mask(depth, std).all()
+    with pytest.raises(InputError, match="std shape"):
+        uncertainty_mask(depth, std[:, :2])
+
+
+def test_edge_mask_drops_both_sides_of_one_step():
+    depth = np.full((5, 8), 2.0)
+    depth[:, 5:] = 3.0  # one vertical step between columns 4 and 5
+    depth[:, 1] = 2.1  # a 5 % change stays under the 10 % threshold
+    keep = edge_mask(depth, max_neighbour_ratio=1.1)
+    expected = np.ones_like(keep)
+    expected[:, 4:6] = False
+    np.testing.assert_array_equal(keep, expected)
+    assert edge_mask(depth, max_neighbour_ratio=1.6).all()
+
+
+def test_edge_mask_flying_pixel_and_invalid_neighbours():
+    depth = np.full((5, 5), 1.0)
+    depth[2, 2] = 1.5  # a lone flying pixel drops itself and its 4 neighbours, not the diagonals
+    depth[0, 0], depth[4, 4], depth[0, 4] = np.nan, 0.0, np.inf
+    keep = edge_mask(depth, 1.2)
+    expected = np.ones((5, 5), bool)
+    expected[[2, 1, 3, 2, 2], [2, 2, 2, 1, 3]] = False
+    np.testing.assert_array_equal(keep, expected)
+
+
+def test_filters_combine_into_points(camera):
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[:, :2] = 0.1  # too near, and an edge at columns 1|2
+    std = np.full((H, W), 0.01, np.float32)
+    std[0, 7] = 1.0
+    valid = range_mask(depth, 0.5, 10) & uncertainty_mask(depth, std, max_std_m=0.1) & edge_mask(depth)
+    points = depth_to_points(depth, camera, valid_hw=valid).xyz
+    assert points.shape == (H * (W - 3) - 1, 3)
+
+
+# ------------------------------------------------------------------------------------------ PointCloud2 layout
+
+
+@pytest.mark.parametrize("with_rgb", [False, True])
+def test_fields_pack_and_unpack_round_trip(with_rgb):
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    points[1, 2] = np.nan
+    rgb = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8) if with_rgb else None
+    fields, point_step = build_cloud_fields(with_rgb)
+    assert point_step == (16 if with_rgb else 12)
+    assert [f.name for f in fields] == ["x", "y", "z"] + (["rgb"] if with_rgb else [])
+    assert all(f.datatype == FLOAT32 and f.count == 1 and f.offset == 4 * i for i, f in enumerate(fields))
+    data = pack_points(points, rgb)
+    width, height = 5, 4
+    row_step = width * point_step
+    assert len(data) == row_step * height
+    kept = unpack_xyz(data, fields, point_step, width, height, is_bigendian=False)
+    assert kept.dtype == np.float32 and kept.shape == (19, 3)
+    np.testing.assert_array_equal(kept, points.reshape(-1, 3)[np.isfinite(points.reshape(-1, 3)).all(axis=1)])
+    everything = unpack_xyz(data, fields, point_step, width, height, row_step=row_step, keep_invalid=True)
+    np.testing.assert_array_equal(everything, points.reshape(-1, 3))
+    if with_rgb:
+        packed = np.frombuffer(data, np.float32).reshape(-1, 4)[:, 3]
+        np.testing.assert_array_equal(unpack_rgb(packed), rgb.reshape(-1, 3))
+        r, g, b = (int(c) for c in rgb[0, 0])
+        assert packed[:1].view(np.uint32)[0] == (r << 16) | (g << 8) | b
+
+
+def layout_bytes(points_n3, spec, point_step, byteorder, row_pad=0, width=None):
+    """Write points with an arbitrary per-field layout (numpy structured dtype) plus junk padding."""
+    width = width or len(points_n3)
+    dtype = np.dtype({"names": [n for n, _, _ in spec], "formats": [byteorder + f for _, _, f in spec],
+                      "offsets": [o for _, o, _ in spec], "itemsize": point_step})
+    rows = []
+    for start in range(0, len(points_n3), width):
+        row = np.zeros(width, dtype)
+        for i, axis in enumerate("xyz"):
+            row[axis] = points_n3[start:start + width, i]
+        if "intensity" in dtype.names:
+            row["intensity"] = 7
+        rows.append(row.tobytes() + b"\xab" * row_pad)
+    return b"".join(rows)
+
+
+def test_unpack_float64_at_odd_offsets_with_padding_and_extra_fields():
+    points = np.array([[1.5, -2.25, 3.0], [np.nan, 0, 1], [4e8, 1e-9, -7.125]], np.float64)
+    spec = [("intensity", 0, "u2"), ("x", 3, "f8"), ("y", 11, "f8"), ("z", 21, "f8")]
+    data = layout_bytes(points, spec, point_step=33, byteorder="<")
+    fields = [("intensity", 0, UINT16, 1), ("x", 3, FLOAT64, 1), ("y", 11, FLOAT64, 1), ("z", 21, FLOAT64, 1)]
+    xyz = unpack_xyz(data, fields, point_step=33, width=3)
+    assert xyz.dtype == np.float64
+    np.testing.assert_array_equal(xyz, points[[0, 2]])
+
+
+def test_unpack_big_endian_mixed_types_and_uint8_array_input():
+    points = np.array([[1.0, 2.0, 3.0], [-0.5, 0.25, 8.0]])
+    spec = [("x", 8, "f4"), ("y", 0, "f8"), ("z", 12, "f4")]
+    data = layout_bytes(points, spec, point_step=20, byteorder=">")
+    fields = [PointFieldSpec("x", 8, FLOAT32), PointFieldSpec("y", 0, FLOAT64), PointFieldSpec("z", 12, FLOAT32)]
+    xyz = unpack_xyz(np.frombuffer(data, np.uint8), fields, 20, width=2, is_bigendian=True)
+    assert xyz.dtype == np.float64
+    np.testing.assert_array_equal(xyz, points)
+    wrong_order = unpack_xyz(data, fields, 20, width=2, is_bigendian=False, keep_invalid=True)
+    assert not np.array_equal(wrong_order, points)
+
+
+def test_unpack_organized_with_nans_inf_and_row_padding():
+    height, width = 3, 4
+    points = np.arange(height * width * 3, dtype=np.float32).reshape(-1, 3)
+    points[1, 0] = np.nan
+    points[6, 2] = -np.inf
+    points[11] = np.nan
+    spec = [("x", 0, "f4"), ("y", 4, "f4"), ("z", 8, "f4"), ("intensity", 12, "f4")]
+    data = layout_bytes(points, spec, point_step=16, byteorder="<", row_pad=5, width=width)
+    fields = [("x", 0, FLOAT32, 1), ("y", 4, FLOAT32, 1), ("z", 8, FLOAT32, 1), ("intensity", 12, FLOAT32, 1)]
+    xyz = unpack_xyz(data, fields, 16, width, height, row_step=16 * width + 5)
+    np.testing.assert_array_equal(xyz, np.delete(points, [1, 6, 11], axis=0))
+    full = unpack_xyz(data, fields, 16, width, height, row_step=16 * width + 5, keep_invalid=True)
+    np.testing.assert_array_equal(full, points)
+    # A list of ints (what some message constructors hold) parses the same.
+    np.testing.assert_array_equal(unpack_xyz(list(data), fields, 16, width, height, row_step=69), xyz)
+
+
+def test_unpack_integer_fields():
+    spec = [("x", 0, "i1"), ("y", 1, "u4"), ("z", 5, "f4")]
+    data = layout_bytes(np.array([[-3, 70000, 0.5]]), spec, point_step=9, byteorder="<")
+    fields = [("x", 0, INT8, 1), ("y", 1, UINT32, 1), ("z", 5, FLOAT32, 1)]
+    np.testing.assert_array_equal(unpack_xyz(data, fields, 9, 1), [[-3, 70000, 0.5]])
+
+
+def test_unpack_rejects_bad_layouts():
+    fields, step = build_cloud_fields(False)
+    data = pack_points(np.ones((4, 3)))
+    with pytest.raises(InputError, match="no field z"):
+        unpack_xyz(data, fields[:2], step, 4)
+    with pytest.raises(InputError, match="overflows"):
+        unpack_xyz(data, fields, 8, 4)
+    with pytest.raises(InputError, match="datatype 9"):
+        unpack_xyz(data, [*fields[:2], ("z", 8, 9, 1)], step, 4)
+    with pytest.raises(InputError, match="holds 48 bytes"):
+        unpack_xyz(data, fields, step, 5)
+    with pytest.raises(InputError, match="row_step"):
+        unpack_xyz(data, fields, step, 2, 2, row_step=20)
+    assert unpack_xyz(b"", fields, step, 0, 0).shape == (0, 3)
+
+
+def test_pack_rejects_bad_shapes():
+    with pytest.raises(InputError, match=r"\(\.\.\., 3\)"):
+        pack_points(np.ones((4, 2)))
+    with pytest.raises(InputError, match="rgb"):
+        pack_points(np.ones((4, 3)), np.ones((4, 3), np.float32))
