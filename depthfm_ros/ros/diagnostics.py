@@ -1,0 +1,147 @@
+"""Frame counters of the node and their diagnostic_msgs/DiagnosticStatus (rate, latency, backend, drops, errors)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+RATE_WINDOW_SEC = 5.0
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """Counters since start plus rates and latencies over the last :data:`RATE_WINDOW_SEC` seconds."""
+
+    received: int
+    processed: int
+    dropped: int
+    conversion_errors: int
+    inference_errors: int
+    input_rate_hz: float
+    output_rate_hz: float
+    latency_ms: float  # mean receive -> publish over the window (waiting for the worker included)
+    inference_ms: float  # mean pipeline time over the window
+    last_latency_ms: float
+    last_error: str
+    new_conversion_errors: int  # since the previous snapshot
+    new_inference_errors: int
+    new_processed: int
+
+
+class FrameStats:
+    """Thread-safe counters written by the subscription callbacks and the inference worker."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.received = self.processed = self.dropped = 0
+        self.conversion_errors = self.inference_errors = 0
+        self.last_error = ""
+        self.last_latency_ms = float("nan")
+        self._received_t: deque[float] = deque()
+        self._done: deque[tuple[float, float, float]] = deque()  # (time, latency_ms, inference_ms)
+        self._previous = (0, 0, 0)  # conversion_errors, inference_errors, processed at the last snapshot
+
+    def _trim(self, now: float) -> None:
+        while self._received_t and now - self._received_t[0] > RATE_WINDOW_SEC:
+            self._received_t.popleft()
+        while self._done and now - self._done[0][0] > RATE_WINDOW_SEC:
+            self._done.popleft()
+
+    def frame_received(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self.received += 1
+            self._received_t.append(now)
+            self._trim(now)
+
+    def frame_dropped(self) -> None:
+        """A frame was replaced by a newer one before the worker took it."""
+        with self._lock:
+            self.dropped += 1
+
+    def frame_processed(self, latency_ms: float, inference_ms: float) -> None:
+        with self._lock:
+            now = self._clock()
+            self.processed += 1
+            self.last_latency_ms = latency_ms
+            self._done.append((now, latency_ms, inference_ms))
+            self._trim(now)
+
+    def conversion_failed(self, message: str) -> None:
+        with self._lock:
+            self.conversion_errors += 1
+            self.last_error = f"input: {message}"
+
+    def inference_failed(self, message: str) -> None:
+        with self._lock:
+            self.inference_errors += 1
+            self.last_error = f"inference: {message}"
+
+    def snapshot(self) -> StatsSnapshot:
+        """Current numbers; the ``new_*`` fields count what happened since the previous call."""
+        with self._lock:
+            now = self._clock()
+            self._trim(now)
+            span = RATE_WINDOW_SEC
+            lat = [d[1] for d in self._done]
+            inf = [d[2] for d in self._done]
+            prev_conv, prev_inf, prev_proc = self._previous
+            self._previous = (self.conversion_errors, self.inference_errors, self.processed)
+            return StatsSnapshot(
+                received=self.received, processed=self.processed, dropped=self.dropped,
+                conversion_errors=self.conversion_errors, inference_errors=self.inference_errors,
+                input_rate_hz=len(self._received_t) / span, output_rate_hz=len(self._done) / span,
+                latency_ms=sum(lat) / len(lat) if lat else float("nan"),
+                inference_ms=sum(inf) / len(inf) if inf else float("nan"),
+                last_latency_ms=self.last_latency_ms, last_error=self.last_error,
+                new_conversion_errors=self.conversion_errors - prev_conv,
+                new_inference_errors=self.inference_errors - prev_inf,
+                new_processed=self.processed - prev_proc,
+            )
+
+
+def level_and_message(snap: StatsSnapshot) -> tuple[str, str]:
+    """('OK' | 'WARN' | 'ERROR', summary) for one snapshot."""
+    if snap.new_inference_errors and not snap.new_processed:
+        return "ERROR", f"inference failing: {snap.last_error}"
+    if snap.received == 0:
+        return "WARN", "waiting for images"
+    if snap.new_conversion_errors:
+        return "WARN", f"{snap.new_conversion_errors} bad input message(s): {snap.last_error}"
+    return "OK", f"publishing depth at {snap.output_rate_hz:.1f} Hz"
+
+
+def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend: str):
+    """diagnostic_msgs/DiagnosticStatus of one snapshot."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    level, message = level_and_message(snap)
+    values = {
+        "backend": backend,
+        "input_rate_hz": f"{snap.input_rate_hz:.2f}",
+        "output_rate_hz": f"{snap.output_rate_hz:.2f}",
+        "latency_ms": f"{snap.latency_ms:.1f}",
+        "last_latency_ms": f"{snap.last_latency_ms:.1f}",
+        "inference_ms": f"{snap.inference_ms:.1f}",
+        "frames_received": str(snap.received),
+        "frames_processed": str(snap.processed),
+        "frames_dropped": str(snap.dropped),
+        "conversion_errors": str(snap.conversion_errors),
+        "inference_errors": str(snap.inference_errors),
+        "last_error": snap.last_error,
+    }
+    return DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=name, message=message,
+                            hardware_id=hardware_id, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def diagnostic_array(status, stamp):
+    """diagnostic_msgs/DiagnosticArray holding one status."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    array = DiagnosticArray()
+    array.header.stamp = stamp
+    array.status = [status]
+    return array

@@ -1,0 +1,180 @@
+"""Node parameters: one table of declarations, declared with descriptors and validated once at start.
+
+Every parameter is read-only (the model, engine and subscriptions are built from them at start). A bad value
+refuses to start the node with a :class:`ParameterError` whose message names the parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..backends import BACKENDS
+from ..errors import DepthFMError
+from ..processing import SIZE_MULTIPLE
+
+MODELS = ("checkpoint", "tiny")
+DTYPES = ("fp32", "fp16", "bf16")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+QOS_PROFILES = ("sensor_data", "reliable")
+
+
+class ParameterError(DepthFMError, ValueError):
+    """A node parameter has a wrong type or value; the message starts with the parameter's name."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter. The default's Python type is the parameter type (bool, int, float, str)."""
+
+    name: str
+    default: bool | int | float | str
+    description: str
+    choices: tuple[str, ...] = ()
+    integer_range: tuple[int, int, int] | None = None  # (from, to, step), as rcl_interfaces/IntegerRange
+
+    @property
+    def constraints(self) -> str:
+        if self.choices:
+            return "one of: " + ", ".join(self.choices)
+        if self.integer_range:
+            lo, hi, step = self.integer_range
+            return f"{lo} <= value <= {hi}" + (f", multiple of {step}" if step > 1 else "")
+        return ""
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model", "checkpoint", "'checkpoint': load the checkpoint/vae parameters; "
+              "'tiny': a small random model (demos and tests, output is not depth)", MODELS),
+    ParamSpec("checkpoint", "", "official depthfm-v1.ckpt, or a folder written by DepthFM.save_pretrained"),
+    ParamSpec("vae", "", "Stable Diffusion VAE folder (diffusers format); needed with a .ckpt file"),
+    ParamSpec("engine", "", "prebuilt engine file for backend tensorrt (.engine/.plan) or onnxruntime (.onnx); "
+              "empty builds/exports one from the checkpoint"),
+    ParamSpec("backend", "auto", "inference engine; auto picks tensorrt, then onnxruntime, then torch", BACKENDS),
+    ParamSpec("dtype", "fp32", "compute precision of the engine", DTYPES),
+    ParamSpec("num_steps", 2, "Euler flow-matching steps per image", integer_range=(1, 1000, 1)),
+    ParamSpec("ensemble_size", 1, "ensemble members per image; their std is the uncertainty (0 with 1 member)",
+              integer_range=(1, 64, 1)),
+    ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64",
+              integer_range=(0, 8192, SIZE_MULTIPLE)),
+    ParamSpec("seed", 0, "seed of the noise generator; -1 draws fresh entropy"),
+    ParamSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' subscribes "
+              "sensor_msgs/CompressedImage on '<image>/compressed'", IMAGE_TRANSPORTS),
+    ParamSpec("input_qos", "sensor_data", "QoS of image/camera_info subscriptions (sensor_data = best effort)",
+              QOS_PROFILES),
+    ParamSpec("output_qos", "reliable", "QoS of the depth, uncertainty and camera_info publishers", QOS_PROFILES),
+    ParamSpec("diagnostics_period_sec", 1.0, "period of the /diagnostics status"),
+    ParamSpec("log_throttle_sec", 5.0, "at most one log line per this period for repeated bad-input errors"),
+)
+
+SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Validated parameter values, one field per entry of :data:`PARAMETERS`."""
+
+    model: str
+    checkpoint: str
+    vae: str
+    engine: str
+    backend: str
+    dtype: str
+    num_steps: int
+    ensemble_size: int
+    processing_resolution: int
+    seed: int
+    image_transport: str
+    input_qos: str
+    output_qos: str
+    diagnostics_period_sec: float
+    log_throttle_sec: float
+
+
+def _check_type(spec: ParamSpec, value: Any) -> Any:
+    expected = type(spec.default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not expected:
+        raise ParameterError(f"parameter '{spec.name}' must be {expected.__name__}, got {value!r}")
+    return value
+
+
+def _check_value(spec: ParamSpec, value: Any) -> None:
+    name = spec.name
+    if spec.choices and value not in spec.choices:
+        raise ParameterError(f"parameter '{name}' must be one of {', '.join(spec.choices)}; got {value!r}")
+    if name in ("num_steps", "ensemble_size") and value < 1:
+        raise ParameterError(f"parameter '{name}' must be >= 1, got {value}")
+    if name == "processing_resolution" and (value < 0 or value % SIZE_MULTIPLE):
+        raise ParameterError(f"parameter '{name}' must be 0 (native size) or a positive multiple of "
+                             f"{SIZE_MULTIPLE}, got {value}")
+    if spec.integer_range and not spec.integer_range[0] <= value <= spec.integer_range[1]:
+        raise ParameterError(f"parameter '{name}' must be in [{spec.integer_range[0]}, {spec.integer_range[1]}], "
+                             f"got {value}")
+    if name == "seed" and value < -1:
+        raise ParameterError(f"parameter '{name}' must be >= 0, or -1 for fresh entropy; got {value}")
+    if name.endswith("_sec") and not value > 0:
+        raise ParameterError(f"parameter '{name}' must be > 0 seconds, got {value}")
+
+
+def _check_model_files(config: NodeConfig) -> None:
+    if config.model == "tiny":
+        return
+    if not config.checkpoint and not config.engine:
+        raise ParameterError("parameter 'checkpoint' is empty: give checkpoint:=<depthfm-v1.ckpt or converted "
+                             "folder> (with vae:=<SD VAE folder> for a .ckpt), or model:=tiny for a random demo "
+                             "model")
+    for name in ("checkpoint", "vae", "engine"):
+        path = getattr(config, name)
+        if path and not Path(path).exists():
+            raise ParameterError(f"parameter '{name}': {path} does not exist")
+    if config.checkpoint and Path(config.checkpoint).is_file() and not config.vae:
+        raise ParameterError(f"parameter 'vae' is empty: {config.checkpoint} is an official checkpoint file and "
+                             "needs the Stable Diffusion VAE folder (diffusers format)")
+
+
+def validate(values: Mapping[str, Any]) -> NodeConfig:
+    """Defaults + ``values`` -> :class:`NodeConfig`, or a :class:`ParameterError` naming the bad parameter."""
+    unknown = sorted(set(values) - set(SPECS))
+    if unknown:
+        raise ParameterError(f"parameter '{unknown[0]}' is not a depthfm node parameter; known: {', '.join(SPECS)}")
+    checked = {}
+    for spec in PARAMETERS:
+        value = _check_type(spec, values.get(spec.name, spec.default))
+        _check_value(spec, value)
+        checked[spec.name] = value
+    config = NodeConfig(**checked)
+    _check_model_files(config)
+    return config
+
+
+def descriptor(spec: ParamSpec):
+    """rcl_interfaces/ParameterDescriptor of one parameter (read-only, with range and constraint text)."""
+    from rcl_interfaces.msg import IntegerRange, ParameterDescriptor, ParameterType
+
+    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+    desc = ParameterDescriptor(name=spec.name, type=types[type(spec.default)], description=spec.description,
+                               additional_constraints=spec.constraints, read_only=True)
+    if spec.integer_range:
+        lo, hi, step = spec.integer_range
+        desc.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
+    return desc
+
+
+def declare_and_read(node) -> NodeConfig:
+    """Declare every parameter on an rclpy node and return the validated values (ParameterError if any is bad)."""
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    values = {}
+    for spec in PARAMETERS:
+        try:
+            values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+        except InvalidParameterTypeException as exc:
+            raise ParameterError(f"parameter '{spec.name}' must be {type(spec.default).__name__}: {exc}") from exc
+        except InvalidParameterValueException as exc:
+            raise ParameterError(f"parameter '{spec.name}' must be {spec.constraints} ({exc})") from exc
+    return validate(values)
+
