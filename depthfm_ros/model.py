@@ -1,5 +1,8 @@
 """DepthFM model: diffusers UNet (8 -> 4 channels) + SD AutoencoderKL, official-checkpoint loading, diffusers save/load.
 
+Optionally a distilled tiny VAE (:mod:`depthfm_ros.tiny_vae`, TAESD architecture) replaces the SD VAE in
+``encode``/``decode``; it is saved under ``tiny_vae/`` and chosen with ``DepthFM.load(..., vae_kind="tiny")``.
+
 The official checkpoint (github.com/CompVis/depth-fm) is a torch dict with ``ldm_hparams`` (kwargs of the LDM
 ``openaimodel.UNetModel``), ``state_dict`` (LDM key names), ``noising_step`` and ``empty_text_embedding``.
 The UNet is converted with diffusers' own LDM conversion; the VAE is a diffusers ``AutoencoderKL`` folder.
@@ -26,6 +29,8 @@ VAE_DOWNSCALE = 8
 OFFICIAL_KEYS = ("ldm_hparams", "state_dict", "noising_step", "empty_text_embedding")
 META_FILE = "depthfm.json"
 EMBEDDING_FILE = "empty_text_embedding.npy"
+TINY_VAE_FOLDER = "tiny_vae"
+VAE_KINDS = ("full", "tiny")
 
 
 class DepthFM(nn.Module):
@@ -58,6 +63,23 @@ class DepthFM(nn.Module):
         self.register_buffer("empty_text_embedding", embedding, persistent=False)
         self.noising_step = int(noising_step)
         self.latent_scale = float(latent_scale)
+        self.tiny_vae = None  # set_tiny_vae: a distilled AutoencoderTiny used by encode/decode instead of ``vae``
+
+    def set_tiny_vae(self, tiny_vae) -> "DepthFM":
+        """Use a distilled tiny VAE (``depthfm_ros.tiny_vae``) in ``encode``/``decode``; None restores the SD VAE."""
+        if tiny_vae is not None:
+            from .tiny_vae import check_tiny_vae
+
+            check_tiny_vae(tiny_vae)
+            # nn.Module.to: diffusers' ModelMixin.to warns about dtype casts even for this all-fp32-safe model
+            tiny_vae = nn.Module.to(tiny_vae, device=self.empty_text_embedding.device, dtype=self.dtype).eval()
+        self.tiny_vae = tiny_vae
+        return self
+
+    @property
+    def vae_kind(self) -> str:
+        """'tiny' when the distilled tiny VAE is in use, else 'full'."""
+        return "full" if self.tiny_vae is None else "tiny"
 
     # ----------------------------------------------------------------------------------------------- stages
     @property
@@ -66,6 +88,10 @@ class DepthFM(nn.Module):
 
     def encode(self, rgb_bchw: torch.Tensor) -> torch.Tensor:
         """Image in [-1, 1] -> scaled latent (posterior mode), shape (b, 4, h/8, w/8)."""
+        if self.tiny_vae is not None:
+            from .tiny_vae import tiny_encode
+
+            return tiny_encode(self.tiny_vae, rgb_bchw)
         return self.vae.encode(rgb_bchw.to(self.vae.dtype)).latent_dist.mode() * self.latent_scale
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor | float, z_img: torch.Tensor) -> torch.Tensor:
@@ -78,6 +104,10 @@ class DepthFM(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Depth latent -> decoded log-depth value z (mean of the 3 VAE output channels), shape (b, 1, H, W)."""
+        if self.tiny_vae is not None:
+            from .tiny_vae import tiny_decode
+
+            return tiny_decode(self.tiny_vae, z)
         out = self.vae.decode(z.to(self.vae.dtype) / self.latent_scale, return_dict=False)[0]
         return out.mean(dim=1, keepdim=True)
 
@@ -115,27 +145,52 @@ class DepthFM(nn.Module):
             raise CheckpointError(f"cannot load DepthFM folder {folder}: {exc}") from exc
         vae = load_vae(folder / "vae")
         model = cls(unet, vae, embedding, meta["noising_step"], meta.get("latent_scale", LATENT_SCALE))
+        if meta.get("vae_kind") == "tiny" and (folder / TINY_VAE_FOLDER).is_dir():
+            from .tiny_vae import load_tiny_vae
+
+            model.set_tiny_vae(load_tiny_vae(folder / TINY_VAE_FOLDER))
         return model.to(torch_dtype).eval()
 
     @classmethod
     def load(cls, checkpoint: str | Path, vae: str | Path | None = None,
-             torch_dtype: torch.dtype = torch.float32) -> "DepthFM":
-        """A converted folder (``vae`` ignored) or an official ``.ckpt`` file (``vae`` folder required)."""
+             torch_dtype: torch.dtype = torch.float32, tiny_vae: str | Path | None = None,
+             vae_kind: str | None = None) -> "DepthFM":
+        """A converted folder (``vae`` ignored) or an official ``.ckpt`` file (``vae`` folder required).
+
+        ``vae_kind`` 'full' uses the SD VAE; 'tiny' the distilled tiny VAE from the ``tiny_vae`` folder, or else the
+        model folder's ``tiny_vae/``. None means 'tiny' if ``tiny_vae`` is given, else what the folder was saved with.
+        """
+        if vae_kind not in (None, *VAE_KINDS):
+            raise ValueError(f"vae_kind must be one of {VAE_KINDS}, got {vae_kind!r}")
         path = Path(checkpoint)
         if path.is_dir():
-            return cls.from_pretrained(path, torch_dtype)
-        if vae is None:
+            model = cls.from_pretrained(path, torch_dtype)
+        elif vae is None:
             raise CheckpointError(f"{path} is an official checkpoint file: give the SD VAE folder as well (--vae)")
-        return cls.from_official_checkpoint(path, vae, torch_dtype)
+        else:
+            model = cls.from_official_checkpoint(path, vae, torch_dtype)
+        kind = vae_kind or ("tiny" if tiny_vae else model.vae_kind)
+        if kind == "full":
+            return model.set_tiny_vae(None)
+        tiny_path = Path(tiny_vae) if tiny_vae else path / TINY_VAE_FOLDER
+        if not tiny_path.is_dir():
+            raise CheckpointError(f"vae_kind 'tiny' needs a tiny VAE folder (tiny_vae / --tiny-vae); none at {tiny_path}")
+        from .tiny_vae import load_tiny_vae
+
+        return model.set_tiny_vae(load_tiny_vae(tiny_path)).to(torch_dtype).eval()
 
     def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``unet/``, ``vae/`` (diffusers format), ``empty_text_embedding.npy`` and ``depthfm.json``."""
+        """Write ``unet/``, ``vae/`` (and ``tiny_vae/`` if set; diffusers format), ``empty_text_embedding.npy`` and
+        ``depthfm.json``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.unet.save_pretrained(folder / "unet")
         self.vae.save_pretrained(folder / "vae")
+        if self.tiny_vae is not None:
+            self.tiny_vae.save_pretrained(folder / TINY_VAE_FOLDER)
         np.save(folder / EMBEDDING_FILE, self.empty_text_embedding.float().cpu().numpy())
-        meta = {"noising_step": self.noising_step, "latent_scale": self.latent_scale, "format": "depthfm_ros/1"}
+        meta = {"noising_step": self.noising_step, "latent_scale": self.latent_scale, "format": "depthfm_ros/1",
+                "vae_kind": self.vae_kind}
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
         return folder
 

@@ -33,8 +33,10 @@ class TorchBackend(Backend):
         self.noising_step = model.noising_step
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None, **kwargs) -> "TorchBackend":
-        return cls(DepthFM.load(checkpoint, vae), **kwargs)
+    def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None,
+                        tiny_vae: str | Path | None = None, vae_kind: str | None = None, **kwargs) -> "TorchBackend":
+        """``tiny_vae``/``vae_kind`` select the distilled tiny VAE (see :meth:`DepthFM.load`)."""
+        return cls(DepthFM.load(checkpoint, vae, tiny_vae=tiny_vae, vae_kind=vae_kind), **kwargs)
 
     @torch.inference_mode()
     def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -45,4 +47,5 @@ class TorchBackend(Backend):
         return z.float().cpu().numpy()
 
     def describe(self) -> str:
-        return f"torch[{self.device.type}, {self.dtype}] (steps={self.num_steps})"
+        vae = ", tiny VAE" if self.model.tiny_vae is not None else ""
+        return f"torch[{self.device.type}, {self.dtype}{vae}] (steps={self.num_steps})"
