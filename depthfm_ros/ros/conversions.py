@@ -1,0 +1,199 @@
+"""numpy <-> sensor_msgs: Image, CompressedImage, CameraInfo, PointCloud2. No rclpy needed.
+
+cv_bridge and sensor_msgs_py are used when the robot has them; without them the numpy paths below do the same
+job (they are the ones the tests pin down). Every malformed message raises :class:`InputError` saying what is wrong.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+
+from ..camera import PinholeCamera
+from ..errors import InputError
+from ..pointcloud import HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, pack_points, strided_view, unpack_xyz
+
+try:
+    from cv_bridge import CvBridge
+
+    _CV_BRIDGE = CvBridge()
+except ImportError:
+    _CV_BRIDGE = None
+
+try:
+    from sensor_msgs_py import point_cloud2 as _POINT_CLOUD2
+except ImportError:
+    _POINT_CLOUD2 = None
+
+# encoding -> (numpy scalar without byte order, channels), as sensor_msgs/image_encodings.hpp.
+IMAGE_ENCODINGS = {
+    "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4), "mono8": ("u1", 1),
+    "rgb16": ("u2", 3), "bgr16": ("u2", 3), "rgba16": ("u2", 4), "bgra16": ("u2", 4), "mono16": ("u2", 1),
+    **{f"{bits}{kind}C{channels}": (scalar, channels)
+       for bits, kind, scalar in ((8, "U", "u1"), (8, "S", "i1"), (16, "U", "u2"), (16, "S", "i2"),
+                                  (32, "S", "i4"), (32, "F", "f4"), (64, "F", "f8"))
+       for channels in (1, 2, 3, 4)},
+}
+# colour encoding -> (channel indices giving R, G, B); "8UC3" is read as rgb, as cv_bridge does.
+_RGB_CHANNELS = {"rgb8": [0, 1, 2], "8UC3": [0, 1, 2], "rgba8": [0, 1, 2], "bgr8": [2, 1, 0], "bgra8": [2, 1, 0],
+                 "rgb16": [0, 1, 2], "rgba16": [0, 1, 2], "bgr16": [2, 1, 0], "bgra16": [2, 1, 0],
+                 "mono8": [0, 0, 0], "8UC1": [0, 0, 0], "mono16": [0, 0, 0]}
+
+
+# ----------------------------------------------------------------------------------------------- Image
+
+
+def _image_dtype(msg: Image) -> tuple[np.dtype, int]:
+    """Check the message's size fields against its data; return its scalar dtype (with byte order) and channels."""
+    if msg.encoding not in IMAGE_ENCODINGS:
+        raise InputError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
+    if msg.height == 0 or msg.width == 0:
+        raise InputError(f"image is empty ({msg.width}x{msg.height})")
+    scalar, channels = IMAGE_ENCODINGS[msg.encoding]
+    dtype = np.dtype((">" if msg.is_bigendian else "<") + scalar)
+    row_bytes = msg.width * channels * dtype.itemsize
+    if msg.step < row_bytes:
+        raise InputError(f"image step {msg.step} is shorter than a {msg.encoding} row of {msg.width} pixels "
+                         f"({row_bytes} bytes)")
+    size = byte_buffer(msg.data).size
+    if size != msg.step * msg.height:
+        raise InputError(f"image data has {size} bytes, step {msg.step} x height {msg.height} needs "
+                         f"{msg.step * msg.height}")
+    return dtype, channels
+
+
+def _bridge(msg: Image, desired_encoding: str) -> np.ndarray:
+    try:
+        return np.ascontiguousarray(_CV_BRIDGE.imgmsg_to_cv2(msg, desired_encoding=desired_encoding))
+    except Exception as exc:  # CvBridgeError, cv2.error: all mean this message cannot be converted
+        raise InputError(f"cv_bridge cannot convert {msg.encoding} to {desired_encoding}: {exc}") from exc
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """The pixels as stored: (H, W) for one channel, else (H, W, C); the encoding's dtype in host byte order.
+
+    Row padding (``step``) and ``is_bigendian`` are honoured; the array owns its memory.
+    """
+    dtype, channels = _image_dtype(msg)
+    if _CV_BRIDGE is not None:
+        return _bridge(msg, "passthrough")
+    pixels = strided_view(msg.data, dtype, (msg.height, msg.width, channels),
+                          (msg.step, channels * dtype.itemsize, dtype.itemsize))
+    array = pixels.astype(dtype.newbyteorder("="))
+    return array[..., 0] if channels == 1 else array
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """The model input: RGB uint8 (H, W, 3) from any colour or mono encoding (alpha dropped, 16 bit >> 8)."""
+    if msg.encoding not in _RGB_CHANNELS:
+        raise InputError(f"image encoding {msg.encoding!r} is not a colour or mono image; "
+                         f"supported: {sorted(_RGB_CHANNELS)}")
+    if _CV_BRIDGE is not None:
+        _image_dtype(msg)
+        return _bridge(msg, "rgb8")
+    array = image_to_array(msg)
+    if array.ndim == 2:
+        array = array[..., None]
+    rgb = array[..., _RGB_CHANNELS[msg.encoding]]
+    return (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, header) -> Image:
+    """An Image of ``array`` ((H, W) or (H, W, C)) whose dtype must be the encoding's; host byte order, no padding."""
+    if encoding not in IMAGE_ENCODINGS:
+        raise InputError(f"unsupported image encoding {encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
+    scalar, channels = IMAGE_ENCODINGS[encoding]
+    array = np.asarray(array)
+    if array.dtype != np.dtype(scalar):
+        raise InputError(f"{encoding} needs dtype {np.dtype(scalar)}, got {array.dtype}")
+    shape_channels = 1 if array.ndim == 2 else (array.shape[2] if array.ndim == 3 else None)
+    if shape_channels != channels or array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"{encoding} needs a non-empty array of {channels} channel(s), got shape {array.shape}")
+    height, width = array.shape[:2]
+    return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=int(HOST_IS_BIGENDIAN),
+                 step=width * channels * array.dtype.itemsize, data=np.ascontiguousarray(array).tobytes())
+
+
+def compressed_image_to_rgb(msg) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg, png, ...) -> RGB uint8 (H, W, 3)."""
+    encoded = byte_buffer(msg.data)
+    if encoded.size == 0:
+        raise InputError(f"compressed image ({msg.format!r}) has no data")
+    try:
+        bgr = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise InputError(f"cannot decode compressed image ({msg.format!r}): {exc}") from exc
+    if bgr is None:
+        raise InputError(f"cannot decode compressed image ({msg.format!r}, {encoded.size} bytes)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# ----------------------------------------------------------------------------------------------- CameraInfo
+
+
+def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
+    """Intrinsics K, D and size of a CameraInfo. Binning and a partial ROI are refused, not silently ignored."""
+    full_roi = (msg.roi.x_offset, msg.roi.y_offset) == (0, 0) and msg.roi.width in (0, msg.width) \
+        and msg.roi.height in (0, msg.height)
+    if msg.binning_x > 1 or msg.binning_y > 1 or not full_roi:
+        raise InputError("CameraInfo with binning or a region of interest is not supported")
+    if msg.width == 0 or msg.height == 0:
+        raise InputError("CameraInfo has no image size (is the camera calibrated?)")
+    return PinholeCamera(msg.width, msg.height, np.asarray(msg.k, np.float64).reshape(3, 3), np.asarray(msg.d),
+                         msg.distortion_model)
+
+
+def camera_to_camera_info(camera: PinholeCamera, header) -> CameraInfo:
+    """CameraInfo of ``camera`` (at its own size): K, D, R = identity, P = [K | 0] as depth_image_proc reads it."""
+    return CameraInfo(header=header, width=camera.width, height=camera.height,
+                      distortion_model=camera.distortion_model if camera.distortion_model not in ("", "none")
+                      else "plumb_bob",
+                      d=camera.D.tolist(), k=camera.K.ravel(), r=np.eye(3).ravel(),
+                      p=np.hstack([camera.K, np.zeros((3, 1))]).ravel())
+
+
+# ----------------------------------------------------------------------------------------------- PointCloud2
+
+
+def pointcloud2_to_xyz(msg: PointCloud2, keep_invalid: bool = False) -> np.ndarray:
+    """x, y, z of any PointCloud2 as (N, 3) (float64 if a coordinate is float64, else float32).
+
+    Points with a NaN/inf coordinate are dropped unless ``keep_invalid`` (then N = width * height, row-major).
+    sensor_msgs_py reads the cloud when installed and able (one dtype, no row padding); else pointcloud.unpack_xyz.
+    """
+    unpadded = msg.row_step == msg.width * msg.point_step
+    if _POINT_CLOUD2 is not None and unpadded:
+        try:
+            xyz = _POINT_CLOUD2.read_points_numpy(msg, field_names=("x", "y", "z"), skip_nans=False)
+        except (AssertionError, ValueError, KeyError, TypeError):
+            pass  # mixed dtypes or odd layouts: the numpy path below handles them or says why not
+        else:
+            xyz = np.asarray(xyz).reshape(-1, 3)
+            return xyz if keep_invalid else xyz[np.isfinite(xyz).all(axis=1)]
+    fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
+    return unpack_xyz(msg.data, fields, msg.point_step, msg.width, msg.height, bool(msg.is_bigendian),
+                      msg.row_step, keep_invalid)
+
+
+def xyz_to_pointcloud2(points: np.ndarray, header, rgb: np.ndarray | None = None,
+                       organized_shape: tuple[int, int] | None = None) -> PointCloud2:
+    """A PointCloud2 (x, y, z float32 [+ rgb]) of points (N, 3) or organized (h, w, 3); ``rgb`` uint8, same shape.
+
+    ``organized_shape`` (h, w) lays (N, 3) points out as h rows of w (h * w = N); (h, w, 3) points are organized
+    already. ``is_dense`` is True when no coordinate is NaN/inf.
+    """
+    points = np.asarray(points)
+    data = pack_points(points, rgb)
+    n_points = points.size // 3
+    if organized_shape is None:
+        organized_shape = points.shape[:2] if points.ndim == 3 else (1, n_points)
+    height, width = (int(side) for side in organized_shape)
+    if height * width != n_points:
+        raise InputError(f"organized shape {organized_shape} does not hold {n_points} points")
+    fields, point_step = build_cloud_fields(rgb is not None)
+    return PointCloud2(header=header, height=height, width=width,
+                       fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                               for f in fields],
+                       is_bigendian=HOST_IS_BIGENDIAN, point_step=point_step, row_step=point_step * width,
+                       data=data, is_dense=bool(np.isfinite(points).all()))
