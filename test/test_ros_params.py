@@ -1,0 +1,104 @@
+"""Node parameters: declarations, descriptors, and start-up validation that names the bad parameter."""
+
+import dataclasses
+
+import pytest
+
+from depthfm_ros.ros.params import PARAMETERS, SPECS, NodeConfig, ParameterError, declare_and_read, descriptor, validate
+
+
+def test_declarations_match_config_fields():
+    assert [spec.name for spec in PARAMETERS] == [f.name for f in dataclasses.fields(NodeConfig)]
+
+
+def test_defaults_with_tiny_model_are_valid():
+    config = validate({"model": "tiny"})
+    assert (config.backend, config.num_steps, config.ensemble_size, config.processing_resolution) == ("auto", 2, 1, 512)
+    assert (config.input_qos, config.output_qos, config.image_transport) == ("sensor_data", "reliable", "raw")
+
+
+@pytest.mark.parametrize("resolution", [0, 64, 128, 768])
+def test_processing_resolution_multiples_of_64_and_native(resolution):
+    assert validate({"model": "tiny", "processing_resolution": resolution}).processing_resolution == resolution
+
+
+@pytest.mark.parametrize("name, value", [
+    ("num_steps", 0), ("num_steps", -3), ("ensemble_size", 0),
+    ("processing_resolution", 100), ("processing_resolution", -64),
+    ("backend", "cuda"), ("dtype", "int8"), ("model", "huge"), ("image_transport", "theora"),
+    ("input_qos", "fast"), ("output_qos", ""), ("seed", -2),
+    ("diagnostics_period_sec", 0.0), ("log_throttle_sec", -1.0),
+    ("num_steps", "2"), ("num_steps", True), ("num_steps", 2.0), ("checkpoint", 3),
+])
+def test_bad_values_are_refused_naming_the_parameter(name, value):
+    with pytest.raises(ParameterError, match=f"'{name}'"):
+        validate({"model": "tiny", name: value})
+
+
+def test_unknown_parameter_is_refused():
+    with pytest.raises(ParameterError, match="'num_step'"):
+        validate({"model": "tiny", "num_step": 2})
+
+
+def test_checkpoint_model_needs_existing_files(tmp_path):
+    with pytest.raises(ParameterError, match="'checkpoint' is empty"):
+        validate({})
+    with pytest.raises(ParameterError, match="'checkpoint'.*does not exist"):
+        validate({"checkpoint": str(tmp_path / "missing.ckpt")})
+    ckpt = tmp_path / "depthfm-v1.ckpt"
+    ckpt.write_bytes(b"")
+    with pytest.raises(ParameterError, match="'vae'"):
+        validate({"checkpoint": str(ckpt)})
+    with pytest.raises(ParameterError, match="'vae'.*does not exist"):
+        validate({"checkpoint": str(ckpt), "vae": str(tmp_path / "vae")})
+    (tmp_path / "vae").mkdir()
+    assert validate({"checkpoint": str(ckpt), "vae": str(tmp_path / "vae")}).checkpoint == str(ckpt)
+    assert validate({"checkpoint": str(tmp_path)}).vae == ""  # a converted folder carries its VAE
+
+
+def test_descriptors_are_read_only_with_ranges_and_constraints():
+    from rcl_interfaces.msg import ParameterType
+
+    res = descriptor(SPECS["processing_resolution"])
+    assert res.read_only and res.type == ParameterType.PARAMETER_INTEGER
+    assert (res.integer_range[0].from_value, res.integer_range[0].step) == (0, 64)
+    backend = descriptor(SPECS["backend"])
+    assert backend.type == ParameterType.PARAMETER_STRING and "onnxruntime" in backend.additional_constraints
+    assert descriptor(SPECS["diagnostics_period_sec"]).type == ParameterType.PARAMETER_DOUBLE
+    assert all(descriptor(spec).description for spec in PARAMETERS)
+
+
+@pytest.fixture
+def ros_context():
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+def _declare(context, overrides):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    node = rclpy.create_node("params_under_test", context=context,
+                             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    try:
+        return declare_and_read(node), node.describe_parameters(["num_steps"])[0]
+    finally:
+        node.destroy_node()
+
+
+def test_rclpy_declaration_reads_overrides(ros_context):
+    config, described = _declare(ros_context, {"model": "tiny", "num_steps": 4, "processing_resolution": 0})
+    assert (config.num_steps, config.processing_resolution) == (4, 0)
+    assert described.read_only and described.integer_range[0].from_value == 1
+
+
+@pytest.mark.parametrize("name, value", [("num_steps", 0), ("ensemble_size", 0), ("processing_resolution", 96),
+                                         ("backend", "cuda"), ("num_steps", "two"), ("diagnostics_period_sec", 1)])
+def test_rclpy_declaration_refuses_bad_values(ros_context, name, value):
+    with pytest.raises(ParameterError, match=f"'{name}'"):
+        _declare(ros_context, {"model": "tiny", name: value})
