@@ -80,7 +80,7 @@ def image_to_array(msg: Image) -> np.ndarray:
         return _bridge(msg, "passthrough")
     pixels = strided_view(msg.data, dtype, (msg.height, msg.width, channels),
                           (msg.step, channels * dtype.itemsize, dtype.itemsize))
-    array = pixels.astype(dtype.newbyteorder("="))
+    array = pixels.astype(dtype.newbyteorder("="), order="C")
     return array[..., 0] if channels == 1 else array
 
 
@@ -95,7 +95,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     array = image_to_array(msg)
     if array.ndim == 2:
         array = array[..., None]
-    rgb = array[..., _RGB_CHANNELS[msg.encoding]]
+    rgb = np.ascontiguousarray(array[..., _RGB_CHANNELS[msg.encoding]])
     return (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
 
 
