@@ -2,21 +2,77 @@
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+from pathlib import Path
+
+from ..errors import BackendError
 from .base import Backend
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
+log = logging.getLogger(__name__)
+
+
+def tensorrt_importable() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def onnxruntime_cuda_available() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def choose_backend(engine: str | Path | None, tensorrt_ok: bool, cuda_ok: bool, ort_cuda_ok: bool) -> tuple[str, str]:
+    """The 'auto' choice and why: TensorRT (importable + CUDA + a graph/engine), else onnxruntime for a graph,
+    else torch. TensorRT and onnxruntime need ``engine`` (an exported .onnx, split folder or built .engine)."""
+    if engine is None:
+        return "torch", "no engine/graph given, running the PyTorch model"
+    if tensorrt_ok and cuda_ok:
+        return "tensorrt", f"TensorRT is installed and a CUDA device is present; engine from {engine}"
+    if Path(engine).suffix == ".engine":
+        raise BackendError(f"{engine} is a TensorRT engine but TensorRT is "
+                           f"{'installed' if tensorrt_ok else 'not installed'} and CUDA is "
+                           f"{'available' if cuda_ok else 'not available'}; give the .onnx graph instead")
+    why = "TensorRT is not installed" if not tensorrt_ok else "no CUDA device for TensorRT"
+    provider = "CUDA" if ort_cuda_ok else "CPU"
+    return "onnxruntime", f"{why}; running graph {engine} with the onnxruntime {provider} provider"
+
 
 def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str | None = None,
-                   num_steps: int = 2, dtype: str = "fp32", **kwargs) -> Backend:
-    """Build a backend by name. ``checkpoint`` is an official .ckpt (with ``vae``) or a converted model folder."""
+                   num_steps: int = 2, dtype: str = "fp32", engine: str | Path | None = None, **kwargs) -> Backend:
+    """Build a backend by name. ``checkpoint`` is an official .ckpt (with ``vae``) or a converted model folder
+    (torch backend); ``engine`` is an exported .onnx, a split-graph folder or a built .engine (onnxruntime,
+    tensorrt). Extra ``kwargs`` go to the backend (``device``, ``intra_op_num_threads``, ``ensemble_size``,
+    ``max_batch``, ``cache_dir``). Graphs built for another k, M or size raise BackendError.
+    """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-    if name in ("torch", "auto"):
+    if name == "auto":
+        ort_cuda = engine is not None and onnxruntime_cuda_available()
+        name, reason = choose_backend(engine, tensorrt_importable(), cuda_available(), ort_cuda)
+        log.info("backend auto -> %s: %s", name, reason)
+    if name != "torch" and engine is None:
+        raise BackendError(f"backend {name!r} needs an exported graph: set engine to a .onnx/.engine "
+                           "(depthfm-export writes them)")
+    if name == "torch":
         from .torch_backend import TorchBackend
 
         return TorchBackend.from_checkpoint(checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
-    raise NotImplementedError(f"backend {name!r} is not available yet")
+    if name == "onnxruntime":
+        from .onnx_backend import OnnxBackend
+
+        return OnnxBackend(engine, num_steps=num_steps, dtype=dtype, **kwargs)
+    from .tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(engine, num_steps=num_steps, precision=dtype, **kwargs)
 
 
-__all__ = ["BACKENDS", "Backend", "create_backend"]
+__all__ = ["BACKENDS", "Backend", "choose_backend", "create_backend"]
