@@ -1,0 +1,1 @@
+"""Training: datasets (data.py), trainer (trainer.py)."""
