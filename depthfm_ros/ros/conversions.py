@@ -12,7 +12,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..camera import PinholeCamera
 from ..errors import InputError
-from ..pointcloud import HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, pack_points, strided_view, unpack_xyz
+from ..pointcloud import (HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, finite_rows, pack_points, strided_view,
+                          unpack_xyz)
 
 try:
     from cv_bridge import CvBridge
@@ -170,7 +171,7 @@ def pointcloud2_to_xyz(msg: PointCloud2, keep_invalid: bool = False) -> np.ndarr
             pass  # mixed dtypes or odd layouts: the numpy path below handles them or says why not
         else:
             xyz = np.asarray(xyz).reshape(-1, 3)
-            return xyz if keep_invalid else xyz[np.isfinite(xyz).all(axis=1)]
+            return xyz if keep_invalid else finite_rows(xyz)
     fields = [(f.name, f.offset, f.datatype, f.count) for f in msg.fields]
     return unpack_xyz(msg.data, fields, msg.point_step, msg.width, msg.height, bool(msg.is_bigendian),
                       msg.row_step, keep_invalid)
