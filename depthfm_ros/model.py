@@ -40,13 +40,17 @@ class DepthFM(nn.Module):
     mean) for a batch of images and an explicit noise tensor, which is also what the ONNX export traces.
     """
 
+    #: channels concatenated after x_t at the UNet input (the image latent; subclasses may add conditioning)
+    condition_channels = LATENT_CHANNELS
+
     def __init__(self, unet, vae, empty_text_embedding: torch.Tensor | np.ndarray, noising_step: int,
                  latent_scale: float = LATENT_SCALE):
         super().__init__()
-        if unet.config.in_channels != 2 * LATENT_CHANNELS or unet.config.out_channels != LATENT_CHANNELS:
+        in_channels = LATENT_CHANNELS + self.condition_channels
+        if unet.config.in_channels != in_channels or unet.config.out_channels != LATENT_CHANNELS:
             raise CheckpointError(
-                f"DepthFM needs a UNet with {2 * LATENT_CHANNELS} input and {LATENT_CHANNELS} output channels "
-                f"(depth latent + image latent), got {unet.config.in_channels} -> {unet.config.out_channels}")
+                f"{type(self).__name__} needs a UNet with {in_channels} input and {LATENT_CHANNELS} output channels "
+                f"(depth latent + conditioning), got {unet.config.in_channels} -> {unet.config.out_channels}")
         if vae.config.latent_channels != LATENT_CHANNELS:
             raise CheckpointError(f"VAE must have {LATENT_CHANNELS} latent channels, got {vae.config.latent_channels}")
         embedding = torch.as_tensor(np.asarray(empty_text_embedding), dtype=torch.float32)
