@@ -1,6 +1,7 @@
 """Time depth -> filters -> points -> PointCloud2 bytes for one 640x480 frame on one core (target < 15 ms).
 
-Prints median / p90 milliseconds per stage; not a test. Run: python3 scripts/bench_pointcloud.py [--repeats 50]
+Prints median / p90 milliseconds per stage; not a test. Pin one core:
+    taskset -c 0 python3 scripts/bench_pointcloud.py [--repeats 50]
 """
 
 import os
