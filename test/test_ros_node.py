@@ -1,0 +1,276 @@
+"""depthfm_node in a real ROS 2 graph (rclpy + Fast DDS on loopback) with a tiny random model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from depthfm_ros.backends.base import Backend
+from depthfm_ros.backends.torch_backend import TorchBackend
+from depthfm_ros.ros.conversions import image_to_array
+from depthfm_ros.ros.node import DepthFMNode, main
+from depthfm_ros.ros.params import ParameterError
+
+H, W = 96, 128
+TIMEOUT = 10.0
+
+
+def rgb_frame(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def image_msg(seed: int, stamp_ns: int, frame_id: str = "camera_optical") -> Image:
+    msg = Image(height=H, width=W, encoding="rgb8", step=3 * W, data=rgb_frame(seed).tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def camera_info_msg(width: int, height: int) -> CameraInfo:
+    f = 0.8 * width
+    return CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
+                      k=[f, 0.0, (width - 1) / 2, 0.0, f, (height - 1) / 2, 0.0, 0.0, 1.0],
+                      r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
+                      p=[f, 0.0, (width - 1) / 2, 0.0, 0.0, f, (height - 1) / 2, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+class SlowBackend(Backend):
+    """A backend that sleeps before running the wrapped one (an engine slower than the camera)."""
+
+    def __init__(self, inner: Backend, delay_s: float):
+        self.inner, self.delay_s = inner, delay_s
+        self.name, self.num_steps = "slow-" + inner.name, inner.num_steps
+
+    def run(self, rgb_bchw, noise):
+        time.sleep(self.delay_s)
+        return self.inner.run(rgb_bchw, noise)
+
+
+class FailingOnceBackend(SlowBackend):
+    """Raises on its first run, then works."""
+
+    def __init__(self, inner: Backend):
+        super().__init__(inner, 0.0)
+        self.failed = False
+
+    def run(self, rgb_bchw, noise):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("engine hiccup")
+        return self.inner.run(rgb_bchw, noise)
+
+
+class Graph:
+    """One rclpy context with the node under test and a probe node, spun by an executor in a thread."""
+
+    def __init__(self, backend: Backend, parameters: dict, namespace: str = "", remaps: list[str] = ()):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        cli_args = ["--ros-args", *[arg for remap in remaps for arg in ("-r", remap)]] if remaps else None
+        self.node = DepthFMNode(backend=backend, context=self.context, namespace=namespace, cli_args=cli_args,
+                                parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
+        self.probe = rclpy.create_node("probe", context=self.context)
+        self.received: dict[str, list] = {"depth": [], "uncertainty": [], "camera_info": [], "diagnostics": []}
+        self._cond = threading.Condition()
+        prefix = f"/{namespace}" if namespace else ""
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for key, msg_type, topic in [("depth", Image, f"{prefix}/depthfm/depth"),
+                                     ("uncertainty", Image, f"{prefix}/depthfm/uncertainty"),
+                                     ("camera_info", CameraInfo, f"{prefix}/depthfm/camera_info"),
+                                     ("diagnostics", DiagnosticArray, "/diagnostics")]:
+            self.probe.create_subscription(msg_type, topic, self._collector(key), reliable)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.probe)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def _collector(self, key):
+        def collect(msg):
+            with self._cond:
+                self.received[key].append(msg)
+                self._cond.notify_all()
+        return collect
+
+    def publisher(self, msg_type, topic):
+        pub = self.probe.create_publisher(msg_type, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.wait_for(lambda: pub.get_subscription_count() > 0 and
+                      self.node.depth_pub.get_subscription_count() > 0, "discovery")
+        return pub
+
+    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"timed out waiting for {what}; stats {self.node.stats.snapshot()}")
+                self._cond.wait(min(left, 0.05))
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=2.0)
+        self.node.destroy_node()
+        self.probe.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def torch_backend(tiny_model):
+    return TorchBackend(tiny_model, num_steps=1)
+
+
+@pytest.fixture
+def graph_factory():
+    graphs = []
+
+    def make(*args, **kwargs):
+        graphs.append(Graph(*args, **kwargs))
+        return graphs[-1]
+
+    yield make
+    for graph in graphs:
+        graph.close()
+
+
+BASE = {"model": "tiny", "processing_resolution": 64, "diagnostics_period_sec": 0.2}
+
+
+def test_depth_uncertainty_and_camera_info_carry_the_input_header(graph_factory, torch_backend):
+    g = graph_factory(torch_backend, {**BASE, "ensemble_size": 2})
+    info_pub = g.publisher(CameraInfo, "/camera_info")
+    image_pub = g.publisher(Image, "/image")
+    info_pub.publish(camera_info_msg(W, H))
+    g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    stamps = [1_700_000_000_123_000_000 + k * 50_000_000 for k in range(3)]
+    for k, stamp in enumerate(stamps):
+        image_pub.publish(image_msg(k, stamp))
+        g.wait_for(lambda: len(g.received["camera_info"]) > k, f"output {k}")
+    g.wait_for(lambda: len(g.received["depth"]) == 3 and len(g.received["uncertainty"]) == 3, "all outputs")
+    for key in ("depth", "uncertainty", "camera_info"):
+        assert [stamp_ns(m) for m in g.received[key]] == stamps, key
+        assert {m.header.frame_id for m in g.received[key]} == {"camera_optical"}, key
+    for depth_msg, std_msg in zip(g.received["depth"], g.received["uncertainty"]):
+        assert (depth_msg.encoding, std_msg.encoding) == ("32FC1", "32FC1")
+        depth, std = image_to_array(depth_msg), image_to_array(std_msg)
+        assert depth.shape == std.shape == (H, W) and depth.dtype == np.float32
+        assert 0.0 <= depth.min() and depth.max() <= 1.0 and depth.max() > depth.min()
+        assert np.all(std >= 0) and std.max() > 0  # two members disagree somewhere
+    info = g.received["camera_info"][-1]
+    assert (info.width, info.height) == (W, H) and list(info.k) == list(camera_info_msg(W, H).k)
+    assert g.node.stats.dropped == 0
+
+
+def test_camera_info_is_scaled_to_the_output_size(graph_factory, torch_backend):
+    g = graph_factory(torch_backend, BASE)
+    info_pub = g.publisher(CameraInfo, "/camera_info")
+    image_pub = g.publisher(Image, "/image")
+    info_pub.publish(camera_info_msg(2 * W, 2 * H))  # calibrated at twice the streamed size
+    g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    image_pub.publish(image_msg(0, 42))
+    g.wait_for(lambda: g.received["camera_info"], "scaled camera_info")
+    info = g.received["camera_info"][0]
+    assert (info.width, info.height) == (W, H) and stamp_ns(info) == 42
+    assert info.k[0] == pytest.approx(camera_info_msg(2 * W, 2 * H).k[0] / 2)
+    assert info.p[0] == pytest.approx(info.k[0]) and info.k[2] == pytest.approx((W - 1) / 2)
+
+
+def test_malformed_messages_are_counted_and_the_node_keeps_serving(graph_factory, tiny_model):
+    g = graph_factory(FailingOnceBackend(TorchBackend(tiny_model, num_steps=1)), BASE)
+    image_pub = g.publisher(Image, "/image")
+    good = image_msg(0, 1)
+    bad_encoding = image_msg(0, 2)
+    bad_encoding.encoding = "yuv999"
+    bad_step = image_msg(0, 3)
+    bad_step.step = 3 * W + 7  # step x height no longer matches the data
+    short_data = image_msg(0, 4)
+    short_data.data = short_data.data[: 3 * W * (H - 1)]
+    empty = Image(encoding="rgb8")
+    empty.header.stamp.sec = 5
+    for k, msg in enumerate([bad_encoding, bad_step, short_data, empty]):
+        image_pub.publish(msg)
+        g.wait_for(lambda: g.node.stats.conversion_errors == k + 1, f"bad message {k} counted")
+    image_pub.publish(good)  # first inference fails inside the engine
+    g.wait_for(lambda: g.node.stats.inference_errors == 1, "inference error counted")
+    g.wait_for(lambda: any(s.level == DiagnosticStatus.ERROR for a in g.received["diagnostics"]
+                           for s in a.status), "ERROR diagnostics")
+    good.header.stamp.sec, good.header.stamp.nanosec = 6, 0
+    image_pub.publish(good)
+    g.wait_for(lambda: g.received["depth"], "depth after bad messages")
+    assert stamp_ns(g.received["depth"][0]) == 6 * 10**9
+    g.wait_for(lambda: g.node.stats.processed == 1, "processed count")
+    snap = g.node.stats.snapshot()
+    assert (snap.conversion_errors, snap.inference_errors, snap.processed) == (4, 1, 1)
+    assert "inference: RuntimeError: engine hiccup" in snap.last_error
+    assert g.node._worker.is_alive()
+
+
+def test_compressed_transport_with_namespace_and_remap(graph_factory, torch_backend):
+    g = graph_factory(torch_backend, {**BASE, "image_transport": "compressed"}, namespace="robot",
+                      remaps=["image:=/cam/color/image_raw"])
+    pub = g.publisher(CompressedImage, "/cam/color/image_raw/compressed")
+    ok, jpeg = cv2.imencode(".jpg", rgb_frame(0)[..., ::-1])
+    msg = CompressedImage(format="jpeg", data=jpeg.tobytes())
+    msg.header.stamp.sec, msg.header.frame_id = 7, "cam"
+    pub.publish(msg)
+    g.wait_for(lambda: g.received["depth"] and g.received["uncertainty"], "depth from a compressed image")
+    depth = g.received["depth"][0]
+    assert (depth.width, depth.height, depth.header.frame_id, depth.header.stamp.sec) == (W, H, "cam", 7)
+    assert not g.received["camera_info"]  # no camera_info in: none out
+
+
+def test_slow_backend_drops_stale_frames_and_reports_them(graph_factory, torch_backend):
+    g = graph_factory(SlowBackend(torch_backend, 0.25), BASE)
+    image_pub = g.publisher(Image, "/image")
+    stamps = [1000 + k for k in range(16)]
+    for k, stamp in enumerate(stamps):  # 40 Hz camera, ~4 Hz engine
+        image_pub.publish(image_msg(k, stamp))
+        time.sleep(0.025)
+    g.wait_for(lambda: g.received["depth"] and stamp_ns(g.received["depth"][-1]) == stamps[-1],
+               "the newest frame's depth")
+    g.wait_for(lambda: g.node.stats.processed == len(g.received["depth"]), "processed count")
+    snap = g.node.stats.snapshot()
+    assert snap.received == len(stamps)
+    assert snap.processed == len(g.received["depth"]) and snap.processed + snap.dropped == snap.received
+    assert snap.dropped >= len(stamps) // 2
+    out = [stamp_ns(m) for m in g.received["depth"]]
+    assert out == sorted(out) and len(out) < len(stamps)
+
+    def reported_drops():
+        values = [{kv.key: kv.value for kv in s.values} for a in g.received["diagnostics"] for s in a.status]
+        return [int(v["frames_dropped"]) for v in values if v["backend"] == "slow-torch"]
+
+    g.wait_for(lambda: reported_drops() and reported_drops()[-1] == snap.dropped, "drops in /diagnostics")
+
+
+def test_node_refuses_bad_parameters():
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ParameterError, match="'processing_resolution'"):
+            DepthFMNode(context=context, parameter_overrides=[Parameter("model", value="tiny"),
+                                                             Parameter("processing_resolution", value=100)])
+        with pytest.raises(ParameterError, match="'checkpoint'"):
+            DepthFMNode(context=context)
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_main_exits_with_a_message_on_bad_parameters(capfd):
+    assert main(["--ros-args", "-p", "model:=tiny", "-p", "num_steps:=0", "-r", "__node:=depthfm_main"]) == 2
+    assert "num_steps" in capfd.readouterr().err
