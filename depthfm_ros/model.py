@@ -76,7 +76,8 @@ class DepthFM(nn.Module):
 
             check_tiny_vae(tiny_vae)
             # nn.Module.to: diffusers' ModelMixin.to warns about dtype casts even for this all-fp32-safe model
-            tiny_vae = nn.Module.to(tiny_vae, device=self.empty_text_embedding.device, dtype=self.dtype).eval()
+            device = next(self.unet.parameters()).device
+            tiny_vae = nn.Module.to(tiny_vae, device=device, dtype=self.dtype).eval()
         self.tiny_vae = tiny_vae
         return self
 

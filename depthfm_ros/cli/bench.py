@@ -77,9 +77,14 @@ def stage_flops(model: DepthFM, height: int, width: int, num_steps: int = 2, ens
             "decode": count_flops(lambda: model.decode(latent)), "per_step": step}
 
 
-def flop_table(num_steps: int, ensemble_size: int) -> list[dict]:
-    """GFLOP rows for the full architecture at the FLOP_SIZES_HW processing sizes."""
+def flop_table(num_steps: int, ensemble_size: int, vae_kind: str = "full") -> list[dict]:
+    """GFLOP rows for the full architecture at the FLOP_SIZES_HW processing sizes (``vae_kind`` 'tiny': TAESD VAE)."""
     model = build_full_depthfm("meta")
+    if vae_kind == "tiny":
+        from ..tiny_vae import build_tiny_vae
+
+        with torch.device("meta"):
+            model.set_tiny_vae(build_tiny_vae(seed=None))
     rows = []
     for label, (h, w) in FLOP_SIZES_HW.items():
         f = stage_flops(model, h, w, num_steps, ensemble_size, "meta")
@@ -264,6 +269,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="depthfm-bench", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", help="official .ckpt or converted folder (default: tiny random model)")
     p.add_argument("--vae", help="SD VAE folder, with an official .ckpt")
+    p.add_argument("--vae-kind", choices=["full", "tiny"], default="full",
+                   help="tiny: the distilled tiny VAE (--tiny-vae; random test-size one for the tiny model)")
+    p.add_argument("--tiny-vae", help="tiny VAE folder from depthfm-distill-vae (selects --vae-kind tiny)")
     p.add_argument("--height", type=int, default=256, help="processing height (multiple of 64)")
     p.add_argument("--width", type=int, default=256, help="processing width (multiple of 64)")
     p.add_argument("--steps", type=int, default=2, help="Euler steps k")
@@ -288,8 +296,16 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = DepthFM.load(args.checkpoint, args.vae) if args.checkpoint else build_tiny_depthfm(0)
-    model_name = args.checkpoint or "tiny random model"
+    vae_kind = "tiny" if args.tiny_vae else args.vae_kind
+    if args.checkpoint:
+        model = DepthFM.load(args.checkpoint, args.vae, tiny_vae=args.tiny_vae, vae_kind=vae_kind)
+    else:
+        from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
+
+        model = build_tiny_depthfm(0)
+        if vae_kind == "tiny":
+            model.set_tiny_vae(load_tiny_vae(args.tiny_vae) if args.tiny_vae else build_tiny_vae(TINY_TEST_CONFIG))
+    model_name = (args.checkpoint or "tiny random model") + (", tiny VAE" if vae_kind == "tiny" else "")
     in_h, in_w = (int(v) for v in args.input_size.lower().split("x"))
     rgb = np.random.default_rng(0).integers(0, 256, (in_h, in_w, 3), dtype=np.uint8)
     fusion_name, fusion = fusion_fn()
@@ -308,9 +324,10 @@ def _main(argv=None) -> int:
     flop_rows = []
     if not args.no_flops:
         with tqdm(total=1, desc="FLOPs (full model, meta device)") as bar:
-            flop_rows = flop_table(args.steps, args.ensemble)
+            flop_rows = flop_table(args.steps, args.ensemble, vae_kind)
             bar.update(1)
-        print(f"\nFLOPs of the full DepthFM (SD 2.1 UNet + SD VAE), per image, k={args.steps}, M={args.ensemble}")
+        vae_name = "TAESD-size tiny VAE" if vae_kind == "tiny" else "SD VAE"
+        print(f"\nFLOPs of the full DepthFM (SD 2.1 UNet + {vae_name}), per image, k={args.steps}, M={args.ensemble}")
         print(format_table(flop_rows, ["input", "processing_hw", "encode_gflop", "step_gflop", "steps_gflop",
                                        "decode_gflop", "total_gflop"], "{:.0f}"))
         write_csv(out / "bench_flops.csv", flop_rows)
