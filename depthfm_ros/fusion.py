@@ -47,22 +47,19 @@ def _check_transform(T_44) -> np.ndarray:
     return T
 
 
-def _normalized_fov_bounds(camera: PinholeCamera, margin: float = 0.1) -> np.ndarray:
-    """[x_min, x_max, y_min, y_max] of x/z, y/z that can land in the image, from undistorting its border."""
-    w, h = camera.width, camera.height
-    t = np.linspace(0.0, 1.0, 33)
-    border = np.concatenate(
-        [
-            np.stack([t * (w - 1), np.zeros_like(t)], 1),
-            np.stack([t * (w - 1), np.full_like(t, h - 1)], 1),
-            np.stack([np.zeros_like(t), t * (h - 1)], 1),
-            np.stack([np.full_like(t, w - 1), t * (h - 1)], 1),
-        ]
-    )
-    xy = cv2.undistortPoints(border.reshape(-1, 1, 2), camera.K, camera.D).reshape(-1, 2)
-    lo, hi = xy.min(0), xy.max(0)
-    pad = margin * (hi - lo)
-    return np.array([lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]])
+def _max_monotonic_radius(D: np.ndarray) -> float:
+    """Largest undistorted radius r = |(x/z, y/z)| up to which the radial distortion r·f(r) still increases.
+
+    Beyond it the polynomial folds back and far off-axis points would land inside the image.
+    """
+    k = np.zeros(8)
+    k[: min(len(D), 8)] = D[:8]
+    k1, k2, _, _, k3, k4, k5, k6 = k
+    r = np.linspace(0.0, 20.0, 4001)
+    r2 = r * r
+    rho = r * (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    bad = np.flatnonzero((np.diff(rho) <= 0) | ~np.isfinite(rho[1:]))
+    return float(r[bad[0]]) if len(bad) else np.inf
 
 
 def project_points(
@@ -103,9 +100,7 @@ def project_points(
     distorted = camera.is_distorted and camera.distortion_model not in ("none", "")
     if distorted:
         # Far outside the field of view the polynomial folds back into the image; drop those first.
-        x_min, x_max, y_min, y_max = _normalized_fov_bounds(camera)
-        xn, yn = xyz[:, 0] / z, xyz[:, 1] / z
-        inside = (xn >= x_min) & (xn <= x_max) & (yn >= y_min) & (yn <= y_max)
+        inside = np.hypot(xyz[:, 0], xyz[:, 1]) / z < _max_monotonic_radius(camera.D)
         xyz, z = xyz[inside], z[inside]
         if len(z) == 0:
             return depth_hw_m
@@ -189,7 +184,7 @@ def fit_log_depth(
 
     Least-median-of-squares over random point pairs gives a start with 50% breakdown; IRLS with Huber weights,
     times ``1/(std_z² + eps)`` when ``std_z_hw`` is given, refines it on the points within ``outlier_k`` robust
-    standard deviations (MAD). Raises :class:`AlignmentError` with fewer than ``min_points`` valid or inlier
+    standard deviations (MAD). Residuals are compared after scaling by the relative precision ``1/std_z``. Raises :class:`AlignmentError` with fewer than ``min_points`` valid or inlier
     points, when z varies less than ``min_z_spread`` (z units, std) over them, or when ``a <= 0`` and
     ``allow_negative_scale`` is False. Deterministic for a given ``seed``.
     """
@@ -214,6 +209,8 @@ def fit_log_depth(
         var = std_z_hw[valid].astype(np.float64) ** 2
         w0 = 1.0 / (var + 0.01 * np.median(var) + 1e-12)  # eps: no point weighs more than 100x the median one
 
+    precision = np.sqrt(w0 / np.median(w0))  # residual x precision: comparable across points
+
     # Least median of squares on random pairs (scored on at most 2048 points), plus the plain weighted fit.
     rng = np.random.default_rng(seed)
     sub = rng.choice(n, size=min(n, 2048), replace=False)
@@ -227,17 +224,17 @@ def fit_log_depth(
     if not allow_negative_scale:
         keep = a_s > 0
         a_s, b_s = (a_s[keep], b_s[keep]) if keep.any() else (a_s, b_s)
-    abs_res = np.abs(y[sub][None, :] - (a_s[:, None] * z[sub][None, :] + b_s[:, None]))
+    abs_res = np.abs(y[sub][None, :] - (a_s[:, None] * z[sub][None, :] + b_s[:, None])) * precision[sub][None, :]
     med = np.median(abs_res, axis=1)
     best = int(np.argmin(med))
     a, b = float(a_s[best]), float(b_s[best])
 
     inliers = np.ones(n, dtype=bool)
     for _ in range(max_iters):
-        r = y - (a * z + b)
-        scale = max(1.4826 * float(np.median(np.abs(r))), 1e-9)
-        inliers = np.abs(r) <= outlier_k * scale
-        u = np.abs(r) / (huber_k * scale)
+        e = np.abs(y - (a * z + b)) * precision
+        scale = max(1.4826 * float(np.median(e)), 1e-9)
+        inliers = e <= outlier_k * scale
+        u = e / (huber_k * scale)
         w = w0 * inliers / np.maximum(u, 1.0)
         if inliers.sum() < 2:
             break
@@ -447,7 +444,7 @@ def complete_depth(
 
     levels = [grid_and_coords(sigma, rows, cols) for sigma in sigmas]
     keep = np.ones(len(r), dtype=bool)
-    for _ in range(2):  # the second pass re-judges every point against the first pass's inliers only
+    for _ in range(3):  # later passes re-judge every point against the previous pass's inliers only
         dev = r - _leave_one_out(levels, r, keep, prior_weight)
         scale = 1.4826 * float(np.median(np.abs(dev))) if len(r) else 0.0
         keep = np.abs(dev) <= max(outlier_k * scale, min_outlier_log)
