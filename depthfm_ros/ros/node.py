@@ -200,10 +200,13 @@ class DepthFMNode(Node):
         return out
 
     def destroy_node(self) -> None:
-        with self._wake:
-            self._running = False
-            self._wake.notify()
-        self._worker.join(timeout=10.0)
+        """Stop the worker (after the inference in flight), then destroy the node."""
+        worker = getattr(self, "_worker", None)  # None if the constructor failed (rclpy destroys such nodes too)
+        if worker is not None:
+            with self._wake:
+                self._running = False
+                self._wake.notify()
+            worker.join(timeout=10.0)
         super().destroy_node()
 
 

@@ -1,0 +1,33 @@
+"""depthfm-demo: the node in an in-process ROS 2 graph on a synthetic camera writes colour-mapped PNGs."""
+
+import cv2
+import numpy as np
+
+from depthfm_ros.cli.demo import camera_path, main, moved_scene
+from depthfm_ros.synthetic import default_camera, random_scene_spec, render_scene
+
+
+def test_demo_writes_depth_and_uncertainty_pngs(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code = main(["--frames", "2", "--width", "128", "--height", "96", "--processing-resolution", "64",
+                 "--steps", "1", "--rate", "10", "--timeout", "20", "--output", str(out)])
+    assert code == 0
+    for i in range(2):
+        for name in ("rgb", "depth", "uncertainty"):
+            image = cv2.imread(str(out / f"frame_{i:03d}_{name}.png"))
+            assert image is not None and image.shape == (96, 128, 3), (i, name)
+    assert str(out.resolve()) in capsys.readouterr().out
+
+
+def test_demo_refuses_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--output", str(tmp_path)]) == 2
+    assert "'checkpoint'" in capsys.readouterr().err
+
+
+def test_moving_camera_sees_the_scene_come_closer():
+    camera = default_camera(64, 48)
+    spec = random_scene_spec(np.random.default_rng(3))
+    near = render_scene(moved_scene(spec, camera_path(10)), camera).depth_hw_m
+    far = render_scene(moved_scene(spec, camera_path(0)), camera).depth_hw_m
+    assert np.nanmedian(near) < np.nanmedian(far)
+    assert np.allclose(render_scene(moved_scene(spec, np.zeros(3)), camera).depth_hw_m, far, equal_nan=True)
