@@ -15,6 +15,9 @@ def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> Non
     g = parser.add_argument_group("model")
     g.add_argument("--checkpoint", help="official DepthFM .ckpt, or a folder written by save_pretrained")
     g.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an official .ckpt")
+    g.add_argument("--vae-kind", choices=["full", "tiny"], default="full",
+                   help="full: the SD VAE; tiny: the distilled tiny VAE (docs/tiny_vae.md), ~3x fewer FLOPs")
+    g.add_argument("--tiny-vae", help="tiny VAE folder from depthfm-distill-vae (implies --vae-kind tiny)")
     g.add_argument("--tiny-model", action="store_true",
                    help="use a small RANDOM model (no weights needed): shows the mechanics, not real depth")
     g.add_argument("--backend", default="torch", choices=BACKENDS, help="inference engine (default: torch)")
@@ -29,14 +32,23 @@ def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> Non
 
 def backend_from_args(args: argparse.Namespace) -> Backend:
     """Build the backend the arguments ask for."""
+    tiny_vae = getattr(args, "tiny_vae", None) or None
+    vae_kind = "tiny" if tiny_vae else getattr(args, "vae_kind", "full")
     if args.tiny_model:
         from ..backends.torch_backend import TorchBackend
         from ..model import build_tiny_depthfm
 
-        return TorchBackend(build_tiny_depthfm(seed=args.seed), num_steps=args.steps, dtype=args.dtype)
+        model = build_tiny_depthfm(seed=args.seed)
+        if vae_kind == "tiny":  # a random test-size tiny VAE unless a folder is given
+            from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
+
+            model.set_tiny_vae(load_tiny_vae(tiny_vae) if tiny_vae else build_tiny_vae(TINY_TEST_CONFIG))
+        return TorchBackend(model, num_steps=args.steps, dtype=args.dtype)
     if not args.checkpoint and not args.engine:
         raise DepthFMError("give --checkpoint (and --vae for an official .ckpt), --engine, or --tiny-model")
     kwargs = {"engine": args.engine} if args.engine else {}
+    if vae_kind == "tiny" and not args.engine:
+        kwargs.update(tiny_vae=tiny_vae, vae_kind="tiny")
     return create_backend(args.backend, args.checkpoint, args.vae, num_steps=args.steps, dtype=args.dtype, **kwargs)
 
 
