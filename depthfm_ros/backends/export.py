@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from ..errors import BackendError
-from ..model import DepthFM, check_image_batch
+from ..model import LATENT_CHANNELS, DepthFM, check_image_batch
 from ..sampler import euler_flow, latent_noise_shape, noise_augment
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class FusedGraph(nn.Module):
         self.model, self.num_steps, self.ensemble_size = model, num_steps, ensemble_size
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        m, (h, w) = self.ensemble_size, image.shape[-2:]
+        m, (h, w) = self.ensemble_size, (int(s) for s in image.shape[-2:])  # ints: static output shape
         z_img = self.model.encode(image)
         z_img = z_img.unsqueeze(1).expand(-1, m, -1, -1, -1).reshape(-1, *z_img.shape[1:])
         x0 = noise_augment(z_img, self.model.noising_step, noise)
@@ -237,11 +237,40 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
         tick("simplified" if simplify else "saved")
     import onnx
 
+    _set_io_dims(path, kind, height, width, ensemble_size)
     onnx.checker.check_model(str(path))  # path form: works for > 2 GB graphs with external data
     write_sidecar(path, GraphInfo(kind, height, width, num_steps, ensemble_size, opset,
                                   mhash or model_hash(model), model.noising_step))
     tick("checked")
     return path
+
+
+def io_dims(kind: str, height: int, width: int, ensemble_size: int | None = None) -> dict[str, list]:
+    """Declared input/output dims of a graph kind; str entries are the dynamic batch axes."""
+    image, latent = ["batch", 3, height, width], ["batch_members", LATENT_CHANNELS, *latent_noise_shape(1, 1, height,
+                                                                                                       width)[2:]]
+    return {
+        "fused": {"image": image, "noise": latent, "z": ["batch", ensemble_size, height, width]},
+        "encoder": {"image": image, "z_img": ["batch", *latent[1:]]},
+        "step": {"x_t": latent, "t": ["batch_members"], "z_img": latent, "velocity": latent},
+        "decoder": {"x_1": latent, "z": ["batch_members", 1, height, width]},
+    }[kind]
+
+
+def _set_io_dims(path: Path, kind: str, height: int, width: int, ensemble_size: int | None) -> None:
+    """Write the declared I/O dims into the graph (the tracer leaves some output dims symbolic)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
+    dims = io_dims(kind, height, width, ensemble_size)
+    for value in (*model.graph.input, *model.graph.output):
+        shape = value.type.tensor_type.shape
+        for dim, want in zip(shape.dim, dims[value.name]):
+            if isinstance(want, str):
+                dim.dim_param = want
+            else:
+                dim.dim_value = want
+    onnx.save(model, str(path))
 
 
 def _move_onnx(src: Path, dst: Path) -> None:
