@@ -130,6 +130,17 @@ class Graph:
         rclpy.shutdown(context=self.context)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: these tests check plumbing, and OpenMP spinning on 2 busy cores starves DDS threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def torch_backend(tiny_model):
     return TorchBackend(tiny_model, num_steps=1)

@@ -93,7 +93,8 @@ def _main(argv=None) -> int:
     try:
         depth_node = DepthFMNode(
             context=context, parameter_overrides=[Parameter(k, value=v) for k, v in node_parameters(args).items()],
-            cli_args=["--ros-args", "-r", f"image:={CAMERA_NS}/image_raw", "-r", f"camera_info:={CAMERA_NS}/camera_info"])
+            cli_args=["--ros-args", "-r", f"image:={CAMERA_NS}/image_raw",
+                      "-r", f"camera_info:={CAMERA_NS}/camera_info"])
         nodes.append(depth_node)
         demo = rclpy.create_node("depthfm_demo", context=context)
         nodes.append(demo)

@@ -53,7 +53,7 @@ def load_backend(config: NodeConfig) -> Backend:
 
     args = argparse.Namespace(tiny_model=config.model == "tiny", checkpoint=config.checkpoint or None,
                               vae=config.vae or None, engine=config.engine or None, backend=config.backend,
-                              num_steps=config.num_steps, steps=config.num_steps, dtype=config.dtype,
+                              steps=config.num_steps, dtype=config.dtype,
                               seed=max(config.seed, 0))
     return backend_from_args(args)
 
