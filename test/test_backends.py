@@ -1,0 +1,189 @@
+"""Backends: onnxruntime parity with PyTorch (fused and split graphs), TensorRT pre-build logic, auto selection,
+and the bench's FLOP counter. GPU-only TensorRT tests skip without tensorrt + CUDA."""
+
+import dataclasses
+import logging
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from depthfm_ros import backends
+from depthfm_ros.backends import choose_backend, create_backend
+from depthfm_ros.backends.export import read_sidecar
+from depthfm_ros.backends.onnx_backend import OnnxBackend
+from depthfm_ros.backends.tensorrt_backend import EngineSpec, TensorRTBackend, profile_shapes
+from depthfm_ros.errors import BackendError
+from depthfm_ros.sampler import latent_noise_shape
+from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
+
+TOL_FP32 = 1e-3
+HAS_TENSORRT_GPU = backends.tensorrt_importable() and torch.cuda.is_available()
+
+
+@pytest.fixture(scope="session")
+def graphs(tmp_path_factory):
+    return exported_graphs(str(tmp_path_factory.getbasetemp() / "onnx_graphs"))
+
+
+def inputs(batch: int, ensemble_size: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rgb_bchw = rng.uniform(-1, 1, (batch, 3, HEIGHT, WIDTH)).astype(np.float32)
+    return rgb_bchw, rng.standard_normal(latent_noise_shape(batch, ensemble_size, HEIGHT, WIDTH), dtype=np.float32)
+
+
+def reference(rgb_bchw, noise, num_steps):
+    with torch.inference_mode():
+        return tiny_model()(torch.from_numpy(rgb_bchw), torch.from_numpy(noise), num_steps).numpy()
+
+
+@pytest.mark.parametrize("num_steps,ensemble_size", [(1, 1), (2, 4)])
+def test_fused_graph_matches_torch(graphs, num_steps, ensemble_size):
+    backend = OnnxBackend(graphs[(num_steps, ensemble_size)])
+    assert (backend.num_steps, backend.fixed_ensemble_size, backend.fixed_size) == (num_steps, ensemble_size,
+                                                                                    (HEIGHT, WIDTH))
+    for batch in (1, 2):  # dynamic batch axis
+        rgb_bchw, noise = inputs(batch, ensemble_size)
+        z = backend.run(rgb_bchw, noise)
+        assert z.shape == (batch, ensemble_size, HEIGHT, WIDTH)
+        assert np.abs(z - reference(rgb_bchw, noise, num_steps)).max() < TOL_FP32
+
+
+@pytest.mark.parametrize("num_steps,ensemble_size", [(1, 4), (3, 2)])
+def test_split_graphs_match_torch_for_any_k(graphs, num_steps, ensemble_size):
+    backend = create_backend("onnxruntime", engine=graphs["split"], num_steps=num_steps)
+    assert backend.fixed_ensemble_size is None and backend.noising_step == tiny_model().noising_step
+    rgb_bchw, noise = inputs(2, ensemble_size, seed=num_steps)
+    z = backend.run(rgb_bchw, noise)
+    assert np.abs(z - reference(rgb_bchw, noise, num_steps)).max() < TOL_FP32
+
+
+def test_any_split_file_selects_the_split_set(graphs):
+    assert not OnnxBackend(graphs["step"], num_steps=3).fused
+
+
+def test_fused_graph_refuses_other_k_m_and_size(graphs):
+    path = graphs[(2, 4)]
+    with pytest.raises(BackendError, match="num_steps=2, asked for num_steps=1"):
+        OnnxBackend(path, num_steps=1)
+    backend = OnnxBackend(path, num_steps=2)
+    with pytest.raises(BackendError, match="ensemble size 4"):
+        backend.run(*inputs(1, 2))
+    with pytest.raises(BackendError, match="built for 64x128"):
+        backend.run(np.zeros((1, 3, 128, 128), np.float32), np.zeros((4, 4, 16, 16), np.float32))
+
+
+def test_split_graphs_from_different_models_are_refused(graphs, tmp_path):
+    import shutil
+
+    for p in graphs["split"].iterdir():
+        shutil.copy(p, tmp_path / p.name)
+    info = read_sidecar(tmp_path / "depthfm_step.onnx")
+    (tmp_path / "depthfm_step.json").write_text(dataclasses.replace(info, model_hash="f" * 16).to_json())
+    with pytest.raises(BackendError, match="model_hash"):
+        OnnxBackend(tmp_path)
+    (tmp_path / "depthfm_decoder.onnx").unlink()
+    with pytest.raises(BackendError, match="lacks split graphs"):
+        OnnxBackend(tmp_path)
+    with pytest.raises(BackendError, match="not found"):
+        OnnxBackend(tmp_path / "nothing.onnx")
+
+
+# ------------------------------------------------------------------------------------ TensorRT before build
+SPEC = EngineSpec("0123456789abcdef", "fused", 2, 4, 512, 640, "fp16", "10.3.0", 1, "Orin sm87", 400)
+
+
+def test_engine_cache_key_changes_with_every_field():
+    keys = {SPEC.cache_key()}
+    changes = {"model_hash": "fedcba9876543210", "kind": "step", "num_steps": 1, "ensemble_size": 1, "height": 448,
+               "width": 512, "precision": "fp32", "tensorrt_version": "10.4.0", "max_batch": 2, "device": "x sm89",
+               "noising_step": 200}
+    assert set(changes) == {f.name for f in dataclasses.fields(EngineSpec)}
+    for field, value in changes.items():
+        keys.add(dataclasses.replace(SPEC, **{field: value}).cache_key())
+    assert len(keys) == 1 + len(changes)
+    assert SPEC.cache_key() == dataclasses.replace(SPEC).cache_key()
+    assert SPEC.engine_name().startswith("depthfm_fused_512x640_k2_m4_fp16_")
+    with pytest.raises(BackendError, match="precision"):
+        dataclasses.replace(SPEC, precision="bf16")
+
+
+def test_profile_shapes():
+    spec = dataclasses.replace(SPEC, max_batch=3)
+    assert profile_shapes(spec, opt_batch=2) == {
+        "image": ((1, 3, 512, 640), (2, 3, 512, 640), (3, 3, 512, 640)),
+        "noise": ((4, 4, 64, 80), (8, 4, 64, 80), (12, 4, 64, 80))}
+    step = profile_shapes(dataclasses.replace(spec, kind="step", num_steps=None))
+    assert step["t"] == ((1,), (4,), (12,)) and step["x_t"][2] == (12, 4, 64, 80) == step["z_img"][2]
+    assert profile_shapes(dataclasses.replace(spec, kind="decoder"))["x_1"][0] == (1, 4, 64, 80)
+    assert profile_shapes(dataclasses.replace(spec, kind="encoder"))["image"][2] == (3, 3, 512, 640)
+
+
+@pytest.mark.skipif(HAS_TENSORRT_GPU, reason="TensorRT with a GPU is present")
+def test_tensorrt_backend_without_tensorrt_says_how_to_get_it(graphs):
+    with pytest.raises(BackendError, match="TensorRT is not installed|needs a CUDA device"):
+        TensorRTBackend(graphs[(2, 4)], num_steps=2)
+    with pytest.raises(BackendError, match="not bf16"):
+        TensorRTBackend(graphs[(2, 4)], precision="bf16")
+
+
+@pytest.mark.skipif(not HAS_TENSORRT_GPU, reason="needs the tensorrt extra and a CUDA GPU")
+@pytest.mark.parametrize("precision,tol", [("fp32", 1e-3), ("fp16", 5e-2)])
+def test_tensorrt_matches_torch(graphs, tmp_path, precision, tol):
+    for engine, num_steps in [(graphs[(2, 4)], 2), (graphs["split"], 3)]:
+        backend = TensorRTBackend(engine, num_steps=num_steps, precision=precision, ensemble_size=4,
+                                  cache_dir=tmp_path)
+        rgb_bchw, noise = inputs(1, 4)
+        assert np.abs(backend.run(rgb_bchw, noise) - reference(rgb_bchw, noise, num_steps)).max() < tol
+
+
+# -------------------------------------------------------------------------------------------- auto selection
+@pytest.mark.parametrize("engine,trt,cuda,ort_cuda,expected,why", [
+    (None, True, True, True, "torch", "no engine"),
+    ("m.onnx", True, True, False, "tensorrt", "TensorRT is installed"),
+    ("m.engine", True, True, False, "tensorrt", "TensorRT is installed"),
+    ("m.onnx", False, True, True, "onnxruntime", "not installed; .* CUDA provider"),
+    ("m.onnx", True, False, False, "onnxruntime", "no CUDA device .* CPU provider"),
+    ("split_dir", False, False, False, "onnxruntime", "CPU provider"),
+])
+def test_choose_backend(engine, trt, cuda, ort_cuda, expected, why):
+    name, reason = choose_backend(engine, trt, cuda, ort_cuda)
+    assert name == expected
+    assert re.search(why, reason), reason
+
+
+def test_choose_backend_refuses_engine_without_tensorrt():
+    with pytest.raises(BackendError, match="give the .onnx"):
+        choose_backend("m.engine", False, True, True)
+
+
+def test_create_backend_auto_logs_its_choice(graphs, monkeypatch, caplog):
+    monkeypatch.setattr(backends, "tensorrt_importable", lambda: False)
+    monkeypatch.setattr(backends, "onnxruntime_cuda_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="depthfm_ros.backends"):
+        backend = create_backend("auto", engine=graphs[(1, 1)], num_steps=1)
+    assert isinstance(backend, OnnxBackend)
+    assert "auto -> onnxruntime" in caplog.text and "TensorRT is not installed" in caplog.text
+    monkeypatch.setattr(backends, "tensorrt_importable", lambda: True)
+    monkeypatch.setattr(backends, "cuda_available", lambda: True)
+    calls = {}
+    monkeypatch.setattr("depthfm_ros.backends.tensorrt_backend.TensorRTBackend",
+                        lambda engine, **kw: calls.setdefault("trt", (engine, kw)))
+    create_backend("auto", engine="m.onnx", num_steps=2, dtype="fp16")
+    assert calls["trt"] == ("m.onnx", {"num_steps": 2, "precision": "fp16"})
+    with pytest.raises(BackendError, match="needs an exported graph"):
+        create_backend("onnxruntime")
+
+
+# ---------------------------------------------------------------------------------------------- bench helpers
+def test_stage_flops_positive_and_growing_with_k():
+    from depthfm_ros.cli.bench import stage_flops
+
+    model = tiny_model()
+    one, two = (stage_flops(model, 64, 64, num_steps=k, ensemble_size=2) for k in (1, 2))
+    assert all(v > 0 for v in one.values())
+    assert two["steps"] == 2 * one["steps"] > 0
+    assert (two["encode"], two["decode"]) == (one["encode"], one["decode"])
+    assert sum(two.values()) > sum(one.values())
+    assert stage_flops(model, 64, 64, 1, ensemble_size=4)["steps"] > one["steps"]
