@@ -285,3 +285,45 @@ def test_node_refuses_bad_parameters():
 def test_main_exits_with_a_message_on_bad_parameters(capfd):
     assert main(["--ros-args", "-p", "model:=tiny", "-p", "num_steps:=0", "-r", "__node:=depthfm_main"]) == 2
     assert "num_steps" in capfd.readouterr().err
+
+
+def test_ros2_run_entry_point_serves_and_stops_on_sigint():
+    """``ros2 run depthfm_ros depthfm_node`` as its own process: serves depth, exits 0 on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "depthfm_ros.ros.node", "--ros-args", "-p", "model:=tiny",
+                             "-p", "processing_resolution:=64", "-r", "image:=/entry_point_test/image"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    context = Context()
+    rclpy.init(context=context)
+    probe = rclpy.create_node("entry_point_probe", context=context)
+    got = []
+    probe.create_subscription(Image, "/depthfm/depth", got.append, 10)
+    pub = probe.create_publisher(Image, "/entry_point_test/image", 10)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(probe)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        deadline = time.monotonic() + 15.0
+        while not got and time.monotonic() < deadline and proc.poll() is None:
+            if pub.get_subscription_count():
+                pub.publish(image_msg(0, 77))
+            time.sleep(0.1)
+        assert got and stamp_ns(got[0]) == 77 and got[0].encoding == "32FC1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)
+        probe.destroy_node()
+        rclpy.shutdown(context=context)
+    assert code == 0, proc.stderr.read()[-2000:]
