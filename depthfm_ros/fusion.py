@@ -290,85 +290,86 @@ _MAX_MOSAIC = 32000  # cv2.remap needs source images smaller than SHRT_MAX
 class _BilateralGrid:
     """Splat / blur / slice over (row, col, guide...), every axis in units of its sigma, one cell per sigma.
 
-    The blur is a unit-peak Gaussian of one cell, so a lone point contributes weight ~1 at its own position.
+    The points are fixed at construction (their multilinear corner weights are computed once). The blur is a
+    unit-peak Gaussian of one cell, so a lone point contributes weight ~1 at its own position. Grids are
+    ``(C, *shape)`` float32.
     """
 
-    def __init__(self, lo_d: np.ndarray, hi_d: np.ndarray):
+    def __init__(self, lo_d: np.ndarray, hi_d: np.ndarray, coords_pd: np.ndarray):
         self.lo = np.asarray(lo_d, dtype=np.float64) - 2.0  # two cells of padding: the blur spreads past the data
         self.shape = tuple(int(s) for s in np.ceil(np.asarray(hi_d) - self.lo + 2.0).astype(int) + 1)
-        self.strides = np.array([int(np.prod(self.shape[k + 1 :])) for k in range(len(self.shape))], dtype=np.int64)
-
-    def _corners(self, coords_pd: np.ndarray):
+        strides = [int(np.prod(self.shape[k + 1 :])) for k in range(len(self.shape))]
         g = coords_pd - self.lo
         base = np.clip(np.floor(g).astype(np.int64), 0, np.array(self.shape) - 2)
-        frac = np.clip(g - base, 0.0, 1.0).T.copy()
-        rest = 1.0 - frac
-        flat0 = base @ self.strides
+        frac = np.clip(g - base, 0.0, 1.0).T.astype(np.float32)
+        flat0 = base @ np.array(strides, dtype=np.int64)
+        self.corners_idx, corner_w = [], []
         for bits in range(2 ** len(frac)):
-            w, offset = None, 0
-            for k in range(len(frac)):
-                on = bits >> k & 1
-                w = (frac[k] if on else rest[k]) if w is None else w * (frac[k] if on else rest[k])
-                offset += int(self.strides[k]) * on
-            yield flat0 + offset, w
+            on = [bits >> k & 1 for k in range(len(frac))]
+            corner_w.append(np.prod([frac[k] if on[k] else 1.0 - frac[k] for k in range(len(frac))], axis=0))
+            self.corners_idx.append(flat0 + int(np.dot(on, strides)))
+        self.corners_idx = np.stack(self.corners_idx)  # (2^D, P)
+        self.corners_w = np.stack(corner_w).astype(np.float32)
+        # What a point gives itself after splat, blur and sample (the multilinear weights are separable).
+        self.self_weight = np.prod((1 - frac) ** 2 + frac**2 + 2 * np.exp(-0.5) * frac * (1 - frac), axis=0)
 
-    def self_weight(self, coords_pd: np.ndarray) -> np.ndarray:
-        """Weight a point gives itself after splat, blur and sample (multilinear weights are separable)."""
-        frac = np.clip(coords_pd - self.lo - np.floor(coords_pd - self.lo), 0.0, 1.0)
-        return np.prod((1 - frac) ** 2 + frac**2 + 2 * np.exp(-0.5) * frac * (1 - frac), axis=1)
+    def subset(self, keep: np.ndarray) -> "_BilateralGrid":
+        out = object.__new__(_BilateralGrid)
+        out.lo, out.shape, out.self_weight = self.lo, self.shape, self.self_weight[keep]
+        out.corners_idx, out.corners_w = self.corners_idx[:, keep], self.corners_w[:, keep]
+        return out
 
-    def splat_blur(self, coords_pd: np.ndarray, values_pc: np.ndarray) -> np.ndarray:
-        """Grid ``(*shape, C)`` float32 of ``values`` splatted multilinearly at ``coords`` and blurred."""
+    def splat_blur(self, values_cp: np.ndarray) -> np.ndarray:
+        """Grid ``(C, *shape)`` float32 of ``values`` (one row per channel) splatted at the points and blurred."""
         size = int(np.prod(self.shape))
-        out = np.zeros((values_pc.shape[1], size))
-        for idx, w in self._corners(coords_pd):
-            for c in range(values_pc.shape[1]):
-                out[c] += np.bincount(idx, weights=w * values_pc[:, c], minlength=size)
+        idx = self.corners_idx.ravel()
+        out = np.stack([np.bincount(idx, weights=(self.corners_w * v).ravel(), minlength=size) for v in values_cp])
         out = out.reshape(-1, *self.shape)
         for c in range(len(out)):
             out[c] = gaussian_filter(out[c], sigma=1.0, mode="constant", truncate=3.0) * _BLUR_Z ** len(self.shape)
-        return np.moveaxis(out, 0, -1).astype(np.float32)
+        return out.astype(np.float32)
 
-    def sample(self, grid: np.ndarray, coords_pd: np.ndarray) -> np.ndarray:
-        """Multilinear lookup ``(P, C)`` at scattered coordinates."""
-        flat = grid.reshape(-1, grid.shape[-1])
-        out = np.zeros((len(coords_pd), flat.shape[1]))
-        for idx, w in self._corners(coords_pd):
-            out += w[:, None] * flat[idx]
-        return out
+    def sample(self, grid_c: np.ndarray) -> np.ndarray:
+        """Multilinear lookup ``(C, P)`` of ``grid_c`` at the points."""
+        flat = grid_c.reshape(len(grid_c), -1)
+        return np.stack([(f.take(self.corners_idx) * self.corners_w).sum(0) for f in flat])
 
-    def slice_image(self, grid: np.ndarray, sigma_px: float, range_hw: list[np.ndarray]) -> np.ndarray:
+    def range_cells(self, range_hw: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per guide axis, the (cell index, fraction) of every pixel; shared by grids with the same guide axes."""
+        parts = []
+        for k, g in enumerate(range_hw):
+            pos = np.clip(g - np.float32(self.lo[2 + k]), 0.0, self.shape[2 + k] - 1.001).astype(np.float32)
+            base = np.floor(pos)
+            parts.append((base, pos - base))
+        return parts
+
+    def slice_image(self, grid_c: np.ndarray, sigma_px: float, range_cells) -> np.ndarray:
         """Lookup ``(H, W, C)`` at every pixel: bilinear in space with cv2.remap, linear in the guide axes."""
         gy, gx = self.shape[:2]
-        nr = len(range_hw)
+        nr = len(range_cells)
         if nr not in (1, 2):
             raise InputError("the bilateral grid takes one or two guide axes")
         # Mosaic of spatial tiles: guide axis 0 along x, guide axis 1 (if any) along y.
-        tiles = grid if nr == 2 else grid[:, :, :, None, :]
-        r0, r1 = tiles.shape[2], tiles.shape[3]
+        tiles = grid_c if nr == 2 else grid_c[..., None]  # (C, gy, gx, r0, r1)
+        r0, r1 = tiles.shape[3], tiles.shape[4]
         if r0 * gx > _MAX_MOSAIC or r1 * gy > _MAX_MOSAIC:
             raise InputError("bilateral grid too large: raise spatial_sigmas_px, range_sigma_log or guide_sigma")
-        mosaic = np.ascontiguousarray(tiles.transpose(3, 0, 2, 1, 4).reshape(r1 * gy, r0 * gx, -1))
-        h, w = range_hw[0].shape
-        map_y = (np.arange(h, dtype=np.float32) / sigma_px - self.lo[0]).astype(np.float32)[:, None]
-        map_x = (np.arange(w, dtype=np.float32) / sigma_px - self.lo[1]).astype(np.float32)[None, :]
-        parts = []
-        for k, g in enumerate(range_hw):
-            pos = np.clip(g - self.lo[2 + k], 0.0, self.shape[2 + k] - 1.001).astype(np.float32)
-            base = np.floor(pos)
-            parts.append((base, pos - base))
-        out = np.zeros((h, w, grid.shape[-1]), dtype=np.float32)
+        mosaic = np.ascontiguousarray(tiles.transpose(4, 1, 3, 2, 0).reshape(r1 * gy, r0 * gx, -1))
+        h, w = range_cells[0][0].shape
+        map_y = (np.arange(h) / sigma_px - self.lo[0]).astype(np.float32)[:, None]
+        map_x = (np.arange(w) / sigma_px - self.lo[1]).astype(np.float32)[None, :]
+        mx0 = range_cells[0][0] * np.float32(gx) + map_x
+        my0 = range_cells[1][0] * np.float32(gy) + map_y if nr == 2 else np.broadcast_to(map_y, (h, w))
+        out = np.zeros((h, w, len(grid_c)), dtype=np.float32)
         for bits in range(2**nr):
-            wgt = np.ones((h, w), dtype=np.float32)
-            mx = np.broadcast_to(map_x, (h, w)).copy()
-            my = np.broadcast_to(map_y, (h, w)).copy()
-            for k, (base, frac) in enumerate(parts):
-                step = bits >> k & 1
-                wgt *= frac if step else 1.0 - frac
-                if k == 0:
-                    mx += (base + step) * gx
-                else:
-                    my += (base + step) * gy
+            step0, step1 = bits & 1, bits >> 1 & 1
+            frac0 = range_cells[0][1]
+            wgt = frac0 if step0 else 1.0 - frac0
+            if nr == 2:
+                frac1 = range_cells[1][1]
+                wgt = wgt * (frac1 if step1 else 1.0 - frac1)
+            mx = mx0 + np.float32(gx) if step0 else mx0
+            my = np.ascontiguousarray(my0 + np.float32(gy) if step1 else my0)
             sliced = cv2.remap(mosaic, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             out += wgt[..., None] * sliced.reshape(h, w, -1)
         return out
@@ -379,13 +380,13 @@ def _default_sigmas_px(h: int, w: int) -> tuple[float, ...]:
     return (diag / 80.0, diag / 20.0, diag / 6.0)
 
 
-def _leave_one_out(levels, r: np.ndarray, keep: np.ndarray, prior_weight: float) -> np.ndarray:
+def _leave_one_out(levels: list[_BilateralGrid], r: np.ndarray, keep: np.ndarray, prior_weight: float) -> np.ndarray:
     """Coarse-to-fine interpolation of the kept residuals at each point, without the point itself."""
     estimate = np.zeros(len(r))
-    values = np.stack([r * keep, keep.astype(np.float64)], 1)
-    for grid, coords in levels:
-        num, den = grid.sample(grid.splat_blur(coords, values), coords).T
-        self_w = grid.self_weight(coords) * keep
+    values = np.stack([r * keep, keep.astype(np.float64)])
+    for grid in levels:
+        num, den = grid.sample(grid.splat_blur(values))
+        self_w = grid.self_weight * keep
         num, den = num - self_w * r, np.maximum(den - self_w, 0.0)
         estimate = (num + prior_weight * estimate) / (den + prior_weight)
     return estimate
@@ -436,13 +437,13 @@ def complete_depth(
     hi_range = np.array([np.nanmax(gd) for gd in guides], dtype=np.float64)
     sigmas = sorted(spatial_sigmas_px or _default_sigmas_px(h, w), reverse=True)
 
-    def grid_and_coords(sigma: float, rows_p: np.ndarray, cols_p: np.ndarray):
+    def grid_at(sigma: float) -> _BilateralGrid:
         lo = np.concatenate([[0.0, 0.0], lo_range])
         hi = np.concatenate([[(h - 1) / sigma, (w - 1) / sigma], hi_range])
-        coords = np.column_stack([rows_p / sigma, cols_p / sigma, *[gd[rows_p, cols_p] for gd in guides]])
-        return _BilateralGrid(lo, hi), coords
+        coords = np.column_stack([rows / sigma, cols / sigma, *[gd[rows, cols] for gd in guides]])
+        return _BilateralGrid(lo, hi, coords)
 
-    levels = [grid_and_coords(sigma, rows, cols) for sigma in sigmas]
+    levels = [grid_at(sigma) for sigma in sigmas]
     keep = np.ones(len(r), dtype=bool)
     for _ in range(3):  # later passes re-judge every point against the previous pass's inliers only
         dev = r - _leave_one_out(levels, r, keep, prior_weight)
@@ -450,14 +451,15 @@ def complete_depth(
         keep = np.abs(dev) <= max(outlier_k * scale, min_outlier_log)
     num_rejected = int((~keep).sum())
     rows, cols, r = rows[keep], cols[keep], r[keep]
-    levels = [(grid, coords[keep]) for grid, coords in levels]
+    levels = [grid.subset(keep) for grid in levels]
 
     correction = np.zeros((h, w), dtype=np.float32)
     support = np.zeros((h, w), dtype=np.float32)
     if len(r) > 0:
-        values = np.stack([r, np.ones_like(r)], 1)
-        for level, (sigma, (grid, coords)) in enumerate(zip(sigmas, levels)):
-            num_den = grid.slice_image(grid.splat_blur(coords, values), sigma, guides)
+        values = np.stack([r, np.ones_like(r)])
+        range_cells = levels[0].range_cells(guides)  # the same for every level
+        for level, (sigma, grid) in enumerate(zip(sigmas, levels)):
+            num_den = grid.slice_image(grid.splat_blur(values), sigma, range_cells)
             num, den = num_den[..., 0], np.maximum(num_den[..., 1], 0.0)
             correction = (num + prior_weight * correction) / (den + prior_weight)
             if level == 0:
