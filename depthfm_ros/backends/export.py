@@ -229,9 +229,13 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
                               opset_version=opset, do_constant_folding=True, dynamo=False)
         tick("traced")
         if simplify:
+            import contextlib
+            import io
+
             import onnxslim
 
-            onnxslim.slim(str(raw), str(path))
+            with contextlib.redirect_stdout(io.StringIO()):  # onnxslim prints a model summary table
+                onnxslim.slim(str(raw), str(path))
         else:
             _move_onnx(raw, path)
         tick("simplified" if simplify else "saved")
