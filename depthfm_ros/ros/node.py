@@ -219,6 +219,9 @@ def main(args: list[str] | None = None) -> int:
         except (ParameterError, DepthFMError) as exc:
             rclpy.logging.get_logger(NODE_NAME).fatal(f"not starting: {exc}")
             return 2
+        except Exception as exc:  # e.g. a backend whose runtime is missing on this machine
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"not starting: {type(exc).__name__}: {exc}")
+            return 2
         try:
             rclpy.spin(node)
         except (KeyboardInterrupt, ExternalShutdownException):
