@@ -98,7 +98,7 @@ def test_engine_cache_key_changes_with_every_field():
     keys = {SPEC.cache_key()}
     changes = {"model_hash": "fedcba9876543210", "kind": "step", "num_steps": 1, "ensemble_size": 1, "height": 448,
                "width": 512, "precision": "fp32", "tensorrt_version": "10.4.0", "max_batch": 2, "device": "x sm89",
-               "noising_step": 200}
+               "noising_step": 200, "max_members": 16}
     assert set(changes) == {f.name for f in dataclasses.fields(EngineSpec)}
     for field, value in changes.items():
         keys.add(dataclasses.replace(SPEC, **{field: value}).cache_key())
@@ -115,7 +115,7 @@ def test_profile_shapes():
         "image": ((1, 3, 512, 640), (2, 3, 512, 640), (3, 3, 512, 640)),
         "noise": ((4, 4, 64, 80), (8, 4, 64, 80), (12, 4, 64, 80))}
     step = profile_shapes(dataclasses.replace(spec, kind="step", num_steps=None))
-    assert step["t"] == ((1,), (4,), (12,)) and step["x_t"][2] == (12, 4, 64, 80) == step["z_img"][2]
+    assert step["t"] == ((1,), (4,), (24,)) and step["x_t"][2] == (24, 4, 64, 80) == step["z_img"][2]
     assert profile_shapes(dataclasses.replace(spec, kind="decoder"))["x_1"][0] == (1, 4, 64, 80)
     assert profile_shapes(dataclasses.replace(spec, kind="encoder"))["image"][2] == (3, 3, 512, 640)
 

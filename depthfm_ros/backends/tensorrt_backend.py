@@ -76,7 +76,7 @@ class EngineSpec:
     """Everything an engine depends on; its hash is the cache key.
 
     ``max_batch`` images per call; ``ensemble_size`` is M (baked in for the fused graph, the optimum of the
-    member profile for split stages, which run ``N = b*M`` up to ``max_batch*ensemble_size``).
+    member profile for split stages, which run ``N = b*M`` up to ``max_batch * max(ensemble_size, max_members)``).
     """
 
     model_hash: str
@@ -90,6 +90,7 @@ class EngineSpec:
     max_batch: int = 1
     device: str = ""
     noising_step: int = 0
+    max_members: int = 8
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -128,11 +129,16 @@ def profile_shapes(spec: EngineSpec, opt_batch: int = 1) -> dict[str, tuple[tupl
         return {"image": tuple(image(b) for b in batches), "noise": tuple(latent(b * m) for b in batches)}
     if spec.kind == "encoder":
         return {"image": tuple(image(b) for b in batches)}
-    members = (1, opt_batch * m, spec.max_batch * m)
+    members = (1, opt_batch * m, max_split_members(spec))
     if spec.kind == "step":
         return {"x_t": tuple(latent(n) for n in members), "t": tuple((n,) for n in members),
                 "z_img": tuple(latent(n) for n in members)}
     return {"x_1": tuple(latent(n) for n in members)}
+
+
+def max_split_members(spec: EngineSpec) -> int:
+    """Largest ``N = b*M`` the split step/decoder engines take."""
+    return spec.max_batch * max(spec.ensemble_size, spec.max_members)
 
 
 def default_cache_dir(onnx_path: str | Path) -> Path:
@@ -288,6 +294,7 @@ class TensorRTBackend(Backend):
                             for kind, p in graphs.items()}
             info = infos.get("fused") or infos["encoder"]
         self.fused = "fused" in self.engines
+        self.max_members = max_split_members(next(iter(self.engines.values())).spec)
         if self.fused:
             info.check(num_steps=num_steps, source=str(path))
             self.num_steps, self.fixed_ensemble_size = int(info.num_steps), int(info.ensemble_size)
@@ -302,6 +309,9 @@ class TensorRTBackend(Backend):
         if rgb_bchw.shape[0] > self.max_batch:
             raise BackendError(f"tensorrt: engine profile allows {self.max_batch} image(s) per call, "
                                f"got {rgb_bchw.shape[0]}")
+        if not self.fused and noise.shape[0] > self.max_members:
+            raise BackendError(f"tensorrt: split engines were built for at most {self.max_members} members per "
+                               f"call (b*M), got {noise.shape[0]}; raise max_members/max_batch and rebuild")
         with torch.inference_mode():
             images = torch.from_numpy(np.ascontiguousarray(rgb_bchw, np.float32)).cuda()
             noise_t = torch.from_numpy(np.ascontiguousarray(noise, np.float32)).cuda()
