@@ -162,7 +162,8 @@ def save_state(path: Path, student, optimizer, step: int, config: DistillConfig,
 
 def distill(teacher: DepthFM, tiny_vae, dataset: Dataset, output_dir: str | Path, config: DistillConfig | None = None,
             resume: bool = True, device: str | None = None, progress: bool = True) -> list[dict[str, float]]:
-    """Train ``tiny_vae`` (an AutoencoderTiny, in place) against ``teacher`` until ``config.max_steps``; return the loss history.
+    """Train ``tiny_vae`` (an AutoencoderTiny, in place) against ``teacher`` up to ``config.max_steps``; return the
+    loss history (one dict of floats per step).
 
     Writes ``output_dir/distill_state.pt`` every ``checkpoint_every`` steps (and at the end) and the finished
     ``output_dir/tiny_vae/``. With ``resume`` an existing state continues where it stopped (same step, optimizer
@@ -189,8 +190,9 @@ def distill(teacher: DepthFM, tiny_vae, dataset: Dataset, output_dir: str | Path
         step, history = int(state["step"]), list(state["history"])
         log.info("resuming distillation from %s at step %d", state_path, step)
     teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(dataset) >= config.batch_size,
-                        num_workers=config.num_workers, generator=torch.Generator().manual_seed(config.seed + step))
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True,
+                        drop_last=len(dataset) >= config.batch_size, num_workers=config.num_workers,
+                        generator=torch.Generator().manual_seed(config.seed + step))
     student, optimizer, loader = accelerator.prepare(student, optimizer, loader)
     unwrapped = accelerator.unwrap_model(student).vae
     noise_gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
@@ -233,7 +235,8 @@ def distill(teacher: DepthFM, tiny_vae, dataset: Dataset, output_dir: str | Path
 def evaluate_vae_kinds(model: DepthFM, tiny_vae, rgb_bchw: torch.Tensor, depth_bhw_m: np.ndarray,
                        num_steps: int = 2, seed: int = 0) -> dict[str, float]:
     """AbsRel/delta1 (log-space aligned, paper protocol) of the full and the tiny VAE path on the same images and
-    noise, plus the RMSE between their z maps (z units). The model is left on the full VAE."""
+    noise, plus the RMSE between their z maps and the spread (std) of the full z maps, both in z units.
+    The model's own VAE choice is restored afterwards."""
     noise = torch.randn((rgb_bchw.shape[0], 4, rgb_bchw.shape[2] // 8, rgb_bchw.shape[3] // 8),
                         generator=torch.Generator().manual_seed(seed))
     previous = model.tiny_vae
@@ -242,7 +245,7 @@ def evaluate_vae_kinds(model: DepthFM, tiny_vae, rgb_bchw: torch.Tensor, depth_b
         z_tiny = model.set_tiny_vae(tiny_vae)(rgb_bchw, noise, num_steps)[:, 0].numpy()
     finally:
         model.set_tiny_vae(previous)
-    out = {"z_rmse_tiny_vs_full": float(np.sqrt(np.mean((z_tiny - z_full) ** 2)))}
+    out = {"z_rmse_tiny_vs_full": float(np.sqrt(np.mean((z_tiny - z_full) ** 2))), "z_std_full": float(z_full.std())}
     for name, z in (("full", z_full), ("tiny", z_tiny)):
         scores = [evaluate_log_aligned(zi, gi) for zi, gi in zip(z, depth_bhw_m)]
         out[f"abs_rel_{name}"] = float(np.mean([s["abs_rel"] for s in scores]))

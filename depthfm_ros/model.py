@@ -179,7 +179,8 @@ class DepthFM(nn.Module):
             return model.set_tiny_vae(None)
         tiny_path = Path(tiny_vae) if tiny_vae else path / TINY_VAE_FOLDER
         if not tiny_path.is_dir():
-            raise CheckpointError(f"vae_kind 'tiny' needs a tiny VAE folder (tiny_vae / --tiny-vae); none at {tiny_path}")
+            raise CheckpointError(f"vae_kind 'tiny' needs a tiny VAE folder (tiny_vae / --tiny-vae); "
+                                  f"none at {tiny_path}")
         from .tiny_vae import load_tiny_vae
 
         return model.set_tiny_vae(load_tiny_vae(tiny_path)).to(torch_dtype).eval()

@@ -37,7 +37,8 @@ TAESD_DEPTH_CONFIG: dict[str, Any] = {
 # Same layout, narrower and shallower: for tests and the tiny random DepthFM.
 TINY_TEST_CONFIG: dict[str, Any] = {
     **TAESD_DEPTH_CONFIG, "encoder_block_out_channels": (16, 16, 16, 16),
-    "decoder_block_out_channels": (16, 16, 16, 16), "num_encoder_blocks": (1, 1, 1, 1), "num_decoder_blocks": (1, 1, 1, 1),
+    "decoder_block_out_channels": (16, 16, 16, 16), "num_encoder_blocks": (1, 1, 1, 1),
+    "num_decoder_blocks": (1, 1, 1, 1),
 }
 
 
