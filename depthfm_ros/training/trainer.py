@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import CheckpointError, InputError
-from ..model import LATENT_CHANNELS, DepthFM, load_vae
+from ..model import LATENT_CHANNELS, LATENT_SCALE, DepthFM, load_vae
 from ..sampler import noise_augment
 from .data import collate, encode_batch
 
@@ -137,17 +137,24 @@ def training_condition(model, z_img: torch.Tensor, batch: dict, generator: torch
 
 # ------------------------------------------------------------------------------------------------- EMA
 class EMA:
-    """Exponential moving average of a module's trainable parameters (kept in fp32)."""
+    """Exponential moving average of a module's trainable parameters (kept in fp32).
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so short runs are not stuck at the
+    initial weights.
+    """
 
     def __init__(self, module: nn.Module, decay: float):
         self.decay = float(decay)
+        self.num_updates = 0
         self.shadow = {n: p.detach().float().clone() for n, p in module.named_parameters() if p.requires_grad}
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
+        decay = min(self.decay, (1.0 + self.num_updates) / (10.0 + self.num_updates))
+        self.num_updates += 1
         for n, p in module.named_parameters():
             if n in self.shadow:
-                self.shadow[n].lerp_(p.detach().float(), 1.0 - self.decay)
+                self.shadow[n].lerp_(p.detach().float(), 1.0 - decay)
 
     @torch.no_grad()
     def copy_to(self, module: nn.Module) -> None:
@@ -156,10 +163,11 @@ class EMA:
                 p.copy_(self.shadow[n].to(p.dtype))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "shadow": self.shadow}
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": self.shadow}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.decay, self.shadow = state["decay"], {k: v.clone() for k, v in state["shadow"].items()}
+        self.decay, self.num_updates = state["decay"], state["num_updates"]
+        self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
 
 
 # --------------------------------------------------------------------------------------------- trainer
@@ -185,6 +193,7 @@ class TrainConfig:
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
+    cache_latents: bool = False  # encode each sample once (only for datasets without random augmentation)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -258,6 +267,8 @@ class Trainer:
                                                       cpu=not torch.cuda.is_available())
         self.model = model.train()
         model.vae.requires_grad_(False).eval()
+        if getattr(model, "tiny_vae", None) is not None:
+            model.tiny_vae.requires_grad_(False).eval()
         model.unet.requires_grad_(True)
         model.vae.to(self.accelerator.device)
         self.dataset = dataset
@@ -270,6 +281,7 @@ class Trainer:
         self.ema = EMA(model.unet, config.ema_decay) if config.ema_decay > 0 else None
         self.step = 0
         self._writer = None
+        self._latent_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------------------------------- loop
     @property
@@ -279,9 +291,20 @@ class Trainer:
     def _micro_generator(self, micro_step: int) -> torch.Generator:
         return torch.Generator().manual_seed(_seed_of(self.config.seed, micro_step, self.accelerator.process_index))
 
+    def _latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.config.cache_latents or "index" not in batch:
+            return encode_batch(self.model, batch)
+        index = batch["index"].tolist()
+        missing = [j for j, i in enumerate(index) if i not in self._latent_cache]
+        if missing:
+            z_img, x1 = encode_batch(self.model, {k: v[missing] for k, v in batch.items()})
+            for row, j in enumerate(missing):
+                self._latent_cache[index[j]] = (z_img[row], x1[row])
+        return tuple(torch.stack([self._latent_cache[i][k] for i in index]) for k in (0, 1))
+
     def loss_on(self, batch: dict, generator: torch.Generator, grad: bool = True) -> torch.Tensor:
         """Loss of one batch with t and noise from ``generator`` (also useful for a fixed evaluation draw)."""
-        z_img, x1 = encode_batch(self.model, batch)
+        z_img, x1 = self._latents(batch)
         cond = training_condition(self.model, z_img, batch, generator)
         t, eps_aug, eps_path = draw_flow_noise(x1, generator)
         with torch.set_grad_enabled(grad):
@@ -291,7 +314,8 @@ class Trainer:
         cfg = self.config
         sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, self.step * cfg.grad_accum_steps,
                                    self.accelerator.process_index, self.accelerator.num_processes)
-        return DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers, collate_fn=collate)
+        return DataLoader(_Indexed(self.dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
+                          collate_fn=collate)
 
     def train(self, max_steps: int | None = None) -> list[float]:
         """Run optimizer steps until ``max_steps`` (default ``config.max_steps``); returns this call's step losses."""
@@ -416,6 +440,19 @@ class Trainer:
         return paths
 
 
+class _Indexed(Dataset):
+    """Adds each sample's dataset index (the latent cache key)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.dataset[index], "index": torch.tensor(index)}
+
+
 class _null:
     def __enter__(self):
         return self
@@ -436,12 +473,13 @@ def export_model(model: DepthFM, folder: str | Path) -> dict[str, Path]:
 
 # ------------------------------------------------------------------------------------- CPU recipe helper
 def fit_autoencoder(vae, dataset: Dataset, num_steps: int, batch_size: int = 8, lr: float = 1e-3,
-                    seed: int = 0, kl_weight: float = 1e-6, progress: bool = True) -> list[float]:
+                    seed: int = 0, latent_scale: float = LATENT_SCALE, progress: bool = True) -> list[float]:
     """Train a (tiny, random) VAE to reconstruct images and replicated normalised depth.
 
     Only for the CPU recipe and tests: DepthFM itself uses the frozen, pretrained SD VAE. A random VAE cannot
     decode depth at all (its decode(encode(depth)) is no better than a constant), so a tiny model needs this
-    stand-in before flow training means anything.
+    stand-in before flow training means anything. A penalty pulls the scaled latents (mode · latent_scale) to unit
+    mean square, the property SD's 0.18215 was chosen for, so noise augmentation has its intended strength.
     """
     vae.train().requires_grad_(True)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
@@ -456,16 +494,16 @@ def fit_autoencoder(vae, dataset: Dataset, num_steps: int, batch_size: int = 8, 
     for step in range(num_steps):
         batch = collate([dataset[i] for i in sampler.indices(step)])
         images = torch.cat([batch["rgb_chw"], batch["depth_norm_hw"][:, None].expand(-1, 3, -1, -1)]).to(device)
-        posterior = vae.encode(images).latent_dist
-        recon = vae.decode(posterior.mode()).sample
-        loss = F.mse_loss(recon, images) + kl_weight * posterior.kl().mean()
+        latents = vae.encode(images).latent_dist.mode()
+        recon = vae.decode(latents).sample
+        loss = F.mse_loss(recon, images) + 0.1 * ((latents * latent_scale).pow(2).mean() - 1.0) ** 2
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
     if bar is not None:
         bar.close()
     vae.eval().requires_grad_(False)

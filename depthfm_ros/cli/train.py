@@ -1,0 +1,182 @@
+"""depthfm-train: fine-tune DepthFM (or its depth-completion variant) with flow matching.
+
+Runs as is on a CPU, a GPU, or under ``torchrun`` / ``accelerate launch`` (DDP). Writes
+``OUTPUT/last/`` (resumable trainer state; rerunning the same command resumes), ``OUTPUT/init/`` (the starting
+model, for before/after evaluation), ``OUTPUT/export/depthfm.ckpt`` (official format) and
+``OUTPUT/export/diffusers/`` (``DepthFM.from_pretrained`` folder, usable with ``--checkpoint``), and TensorBoard
+logs in ``OUTPUT/logs``. See docs/training.md for a CPU recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from ..errors import DepthFMError
+from .common import run_cli
+
+
+def load_callable(spec: str):
+    """``package.module:function`` -> the function (e.g. a teacher depth model)."""
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise DepthFMError(f"teacher must be given as module:callable, got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise DepthFMError(f"cannot import {spec}: {exc}") from exc
+
+
+def build_model(args: argparse.Namespace):
+    """The model training starts from: a tiny random model, Stable Diffusion, or a DepthFM checkpoint."""
+    from ..model import DepthFM, META_FILE, build_tiny_depthfm
+
+    if args.init == "tiny":
+        return build_tiny_depthfm(seed=args.seed, noising_step=args.noising_step)
+    if args.init == "sd":
+        from ..training.trainer import depthfm_from_sd
+
+        if not args.sd or not args.empty_text_embedding:
+            raise DepthFMError("--init sd needs --sd (SD 2.1 folder or its unet/) and --empty-text-embedding (.npy)")
+        return depthfm_from_sd(args.sd, args.vae, args.empty_text_embedding, args.noising_step)
+    if not args.checkpoint:
+        raise DepthFMError("--init depthfm needs --checkpoint (official .ckpt with --vae, or a model folder)")
+    path = Path(args.checkpoint)
+    if path.is_dir() and "completion" in json.loads((path / META_FILE).read_text() if (path / META_FILE).is_file()
+                                                    else "{}"):
+        from ..completion import DepthCompletionFM
+
+        return DepthCompletionFM.from_pretrained(path)
+    return DepthFM.load(path, args.vae)
+
+
+def build_dataset(args: argparse.Namespace):
+    from ..training.data import FolderDepthDataset, SyntheticDepthDataset, TeacherDepthDataset, mixture_dataset
+
+    size = tuple(args.size) if args.size else None
+    if args.synthetic:
+        h, w = size or (64, 64)
+        dataset = SyntheticDepthDataset(args.synthetic, h, w, seed=args.synthetic_seed)
+    elif args.data:
+        dataset = FolderDepthDataset(args.data, size, args.png_depth_scale)
+    else:
+        raise DepthFMError("give training data: --synthetic N and/or --data FOLDER")
+    if args.teacher:
+        if not args.teacher_images:
+            raise DepthFMError("--teacher needs --teacher-images (a folder of unlabelled images)")
+        teacher_size = size or ((dataset.height, dataset.width) if args.synthetic else None)
+        teacher = TeacherDepthDataset(args.teacher_images, load_callable(args.teacher), args.teacher_output,
+                                      teacher_size)
+        dataset = mixture_dataset(dataset, teacher, args.k, args.seed)
+    return dataset
+
+
+def _main(argv=None) -> int:
+    from ..training.trainer import TrainConfig
+
+    defaults = TrainConfig()
+    p = argparse.ArgumentParser(prog="depthfm-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("initialisation")
+    g.add_argument("--init", choices=["sd", "depthfm", "tiny"], default="depthfm",
+                   help="sd: Stable Diffusion UNet (conv_in 4->8); depthfm: a DepthFM checkpoint; tiny: small random")
+    g.add_argument("--sd", help="SD 2.1 folder (with unet/ and vae/) or a diffusers UNet folder")
+    g.add_argument("--empty-text-embedding", help=".npy (1, 77, d): the text encoder's output for the empty prompt")
+    g.add_argument("--checkpoint", help="DepthFM official .ckpt (with --vae) or model folder, for --init depthfm")
+    g.add_argument("--vae", help="SD VAE folder (diffusers AutoencoderKL)")
+    g.add_argument("--noising-step", type=int, default=400, help="noise augmentation of the image latent")
+    g.add_argument("--vae-warmup-steps", type=int, default=0,
+                   help="tiny only: first fit the random tiny VAE as an autoencoder of images and depth")
+    g.add_argument("--vae-warmup-batch-size", type=int, default=4)
+    g = p.add_argument_group("data")
+    g.add_argument("--synthetic", type=int, default=0, help="N synthetic scenes with exact depth")
+    g.add_argument("--synthetic-seed", type=int, default=0)
+    g.add_argument("--data", type=Path, help="folder dataset: rgb/, depth/ (.npy m or 16-bit .png), optional mask/")
+    g.add_argument("--png-depth-scale", type=float, default=1e-3, help="metres per unit of 16-bit depth PNGs")
+    g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="training size (multiples of 64)")
+    g.add_argument("--teacher", help="module:callable, rgb_hwc_u8 -> (H, W) depth/disparity, labels --teacher-images")
+    g.add_argument("--teacher-images", type=Path, help="folder of unlabelled images D^u")
+    g.add_argument("--teacher-output", choices=["depth", "disparity", "log_depth"], default="depth")
+    g.add_argument("--k", type=float, default=0.2, help="part(D^u, k): add k·|D| teacher-labelled samples")
+    g = p.add_argument_group("completion")
+    g.add_argument("--completion", action="store_true", help="train the depth-completion model (sparse depth input)")
+    g.add_argument("--sparse-density", type=float, default=0.02, help="fraction of valid pixels given as sparse input")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=defaults.max_steps, help="optimizer steps")
+    g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process and micro step")
+    g.add_argument("--grad-accum", type=int, default=defaults.grad_accum_steps)
+    g.add_argument("--lr", type=float, default=defaults.lr)
+    g.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    g.add_argument("--lr-warmup-steps", type=int, default=defaults.lr_warmup_steps)
+    g.add_argument("--ema-decay", type=float, default=defaults.ema_decay, help="0 disables the EMA")
+    g.add_argument("--sigma-min", type=float, default=defaults.sigma_min)
+    g.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=defaults.mixed_precision)
+    g.add_argument("--num-workers", type=int, default=0)
+    g.add_argument("--cache-latents", action="store_true",
+                   help="encode every sample once (fast on CPU; datasets here have no random augmentation)")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("output")
+    g.add_argument("--output", "-o", type=Path, default=Path(defaults.output_dir))
+    g.add_argument("--checkpoint-every", type=int, default=0, help="save trainer state every N steps (0: at end)")
+    g.add_argument("--no-resume", action="store_true", help="start over even if OUTPUT/last exists")
+    g.add_argument("--no-tensorboard", action="store_true")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from ..training.trainer import Trainer, TRAINER_STATE_FILE, fit_autoencoder
+
+    torch.manual_seed(args.seed)
+    model = build_model(args)
+    dataset = build_dataset(args)
+    resume = (args.output / "last" / TRAINER_STATE_FILE).is_file() and not args.no_resume
+    if args.vae_warmup_steps:
+        if args.init != "tiny":
+            raise DepthFMError("--vae-warmup-steps is for --init tiny only (real models keep the SD VAE frozen)")
+        vae_dir = args.output / "init" / "vae"
+        if resume and (vae_dir / "config.json").is_file():
+            from ..model import load_vae
+
+            model.vae = load_vae(vae_dir)
+        else:
+            losses = fit_autoencoder(model.vae, dataset, args.vae_warmup_steps, args.vae_warmup_batch_size,
+                                     seed=args.seed, progress=not args.quiet)
+            print(f"tiny VAE warm-up: reconstruction loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+    if args.completion:
+        from ..completion import DepthCompletionFM
+
+        if not isinstance(model, DepthCompletionFM):
+            model = DepthCompletionFM.from_depthfm(model, args.sparse_density)
+        model.sparse_density = args.sparse_density
+    if not resume:
+        model.save_pretrained(args.output / "init")
+    config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
+                         lr=args.lr, weight_decay=args.weight_decay, lr_warmup_steps=args.lr_warmup_steps,
+                         ema_decay=args.ema_decay, sigma_min=args.sigma_min, mixed_precision=args.mixed_precision,
+                         seed=args.seed, num_workers=args.num_workers, output_dir=str(args.output),
+                         checkpoint_every=args.checkpoint_every, tensorboard=not args.no_tensorboard,
+                         progress=not args.quiet, cache_latents=args.cache_latents)
+    trainer = Trainer(model, dataset, config)
+    if resume:
+        print(f"resuming from step {trainer.load_checkpoint(args.output / 'last')}")
+    losses = trainer.train()
+    if losses:
+        k = max(1, min(20, len(losses) // 5))
+        print(f"loss (mean of {k} steps): {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f} "
+              f"over steps {trainer.step - len(losses) + 1}..{trainer.step}")
+    trainer.save_checkpoint()
+    paths = trainer.export(args.output / "export")
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

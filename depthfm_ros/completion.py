@@ -1,0 +1,151 @@
+"""Depth completion: DepthFM conditioned on sparse metric depth (the paper fine-tunes with 2% of pixels).
+
+The UNet input grows from cat[x_t, z_img] (8 channels) to cat[x_t, z_img, z_sparse, m] (13 channels):
+``z_sparse`` is the VAE latent of the sparse normalised log depth replicated to 3 channels (0 where unknown) and
+``m`` is the sparse mask max-pooled to latent resolution. The new conv_in inputs start at zero, so a freshly
+widened model predicts exactly what the DepthFM it came from predicts; fine-tuning teaches it to use the points.
+
+At inference the sparse depth is normalised with its own 2/98% log percentiles (training uses the ground-truth
+percentiles, which a 2% sample estimates well) and the prediction is brought to metres by log-space least squares
+on the sparse points. Any density works: 0% gives relative depth only (``depth_hw_m`` None), 100% is dense.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .metrics import align_log_depth
+from .model import LATENT_CHANNELS, META_FILE, VAE_DOWNSCALE, DepthFM
+from .processing import check_rgb, ensemble_stats, processing_size, resize_hw, to_model_input
+from .sampler import euler_flow, noise_augment
+from .training.data import normalize_log_depth
+
+MASK_CHANNELS = 1
+DEFAULT_SPARSE_DENSITY = 0.02
+MIN_POINTS_FOR_METRIC = 2
+
+
+@dataclass
+class CompletionResult:
+    """``z_hw``/``std_hw``: decoded log-depth value and ensemble std at the input size; ``depth_hw_m``: metric
+    depth (None with fewer than 2 sparse points); ``a``, ``b``: log depth = a·z + b; ``num_sparse_points``."""
+
+    z_hw: np.ndarray
+    std_hw: np.ndarray
+    depth_hw_m: np.ndarray | None
+    a: float | None
+    b: float | None
+    num_sparse_points: int
+
+
+def downsample_sparse_hw(sparse_hw_m: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Sparse depth to (height, width) without losing points: each valid pixel lands in its target cell, cells
+    with several points take the geometric mean, empty cells are 0."""
+    h_in, w_in = sparse_hw_m.shape
+    if (h_in, w_in) == (height, width):
+        return np.where(np.isfinite(sparse_hw_m) & (sparse_hw_m > 0), sparse_hw_m, 0.0).astype(np.float32)
+    rows, cols = np.nonzero(np.isfinite(sparse_hw_m) & (sparse_hw_m > 0))
+    cell = (rows * height // h_in) * width + cols * width // w_in
+    log_sum = np.bincount(cell, np.log(sparse_hw_m[rows, cols]), minlength=height * width)
+    count = np.bincount(cell, minlength=height * width)
+    out = np.where(count > 0, np.exp(log_sum / np.maximum(count, 1)), 0.0)
+    return out.reshape(height, width).astype(np.float32)
+
+
+class DepthCompletionFM(DepthFM):
+    """DepthFM whose UNet also sees an encoded sparse depth map and its mask (13 input channels)."""
+
+    condition_channels = 2 * LATENT_CHANNELS + MASK_CHANNELS
+
+    sparse_density: float = DEFAULT_SPARSE_DENSITY  # fraction of valid pixels sampled per training image
+
+    @classmethod
+    def from_depthfm(cls, model: DepthFM, sparse_density: float = DEFAULT_SPARSE_DENSITY) -> "DepthCompletionFM":
+        """Widen a trained DepthFM's conv_in 8 -> 13 with zero weights on the new inputs (same output at init)."""
+        from .training.trainer import widen_conv_in
+
+        unet = widen_conv_in(model.unet, LATENT_CHANNELS + cls.condition_channels, "zero")
+        out = cls(unet, model.vae, model.empty_text_embedding.cpu(), model.noising_step, model.latent_scale)
+        out.set_tiny_vae(getattr(model, "tiny_vae", None))
+        out.sparse_density = float(sparse_density)
+        return out.to(model.empty_text_embedding.device)
+
+    @classmethod
+    def from_pretrained(cls, folder, torch_dtype=torch.float32) -> "DepthCompletionFM":
+        model = super().from_pretrained(folder, torch_dtype)
+        meta = json.loads((Path(folder) / META_FILE).read_text())
+        model.sparse_density = float(meta.get("completion", {}).get("sparse_density", DEFAULT_SPARSE_DENSITY))
+        return model
+
+    def save_pretrained(self, folder) -> Path:
+        folder = super().save_pretrained(folder)
+        meta = json.loads((folder / META_FILE).read_text())
+        meta["completion"] = {"sparse_density": self.sparse_density, "condition_channels": self.condition_channels}
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+        return folder
+
+    # ---------------------------------------------------------------------------------------- conditioning
+    def sparse_condition(self, z_img: torch.Tensor, sparse_norm_bhw: torch.Tensor,
+                         mask_bhw: torch.Tensor) -> torch.Tensor:
+        """cat[z_img, z_sparse, mask at latent resolution]: (b, 9, h/8, w/8)."""
+        mask = mask_bhw.to(z_img)[:, None]
+        sparse3 = (sparse_norm_bhw.to(z_img)[:, None] * mask).expand(-1, 3, -1, -1)
+        z_sparse = self.encode(sparse3).to(z_img)
+        mask_lat = F.max_pool2d(mask, VAE_DOWNSCALE)
+        return torch.cat([z_img, z_sparse, mask_lat], dim=1)
+
+    @torch.no_grad()
+    def training_condition(self, z_img: torch.Tensor, batch: dict, generator: torch.Generator) -> torch.Tensor:
+        """Sample ``sparse_density`` of the valid ground-truth pixels (Bernoulli per pixel) as the sparse input."""
+        valid = batch["valid_hw"]
+        keep = (torch.rand(tuple(valid.shape), generator=generator) < self.sparse_density) & valid.cpu()
+        return self.sparse_condition(z_img, batch["depth_norm_hw"].to(z_img.device), keep.to(z_img.device))
+
+    # ------------------------------------------------------------------------------------------- inference
+    @torch.inference_mode()
+    def complete(self, rgb_hwc_u8: np.ndarray, sparse_depth_hw_m: np.ndarray, num_steps: int = 2,
+                 ensemble_size: int = 1, processing_resolution: int = 512, seed: int | None = 0) -> CompletionResult:
+        """Dense depth for an RGB image and a sparse depth image of the same size (0 / NaN = no measurement)."""
+        check_rgb(rgb_hwc_u8)
+        sparse = np.asarray(sparse_depth_hw_m, dtype=np.float64)
+        if sparse.shape != rgb_hwc_u8.shape[:2]:
+            raise InputError(f"sparse depth {sparse.shape} and image {rgb_hwc_u8.shape[:2]} differ in size")
+        if ensemble_size < 1:
+            raise InputError(f"ensemble_size must be >= 1, got {ensemble_size}")
+        h_in, w_in = sparse.shape
+        valid_in = np.isfinite(sparse) & (sparse > 0)
+        h, w = processing_size(h_in, w_in, processing_resolution)
+        device, dtype = self.empty_text_embedding.device, self.dtype
+        rgb = torch.from_numpy(to_model_input(rgb_hwc_u8, h, w))[None].to(device, dtype)
+        sparse_small = downsample_sparse_hw(np.where(valid_in, sparse, 0.0), h, w)
+        mask_small = sparse_small > 0
+        if mask_small.any():
+            norm, _, _ = normalize_log_depth(sparse_small, mask_small, fill_invalid=0.0)
+        else:
+            norm = np.zeros((h, w), np.float32)
+        z_img = self.encode(rgb).to(dtype)
+        cond = self.sparse_condition(z_img, torch.from_numpy(norm)[None].to(device),
+                                     torch.from_numpy(mask_small)[None].to(device))
+        cond = cond.repeat_interleave(ensemble_size, dim=0)
+        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        noise = torch.randn((ensemble_size, LATENT_CHANNELS, h // VAE_DOWNSCALE, w // VAE_DOWNSCALE),
+                            generator=gen).to(device, dtype)
+        x0 = noise_augment(cond[:, :LATENT_CHANNELS], self.noising_step, noise)
+        x1 = euler_flow(lambda x, t: self.velocity(x, t, cond), x0, num_steps)
+        members = self.decode(x1).float().cpu().numpy().reshape(1, ensemble_size, h, w)
+        z_bhw, std_bhw = ensemble_stats(members)
+        z_hw = resize_hw(z_bhw[0], h_in, w_in).astype(np.float32)
+        std_hw = resize_hw(std_bhw[0], h_in, w_in).astype(np.float32)
+        n_points = int(valid_in.sum())
+        if n_points < MIN_POINTS_FOR_METRIC:
+            return CompletionResult(z_hw, std_hw, None, None, None, n_points)
+        a, b = align_log_depth(z_hw, np.where(valid_in, sparse, 0.0), valid_in)
+        depth_hw_m = np.exp(a * z_hw.astype(np.float64) + b).astype(np.float32)
+        return CompletionResult(z_hw, std_hw, depth_hw_m, a, b, n_points)

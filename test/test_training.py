@@ -1,0 +1,142 @@
+"""Trainer: the loss falls, resume replays the run, SD conv_in widening, official/diffusers export round trips."""
+
+import numpy as np
+import pytest
+import torch
+
+from depthfm_ros.model import DepthFM, build_tiny_depthfm, unet_config_from_ldm, TINY_LDM_HPARAMS
+from depthfm_ros.training.data import ArrayDepthDataset, collate
+from depthfm_ros.training.trainer import (EMA, TRAINER_STATE_FILE, TrainConfig, Trainer, depthfm_from_sd,
+                                          export_model, widen_conv_in)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)  # shared CPUs; also makes float results reproducible
+
+
+def tiny_dataset(n: int = 4) -> ArrayDepthDataset:
+    rgbs, depths = [], []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        ramp = np.exp(np.linspace(0.0, np.log(8.0), 64))[:, None] * np.ones((1, 64))
+        depths.append((ramp * rng.uniform(0.7, 1.3) + (np.arange(64) > 32 + i) * 2.0).astype(np.float32))
+        rgbs.append((np.clip(np.log(depths[-1])[..., None] / 2.5, 0, 1) * [200, 120, 60]
+                     + rng.random((64, 64, 3)) * 40).astype(np.uint8))
+    return ArrayDepthDataset(rgbs, depths)
+
+
+def config(tmp_path, **kw) -> TrainConfig:
+    base = dict(max_steps=6, batch_size=2, lr=1e-3, ema_decay=0.9, progress=False, tensorboard=False,
+                output_dir=str(tmp_path))
+    return TrainConfig(**{**base, **kw})
+
+
+def test_loss_falls_on_a_fixed_batch(tmp_path):
+    ds = tiny_dataset(4)
+    trainer = Trainer(build_tiny_depthfm(seed=0, noising_step=400), ds, config(tmp_path, max_steps=25, batch_size=4))
+    batch = collate([ds[i] for i in range(4)])
+
+    def fixed_loss() -> float:  # the same t and noise draw before and after
+        return float(trainer.loss_on(batch, torch.Generator().manual_seed(123), grad=False))
+
+    before = fixed_loss()
+    losses = trainer.train()
+    after = fixed_loss()
+    assert len(losses) == 25 and trainer.step == 25
+    assert after < 0.7 * before, (before, after)
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5])
+
+
+def test_resume_replays_the_same_run(tmp_path):
+    ds = tiny_dataset(5)  # odd size: batches cross epoch boundaries
+    full = Trainer(build_tiny_depthfm(seed=1), ds, config(tmp_path / "a", grad_accum_steps=2))
+    losses_full = full.train(3)
+    full.save_checkpoint()
+    losses_full += full.train(6)
+
+    resumed = Trainer(build_tiny_depthfm(seed=1), ds, config(tmp_path / "b", grad_accum_steps=2))
+    assert resumed.load_checkpoint(tmp_path / "a" / "last") == 3
+    assert (tmp_path / "a" / "last" / TRAINER_STATE_FILE).is_file()
+    losses_resumed = resumed.train(6)
+    assert losses_resumed == pytest.approx(losses_full[3:], rel=1e-6, abs=0)
+    for (name, p), q in zip(full.model.unet.named_parameters(), resumed.model.unet.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7, msg=name)
+    for k, v in full.ema.shadow.items():
+        torch.testing.assert_close(v, resumed.ema.shadow[k], rtol=1e-6, atol=1e-7)
+
+
+def test_widening_with_halved_weights_reproduces_the_sd_unet():
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    sd_unet = UNet2DConditionModel(**{**unet_config_from_ldm(TINY_LDM_HPARAMS), "in_channels": 4}).eval()
+    z = torch.randn(2, 4, 8, 8)
+    t = torch.tensor([10.0, 500.0])
+    ctx = torch.randn(2, 77, 32)
+    with torch.no_grad():
+        before = sd_unet(z, t, encoder_hidden_states=ctx).sample
+        widen_conv_in(sd_unet, 8, "repeat_halve")
+        after = sd_unet(torch.cat([z, z], 1), t, encoder_hidden_states=ctx).sample
+    assert sd_unet.config.in_channels == 8 and sd_unet.conv_in.weight.shape[1] == 8
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+
+    # zero widening (completion) keeps the output whatever the new channels hold
+    with torch.no_grad():
+        widen_conv_in(sd_unet, 13, "zero")
+        extra = sd_unet(torch.cat([z, z, torch.randn(2, 5, 8, 8)], 1), t, encoder_hidden_states=ctx).sample
+    torch.testing.assert_close(extra, before, rtol=1e-5, atol=1e-5)
+
+
+def test_depthfm_from_sd_builds_an_8_channel_model(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    tiny = build_tiny_depthfm(seed=0)
+    sd_unet = UNet2DConditionModel(**{**unet_config_from_ldm(TINY_LDM_HPARAMS), "in_channels": 4})
+    sd_unet.save_pretrained(tmp_path / "sd" / "unet")
+    tiny.vae.save_pretrained(tmp_path / "sd" / "vae")
+    np.save(tmp_path / "empty.npy", np.zeros((1, 77, 32), np.float32))
+    model = depthfm_from_sd(tmp_path / "sd", None, tmp_path / "empty.npy", noising_step=400)
+    assert isinstance(model, DepthFM) and model.unet.config.in_channels == 8
+    w = sd_unet.conv_in.weight
+    torch.testing.assert_close(model.unet.conv_in.weight, torch.cat([w, w], 1) / 2)
+
+
+def test_official_and_diffusers_export_reload_with_identical_outputs(tmp_path):
+    ds = tiny_dataset(2)
+    trainer = Trainer(build_tiny_depthfm(seed=2), ds, config(tmp_path, max_steps=2))
+    trainer.train()
+    paths = trainer.export(tmp_path / "export")
+    trained = trainer.ema_model()
+    from_official = DepthFM.from_official_checkpoint(paths["official"], paths["diffusers"] / "vae")
+    from_folder = DepthFM.from_pretrained(paths["diffusers"])
+    x_t, z_img = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        ref = trained.velocity(x_t, 0.3, z_img)
+        torch.testing.assert_close(from_official.velocity(x_t, 0.3, z_img), ref, rtol=0, atol=0)
+        torch.testing.assert_close(from_folder.velocity(x_t, 0.3, z_img), ref, rtol=0, atol=0)
+    # the EMA weights are what gets exported, and they differ from the raw weights after training
+    assert not torch.equal(trained.unet.conv_in.weight, trainer.model.unet.conv_in.weight)
+
+
+def test_export_model_writes_both_formats(tmp_path):
+    paths = export_model(build_tiny_depthfm(seed=0), tmp_path)
+    assert paths["official"].is_file() and (paths["diffusers"] / "unet").is_dir()
+
+
+def test_ema_tracks_with_warmup():
+    lin = torch.nn.Linear(2, 2)
+    ema = EMA(lin, decay=0.999)
+    with torch.no_grad():
+        lin.weight.add_(1.0)
+    ema.update(lin)  # first update: decay min(0.999, 1/10) = 0.1
+    torch.testing.assert_close(ema.shadow["weight"], lin.weight - 0.1, rtol=1e-6, atol=1e-6)
+
+
+def test_mixed_precision_resolution():
+    from depthfm_ros.training.trainer import resolve_mixed_precision
+
+    assert resolve_mixed_precision("no") == "no"
+    if not torch.cuda.is_available():
+        with pytest.warns(UserWarning):
+            assert resolve_mixed_precision("fp16") == "bf16"
