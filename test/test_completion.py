@@ -1,0 +1,106 @@
+"""Depth completion: any sparse density (0, 2%, 100%), shapes, zero-init equivalence, training, save/load."""
+
+import numpy as np
+import pytest
+import torch
+
+from depthfm_ros.completion import DepthCompletionFM, downsample_sparse_hw
+from depthfm_ros.errors import CheckpointError, InputError
+from depthfm_ros.model import DepthFM, build_tiny_depthfm
+from depthfm_ros.sampler import euler_flow, noise_augment
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def completion_model():
+    return DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0, noising_step=400))
+
+
+def inputs(h=48, w=80, seed=0):
+    rng = np.random.default_rng(seed)
+    rgb = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+    depth_m = np.exp(np.linspace(0.0, 2.0, h))[:, None] * np.ones((1, w))
+    return rgb, depth_m
+
+
+@pytest.mark.parametrize("density", [0.0, 0.02, 1.0])
+def test_complete_accepts_any_density(completion_model, density):
+    rgb, depth_m = inputs()
+    keep = np.random.default_rng(1).random(depth_m.shape) < density
+    sparse = np.where(keep, depth_m, 0.0)
+    out = completion_model.complete(rgb, sparse, num_steps=2, ensemble_size=2, processing_resolution=64)
+    assert out.z_hw.shape == out.std_hw.shape == depth_m.shape
+    assert out.num_sparse_points == int(keep.sum())
+    assert np.isfinite(out.z_hw).all() and (out.std_hw >= 0).all()
+    if density == 0.0:
+        assert out.depth_hw_m is None and out.a is None
+    else:
+        assert out.depth_hw_m.shape == depth_m.shape and (out.depth_hw_m > 0).all()
+
+
+def test_nan_marks_missing_and_size_mismatch_is_refused(completion_model):
+    rgb, depth_m = inputs()
+    sparse = np.full(depth_m.shape, np.nan)
+    sparse[::7, ::9] = depth_m[::7, ::9]
+    assert completion_model.complete(rgb, sparse, num_steps=1, processing_resolution=64).num_sparse_points == \
+        int(np.isfinite(sparse).sum())
+    with pytest.raises(InputError):
+        completion_model.complete(rgb, sparse[:10], processing_resolution=64)
+
+
+def test_fresh_completion_model_predicts_like_its_depthfm():
+    base = build_tiny_depthfm(seed=3, noising_step=400)
+    rgb = torch.rand(1, 3, 64, 64) * 2 - 1
+    noise = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        z_img = base.encode(rgb)
+        x0 = noise_augment(z_img, 400, noise)
+        ref = euler_flow(lambda x, t: base.velocity(x, t, z_img), x0, 2)
+        model = DepthCompletionFM.from_depthfm(base)
+        sparse = torch.rand(1, 64, 64) * 2 - 1
+        cond = model.sparse_condition(z_img, sparse, torch.rand(1, 64, 64) < 0.5)
+        assert cond.shape == (1, 9, 8, 8)
+        out = euler_flow(lambda x, t: model.velocity(x, t, cond), x0, 2)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_training_condition_samples_the_density():
+    model = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0), sparse_density=0.02)
+    valid = torch.ones(2, 64, 64, dtype=torch.bool)
+    valid[1, :32] = False
+    batch = {"valid_hw": valid, "depth_norm_hw": torch.zeros(2, 64, 64)}
+    z_img = torch.zeros(2, 4, 8, 8)
+    cond = model.training_condition(z_img, batch, torch.Generator().manual_seed(0))
+    assert cond.shape == (2, 9, 8, 8)
+    mask_lat = cond[:, -1]
+    assert 0.5 < float(mask_lat[0].mean()) < 0.95  # ~1.3 samples per 8x8 cell at 2%
+    assert float(mask_lat[1, :4].sum()) == 0  # never samples invalid pixels
+
+
+def test_trainer_trains_completion_and_folder_round_trip(tmp_path):
+    from depthfm_ros.training.data import ArrayDepthDataset
+    from depthfm_ros.training.trainer import TrainConfig, Trainer
+
+    model = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0))
+    rgbs, depths = zip(*(inputs(64, 64, s) for s in range(2)))
+    cfg = TrainConfig(max_steps=2, batch_size=2, lr=1e-3, progress=False, tensorboard=False, output_dir=str(tmp_path))
+    trainer = Trainer(model, ArrayDepthDataset(rgbs, depths), cfg)
+    losses = trainer.train()
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    folder = trainer.ema_model().save_pretrained(tmp_path / "completion")
+    loaded = DepthCompletionFM.from_pretrained(folder)
+    assert loaded.sparse_density == pytest.approx(0.02) and loaded.unet.config.in_channels == 13
+    with pytest.raises(CheckpointError):  # a completion folder is not a plain DepthFM
+        DepthFM.from_pretrained(folder)
+
+
+def test_downsample_sparse_keeps_every_point_cell():
+    sparse = np.zeros((10, 10))
+    sparse[0, 0], sparse[0, 1], sparse[9, 9] = 2.0, 8.0, 5.0
+    small = downsample_sparse_hw(sparse, 5, 5)
+    assert small[0, 0] == pytest.approx(4.0)  # geometric mean of 2 and 8
+    assert small[4, 4] == pytest.approx(5.0) and (small > 0).sum() == 2
