@@ -27,7 +27,7 @@ import torch
 from ..errors import BackendError
 from ..sampler import latent_noise_shape
 from .base import Backend
-from .export import GRAPH_IO, GraphInfo, graph_op_types, graph_opset, read_sidecar, sidecar_path
+from .export import GraphInfo, graph_op_types, graph_opset, read_sidecar, sidecar_path
 from .onnx_backend import read_split_infos, resolve_graphs
 from .staged import StagedModel
 
@@ -324,6 +324,6 @@ class TensorRTBackend(Backend):
         return f"tensorrt[{self.precision}, {mode}, {self.fixed_size[0]}x{self.fixed_size[1]}] (steps={self.num_steps})"
 
 
-__all__ = ["GRAPH_IO", "PRECISIONS", "TENSORRT_MAX_OPSET", "TENSORRT_ONNX_OPS", "EngineSpec", "TensorRTBackend",
+__all__ = ["PRECISIONS", "TENSORRT_MAX_OPSET", "TENSORRT_ONNX_OPS", "EngineSpec", "TensorRTBackend",
            "TrtEngine", "build_engine", "check_parser_ready", "engine_for", "profile_shapes",
            "tensorrt_unsupported_ops"]

@@ -208,7 +208,8 @@ def available_backends(model: DepthFM, height: int, width: int, num_steps: int, 
                                         ensemble_size=ensemble_size)
             t = TimedStages(*(split_trt.engines[k] for k in ("encoder", "step", "decoder")))
             run = staged(t, model.noising_step)
-            out.append((f"tensorrt split {precision}", split_trt, t, lambda rgb, noise, run=run: run(rgb.cuda(), noise.cuda())))
+            out.append((f"tensorrt split {precision}", split_trt, t,
+                        lambda rgb, noise, run=run: run(rgb.cuda(), noise.cuda())))
     return out
 
 
