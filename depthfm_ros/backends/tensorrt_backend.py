@@ -171,7 +171,8 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Pat
     check_parser_ready(onnx_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    major = int(trt.__version__.split(".")[0])  # 8.6 needs the explicit-batch flag, 10 has no other mode
+    network = builder.create_network(0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):  # from file: external weights of > 2 GB graphs resolve
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
