@@ -20,6 +20,8 @@ PARAMETER_ARGUMENTS = {
     "model": ("model", "checkpoint | tiny (random demo model)"),
     "checkpoint": ("checkpoint", "depthfm-v1.ckpt or a converted model folder"),
     "vae": ("vae", "SD VAE folder (diffusers format), needed with a .ckpt"),
+    "vae_kind": ("vae_kind", "full | tiny (distilled tiny VAE)"),
+    "tiny_vae": ("tiny_vae", "tiny VAE folder from depthfm-distill-vae"),
     "engine": ("engine", "prebuilt TensorRT .engine or .onnx file"),
     "backend": ("backend", "auto | tensorrt | onnxruntime | torch"),
     "dtype": ("dtype", "fp32 | fp16 | bf16"),
@@ -43,7 +45,7 @@ def parameter_overrides(launch_configurations: dict) -> dict:
     for argument, (parameter, _) in PARAMETER_ARGUMENTS.items():
         text = launch_configurations.get(argument, "")
         if text != "":
-            value = text if parameter in ("checkpoint", "vae", "engine") else yaml.safe_load(text)
+            value = text if parameter in ("checkpoint", "vae", "tiny_vae", "engine") else yaml.safe_load(text)
             overrides[parameter] = value
     return overrides
 

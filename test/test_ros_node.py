@@ -245,6 +245,16 @@ def test_compressed_transport_with_namespace_and_remap(graph_factory, torch_back
     assert not g.received["camera_info"]  # no camera_info in: none out
 
 
+def test_model_from_parameters_tiny_with_tiny_vae(graph_factory):
+    g = graph_factory(None, {**BASE, "vae_kind": "tiny", "num_steps": 1})
+    assert g.node.backend.name == "torch" and g.node.backend.model.tiny_vae is not None
+    image_pub = g.publisher(Image, "/image")
+    image_pub.publish(image_msg(0, 99))
+    g.wait_for(lambda: g.received["depth"], "depth from the parameter-built model")
+    assert (g.received["depth"][0].width, g.received["depth"][0].height, stamp_ns(g.received["depth"][0])) == (
+        W, H, 99)
+
+
 def test_slow_backend_drops_stale_frames_and_reports_them(graph_factory, torch_backend):
     g = graph_factory(SlowBackend(torch_backend, 0.25), BASE)
     image_pub = g.publisher(Image, "/image")

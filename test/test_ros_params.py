@@ -26,7 +26,7 @@ def test_processing_resolution_multiples_of_64_and_native(resolution):
     ("num_steps", 0), ("num_steps", -3), ("ensemble_size", 0),
     ("processing_resolution", 100), ("processing_resolution", -64),
     ("backend", "cuda"), ("dtype", "int8"), ("model", "huge"), ("image_transport", "theora"),
-    ("input_qos", "fast"), ("output_qos", ""), ("seed", -2),
+    ("input_qos", "fast"), ("vae_kind", "small"), ("output_qos", ""), ("seed", -2),
     ("diagnostics_period_sec", 0.0), ("log_throttle_sec", -1.0),
     ("num_steps", "2"), ("num_steps", True), ("num_steps", 2.0), ("checkpoint", 3),
 ])
@@ -54,6 +54,8 @@ def test_checkpoint_model_needs_existing_files(tmp_path):
     (tmp_path / "vae").mkdir()
     assert validate({"checkpoint": str(ckpt), "vae": str(tmp_path / "vae")}).checkpoint == str(ckpt)
     assert validate({"checkpoint": str(tmp_path)}).vae == ""  # a converted folder carries its VAE
+    with pytest.raises(ParameterError, match="'tiny_vae'"):
+        validate({"model": "tiny", "tiny_vae": str(tmp_path / "no_tiny_vae")})
 
 
 def test_descriptors_are_read_only_with_ranges_and_constraints():

@@ -52,7 +52,8 @@ def load_backend(config: NodeConfig) -> Backend:
     from ..cli.common import backend_from_args
 
     args = argparse.Namespace(tiny_model=config.model == "tiny", checkpoint=config.checkpoint or None,
-                              vae=config.vae or None, engine=config.engine or None, backend=config.backend,
+                              vae=config.vae or None, vae_kind=config.vae_kind, tiny_vae=config.tiny_vae or None,
+                              engine=config.engine or None, backend=config.backend,
                               steps=config.num_steps, dtype=config.dtype,
                               seed=max(config.seed, 0))
     return backend_from_args(args)

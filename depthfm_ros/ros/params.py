@@ -15,6 +15,7 @@ from ..errors import DepthFMError
 from ..processing import SIZE_MULTIPLE
 
 MODELS = ("checkpoint", "tiny")
+VAE_KINDS = ("full", "tiny")
 DTYPES = ("fp32", "fp16", "bf16")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable")
@@ -49,6 +50,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'tiny': a small random model (demos and tests, output is not depth)", MODELS),
     ParamSpec("checkpoint", "", "official depthfm-v1.ckpt, or a folder written by DepthFM.save_pretrained"),
     ParamSpec("vae", "", "Stable Diffusion VAE folder (diffusers format); needed with a .ckpt file"),
+    ParamSpec("vae_kind", "full", "'full': the SD VAE; 'tiny': the distilled tiny VAE (docs/tiny_vae.md), "
+              "about 3x fewer FLOPs", VAE_KINDS),
+    ParamSpec("tiny_vae", "", "tiny VAE folder from depthfm-distill-vae (implies vae_kind tiny)"),
     ParamSpec("engine", "", "prebuilt engine file for backend tensorrt (.engine/.plan) or onnxruntime (.onnx); "
               "empty builds/exports one from the checkpoint"),
     ParamSpec("backend", "auto", "inference engine; auto picks tensorrt, then onnxruntime, then torch", BACKENDS),
@@ -78,6 +82,8 @@ class NodeConfig:
     model: str
     checkpoint: str
     vae: str
+    vae_kind: str
+    tiny_vae: str
     engine: str
     backend: str
     dtype: str
@@ -120,6 +126,8 @@ def _check_value(spec: ParamSpec, value: Any) -> None:
 
 
 def _check_model_files(config: NodeConfig) -> None:
+    if config.tiny_vae and not Path(config.tiny_vae).is_dir():
+        raise ParameterError(f"parameter 'tiny_vae': {config.tiny_vae} is not a folder")
     if config.model == "tiny":
         return
     if not config.checkpoint and not config.engine:
