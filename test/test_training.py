@@ -140,3 +140,19 @@ def test_mixed_precision_resolution():
     if not torch.cuda.is_available():
         with pytest.warns(UserWarning):
             assert resolve_mixed_precision("fp16") == "bf16"
+
+
+def test_train_cli_trains_resumes_and_exports(tmp_path, capsys):
+    from depthfm_ros.cli.train import main
+    from depthfm_ros.training.data import write_folder_dataset
+
+    write_folder_dataset(tmp_path / "data", tiny_dataset(2))
+    argv = ["--init", "tiny", "--data", str(tmp_path / "data"), "--batch-size", "2", "--lr", "1e-3",
+            "--output", str(tmp_path / "run"), "--quiet", "--no-tensorboard", "--cache-latents"]
+    assert main(argv + ["--steps", "2"]) == 0
+    assert main(argv + ["--steps", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming from step 2" in out and "over steps 3..3" in out
+    assert (tmp_path / "run" / "export" / "depthfm.ckpt").is_file()
+    assert (tmp_path / "run" / "init" / "depthfm.json").is_file()
+    DepthFM.from_pretrained(tmp_path / "run" / "export" / "diffusers")
