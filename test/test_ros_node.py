@@ -109,8 +109,9 @@ class Graph:
 
     def publisher(self, msg_type, topic):
         pub = self.probe.create_publisher(msg_type, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        outputs = (self.node.depth_pub, self.node.uncertainty_pub, self.node.camera_info_pub)
         self.wait_for(lambda: pub.get_subscription_count() > 0 and
-                      self.node.depth_pub.get_subscription_count() > 0, "discovery")
+                      all(out.get_subscription_count() > 0 for out in outputs), "discovery")
         return pub
 
     def wait_for(self, predicate, what: str, timeout: float = TIMEOUT):
