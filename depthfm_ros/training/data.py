@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..errors import InputError
-from ..processing import check_rgb, resize_hw, to_model_input
+from ..processing import check_rgb, to_model_input
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIXES = (".npy", ".png")
@@ -128,7 +128,7 @@ def read_depth_m(path: Path, png_depth_scale_m: float = 1e-3) -> np.ndarray:
 
 
 class FolderDepthDataset(PairDataset):
-    """``root/rgb/<name>.png|jpg``, ``root/depth/<name>.npy|png`` and optional ``root/mask/<name>.png`` (nonzero = valid).
+    """``root/rgb/<name>.png|jpg``, ``root/depth/<name>.npy|png``, optional ``root/mask/<name>.png`` (nonzero = valid).
 
     Depth ``.npy`` is float metres; depth ``.png`` is 16-bit in units of ``png_depth_scale_m`` (default mm);
     0 / NaN / inf are invalid.
@@ -255,10 +255,10 @@ class TeacherDepthDataset(PairDataset):
 
 
 def mixture_dataset(labelled: Dataset, unlabelled_teacher: Dataset, k: float, seed: int = 0) -> Dataset:
-    """part(D^u, k): ``labelled`` plus round(k·|D|) samples drawn without replacement from the teacher-labelled pool."""
-    n_extra = int(round(k * len(labelled)))
+    """part(D^u, k): ``labelled`` plus round(k·|D|) samples drawn without replacement from the teacher pool."""
     if k < 0:
         raise InputError(f"k must be >= 0, got {k}")
+    n_extra = int(round(k * len(labelled)))
     if n_extra > len(unlabelled_teacher):
         raise InputError(f"k={k} needs {n_extra} teacher samples, the pool has {len(unlabelled_teacher)}")
     if n_extra == 0:
@@ -268,7 +268,7 @@ def mixture_dataset(labelled: Dataset, unlabelled_teacher: Dataset, k: float, se
 
 
 def write_folder_dataset(root: str | Path, dataset: PairDataset, png_depth: bool = False) -> Path:
-    """Write a dataset's raw pairs in the :class:`FolderDepthDataset` layout (depth as .npy metres or 16-bit mm .png)."""
+    """Write a dataset's raw pairs in the :class:`FolderDepthDataset` layout (depth .npy metres or 16-bit mm .png)."""
     root = Path(root)
     for sub in ("rgb", "depth", "mask"):
         (root / sub).mkdir(parents=True, exist_ok=True)
