@@ -163,7 +163,7 @@ def _main(argv=None) -> int:
     if resume:
         print(f"resuming from step {trainer.load_checkpoint(args.output / 'last')}")
     losses = trainer.train()
-    if losses:
+    if losses and trainer.is_main:
         k = max(1, min(20, len(losses) // 5))
         print(f"loss (mean of {k} steps): {sum(losses[:k]) / k:.4f} -> {sum(losses[-k:]) / k:.4f} "
               f"over steps {trainer.step - len(losses) + 1}..{trainer.step}")
