@@ -2,21 +2,9 @@
 
 import cv2
 import numpy as np
-import pytest
 
 from depthfm_ros.cli.demo import camera_path, main, moved_scene
 from depthfm_ros.synthetic import default_camera, random_scene_spec, render_scene
-
-
-@pytest.fixture
-def one_torch_thread():
-    """One intra-op thread: OpenMP spinning on 2 busy cores starves the DDS threads of the in-process graph."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_demo_writes_depth_and_uncertainty_pngs(tmp_path, capsys, one_torch_thread):

@@ -10,11 +10,6 @@ from depthfm_ros.model import DepthFM, build_tiny_depthfm
 from depthfm_ros.sampler import euler_flow, noise_augment
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def completion_model():
     return DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0, noising_step=400))

@@ -11,15 +11,6 @@ from depthfm_ros.model import build_tiny_depthfm
 from depthfm_ros.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run ~10x faster on one thread when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def teacher():
     return build_tiny_depthfm(seed=0, noising_step=400)

@@ -9,15 +9,6 @@ from depthfm_ros.model import DepthFM, build_tiny_depthfm
 from depthfm_ros.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, check_tiny_vae, from_taesd, tiny_decode, tiny_encode
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions run ~10x faster on one thread when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny_pair():
     """A tiny random DepthFM and a tiny VAE for it (not attached)."""

@@ -10,11 +10,6 @@ from depthfm_ros.training.trainer import (EMA, TRAINER_STATE_FILE, TrainConfig, 
                                           export_model, widen_conv_in)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    torch.set_num_threads(1)  # shared CPUs; also makes float results reproducible
-
-
 def tiny_dataset(n: int = 4) -> ArrayDepthDataset:
     rgbs, depths = [], []
     for i in range(n):
