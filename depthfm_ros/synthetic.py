@@ -7,6 +7,7 @@ a back wall, optional side walls and boxes, ray-cast in numpy. Every random draw
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import cv2
@@ -198,6 +199,18 @@ def render_scene(spec: SceneSpec, camera: PinholeCamera, rng: np.random.Generato
 def make_scene(rng: np.random.Generator, width: int = 320, height: int = 240) -> SyntheticScene:
     """A random scene rendered through :func:`default_camera` of the given size."""
     return render_scene(random_scene_spec(rng), default_camera(width, height), rng)
+
+
+def moved_scene(spec: SceneSpec, offset_xyz: np.ndarray) -> SceneSpec:
+    """The scene seen from a camera displaced by ``offset_xyz`` (optical frame, metres), same orientation."""
+    planes = tuple(dataclasses.replace(p, offset=p.offset - float(np.dot(p.normal, offset_xyz))) for p in spec.planes)
+    boxes = tuple(dataclasses.replace(b, center=tuple(np.asarray(b.center) - offset_xyz)) for b in spec.boxes)
+    return SceneSpec(planes, boxes)
+
+
+def camera_path(k: int) -> np.ndarray:
+    """Camera position of frame ``k`` of a drive: forward 0.15 m a frame with a gentle sideways sway."""
+    return np.array([0.4 * np.sin(0.3 * k), 0.0, 0.15 * k])
 
 
 def _corrupt_ranges(

@@ -10,7 +10,6 @@ random one: the plumbing is real, the depth is not.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import threading
@@ -21,22 +20,10 @@ import cv2
 import numpy as np
 
 from ..processing import colorize
-from ..synthetic import SceneSpec, default_camera, random_scene_spec, render_scene
+from ..synthetic import camera_path, default_camera, moved_scene, random_scene_spec, render_scene
 from .common import add_model_args, run_cli
 
 CAMERA_NS = "/depthfm_demo/camera"
-
-
-def moved_scene(spec: SceneSpec, offset_xyz: np.ndarray) -> SceneSpec:
-    """The scene seen from a camera displaced by ``offset_xyz`` (optical frame, metres), same orientation."""
-    planes = tuple(dataclasses.replace(p, offset=p.offset - float(np.dot(p.normal, offset_xyz))) for p in spec.planes)
-    boxes = tuple(dataclasses.replace(b, center=tuple(np.asarray(b.center) - offset_xyz)) for b in spec.boxes)
-    return SceneSpec(planes, boxes)
-
-
-def camera_path(k: int) -> np.ndarray:
-    """Camera position of frame ``k``: forward 0.15 m a frame with a gentle sideways sway."""
-    return np.array([0.4 * np.sin(0.3 * k), 0.0, 0.15 * k])
 
 
 def _parse(argv):
