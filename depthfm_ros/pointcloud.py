@@ -106,6 +106,25 @@ def _jumps(a: np.ndarray, b: np.ndarray, max_ratio: float) -> np.ndarray:
     return np.maximum(a, b) > max_ratio * np.minimum(a, b)
 
 
+def combined_mask(depth_hw_m: np.ndarray, std_hw_m: np.ndarray | None = None, *, min_range_m: float = 0.0,
+                  max_range_m: float = 0.0, max_std_m: float = 0.0, max_relative_std: float = 0.0,
+                  edge_ratio: float = 0.0) -> np.ndarray:
+    """The filters above and-ed with finite_depth_mask, each off when its threshold is 0 (the node's parameters).
+
+    ``std_hw_m`` (metres) is needed only when ``max_std_m`` or ``max_relative_std`` is set.
+    """
+    keep = finite_depth_mask(depth_hw_m)
+    if min_range_m > 0 or max_range_m > 0:
+        keep &= range_mask(depth_hw_m, min_range_m, max_range_m if max_range_m > 0 else np.inf)
+    if max_std_m > 0 or max_relative_std > 0:
+        if std_hw_m is None:
+            raise InputError("an uncertainty filter is set but no std was given")
+        keep &= uncertainty_mask(depth_hw_m, std_hw_m, max_std_m or None, max_relative_std or None)
+    if edge_ratio > 0:
+        keep &= edge_mask(depth_hw_m, edge_ratio)
+    return keep
+
+
 # --------------------------------------------------------------------------------------------- back-projection
 
 

@@ -29,13 +29,20 @@ PARAMETER_ARGUMENTS = {
     "ensemble": ("ensemble_size", "ensemble members (>= 2 for uncertainty)"),
     "processing_resolution": ("processing_resolution", "longest side the model sees (multiple of 64, 0 = native)"),
     "image_transport": ("image_transport", "raw | compressed"),
+    "use_lidar": ("use_lidar", "true: align depth to the cloud on lidar_topic (metres, completed depth)"),
+    "lidar_slop": ("lidar_slop_sec", "largest image/cloud stamp difference (s)"),
+    "publish_points": ("publish_points", "true: publish depthfm/points (PointCloud2)"),
+    "completion_checkpoint": ("completion_checkpoint", "DepthCompletionFM folder for the completed depth"),
+    "torch_threads": ("torch_threads", "torch intra-op threads (0 = torch default)"),
 }
+
+PATH_PARAMETERS = ("checkpoint", "vae", "tiny_vae", "engine", "completion_checkpoint")  # kept as text
 
 # launch argument -> (node topic it remaps, default target)
 TOPIC_ARGUMENTS = {
     "image_topic": ("image", "/camera/image_raw"),
     "camera_info_topic": ("camera_info", "/camera/camera_info"),
-    "lidar_topic": ("lidar", "/lidar/points"),  # used by the LiDAR-alignment phase
+    "lidar_topic": ("lidar", "/lidar/points"),  # subscribed with use_lidar
 }
 
 
@@ -45,7 +52,7 @@ def parameter_overrides(launch_configurations: dict) -> dict:
     for argument, (parameter, _) in PARAMETER_ARGUMENTS.items():
         text = launch_configurations.get(argument, "")
         if text != "":
-            value = text if parameter in ("checkpoint", "vae", "tiny_vae", "engine") else yaml.safe_load(text)
+            value = text if parameter in PATH_PARAMETERS else yaml.safe_load(text)
             overrides[parameter] = value
     return overrides
 

@@ -51,7 +51,9 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
     """Build a backend by name. ``checkpoint`` is an official .ckpt (with ``vae``) or a converted model folder
     (torch backend); ``engine`` is an exported .onnx, a split-graph folder or a built .engine (onnxruntime,
     tensorrt). Extra ``kwargs`` go to the backend (``device``, ``intra_op_num_threads``, ``ensemble_size``,
-    ``max_batch``, ``cache_dir``). Graphs built for another k, M or size raise BackendError.
+    ``max_batch``, ``cache_dir``). Graphs built for another k, M or size raise BackendError. ``ensemble_size`` is
+    only used by TensorRT (the split engines' member profile); onnxruntime reads M from a fused graph and
+    torch takes any M, so they drop it.
     """
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
@@ -62,6 +64,8 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
     if name != "torch" and engine is None:
         raise BackendError(f"backend {name!r} needs an exported graph: set engine to a .onnx/.engine "
                            "(depthfm-export writes them)")
+    if name != "tensorrt":
+        kwargs.pop("ensemble_size", None)
     if name == "torch":
         from .torch_backend import TorchBackend
 

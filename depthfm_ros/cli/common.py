@@ -47,6 +47,9 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
     if not args.checkpoint and not args.engine:
         raise DepthFMError("give --checkpoint (and --vae for an official .ckpt), --engine, or --tiny-model")
     kwargs = {"engine": args.engine} if args.engine else {}
+    ensemble_size = getattr(args, "ensemble", None)
+    if args.engine and ensemble_size:  # split TensorRT engines size their member profile from it
+        kwargs["ensemble_size"] = ensemble_size
     if vae_kind == "tiny" and not args.engine:
         kwargs.update(tiny_vae=tiny_vae, vae_kind="tiny")
     return create_backend(args.backend, args.checkpoint, args.vae, num_steps=args.steps, dtype=args.dtype, **kwargs)

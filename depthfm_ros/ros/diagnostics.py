@@ -1,4 +1,5 @@
-"""Frame counters of the node and their diagnostic_msgs/DiagnosticStatus (rate, latency, backend, drops, errors)."""
+"""Frame counters of the node and their diagnostic_msgs/DiagnosticStatus (rate, latency, backend, drops, errors),
+plus the LiDAR-alignment state (fit, points, refusals, unsynchronized messages)."""
 
 from __future__ import annotations
 
@@ -137,11 +138,125 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
                             hardware_id=hardware_id, values=[KeyValue(key=k, value=v) for k, v in values.items()])
 
 
+@dataclass(frozen=True)
+class AlignmentSnapshot:
+    """LiDAR alignment: counters since start and the last frame's fit (NaN / 0 before the first fit)."""
+
+    clouds_received: int
+    pairs: int  # synchronized image + cloud pairs handed to the worker
+    unsynchronized: int  # images and clouds dropped: no partner within the slop
+    aligned: int  # frames published in metres
+    refused: int  # frames published relative because the fit was refused
+    metric: bool  # the last processed frame was published in metres
+    a: float
+    b: float
+    rms_log: float
+    num_points: int
+    num_inliers: int
+    last_error: str  # why the last refused frame stayed relative ("" until one was)
+    extrinsic_source: str  # "tf2" or "parameters" for the last frame
+    fusion_ms: float  # projection + fit + completion of the last frame
+    new_refused: int  # since the previous snapshot
+    new_aligned: int
+
+
+class AlignmentStats:
+    """Thread-safe LiDAR-alignment state written by the subscription callbacks and the worker."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.clouds_received = self.pairs = self.unsynchronized = self.aligned = self.refused = 0
+        self.metric = False
+        self.a = self.b = self.rms_log = self.fusion_ms = float("nan")
+        self.num_points = self.num_inliers = 0
+        self.last_error = ""
+        self.extrinsic_source = ""
+        self._previous = (0, 0)
+
+    def cloud_received(self) -> None:
+        with self._lock:
+            self.clouds_received += 1
+
+    def pair_matched(self) -> None:
+        with self._lock:
+            self.pairs += 1
+
+    def message_unsynchronized(self) -> None:
+        with self._lock:
+            self.unsynchronized += 1
+
+    def fit_accepted(self, fit, extrinsic_source: str, fusion_ms: float) -> None:
+        """``fit`` is a fusion.LogDepthFit."""
+        with self._lock:
+            self.aligned += 1
+            self.metric = True
+            self.a, self.b, self.rms_log = fit.a, fit.b, fit.rms_log
+            self.num_points, self.num_inliers = fit.num_points, fit.num_inliers
+            self.extrinsic_source, self.fusion_ms = extrinsic_source, fusion_ms
+
+    def fit_refused(self, reason: str, num_points: int, extrinsic_source: str, fusion_ms: float) -> None:
+        with self._lock:
+            self.refused += 1
+            self.metric = False
+            self.a = self.b = self.rms_log = float("nan")
+            self.num_points, self.num_inliers = num_points, 0
+            self.last_error = reason
+            self.extrinsic_source, self.fusion_ms = extrinsic_source, fusion_ms
+
+    def snapshot(self) -> AlignmentSnapshot:
+        with self._lock:
+            prev_refused, prev_aligned = self._previous
+            self._previous = (self.refused, self.aligned)
+            return AlignmentSnapshot(
+                self.clouds_received, self.pairs, self.unsynchronized, self.aligned, self.refused, self.metric,
+                self.a, self.b, self.rms_log, self.num_points, self.num_inliers, self.last_error,
+                self.extrinsic_source, self.fusion_ms, self.refused - prev_refused, self.aligned - prev_aligned)
+
+
+def alignment_level_and_message(snap: AlignmentSnapshot) -> tuple[str, str]:
+    """('OK' | 'WARN', summary) of the LiDAR alignment."""
+    if snap.pairs == 0:
+        if snap.clouds_received == 0:
+            return "WARN", "waiting for LiDAR clouds"
+        return "WARN", f"no image + cloud pair within the slop yet ({snap.unsynchronized} unsynchronized)"
+    if snap.new_refused and not snap.new_aligned:
+        return "WARN", f"alignment refused, publishing relative depth: {snap.last_error}"
+    if not snap.metric and snap.aligned == 0 and snap.refused == 0:
+        return "WARN", "waiting for the first aligned frame"
+    return "OK", (f"metric: a={snap.a:.4g} b={snap.b:.4g} rms_log={snap.rms_log:.3f} on {snap.num_inliers}/"
+                  f"{snap.num_points} points" if snap.metric else "relative (last fit refused)")
+
+
+def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
+    """diagnostic_msgs/DiagnosticStatus of the LiDAR alignment."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    level, message = alignment_level_and_message(snap)
+    values = {
+        "metric": str(snap.metric),
+        "a": f"{snap.a:.6g}",
+        "b": f"{snap.b:.6g}",
+        "rms_log": f"{snap.rms_log:.4f}",
+        "num_points": str(snap.num_points),
+        "num_inliers": str(snap.num_inliers),
+        "frames_aligned": str(snap.aligned),
+        "frames_refused": str(snap.refused),
+        "clouds_received": str(snap.clouds_received),
+        "pairs_synchronized": str(snap.pairs),
+        "unsynchronized_dropped": str(snap.unsynchronized),
+        "extrinsic": snap.extrinsic_source,
+        "fusion_ms": f"{snap.fusion_ms:.1f}",
+        "last_alignment_error": snap.last_error,
+    }
+    return DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=name, message=message,
+                            hardware_id=hardware_id, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
 def diagnostic_array(status, stamp):
-    """diagnostic_msgs/DiagnosticArray holding one status."""
+    """diagnostic_msgs/DiagnosticArray holding one status or a list of them."""
     from diagnostic_msgs.msg import DiagnosticArray
 
     array = DiagnosticArray()
     array.header.stamp = stamp
-    array.status = [status]
+    array.status = list(status) if isinstance(status, (list, tuple)) else [status]
     return array

@@ -1,15 +1,19 @@
-"""depthfm_node: camera images in, DepthFM depth, uncertainty and matching camera_info out.
+"""depthfm_node: camera images in, DepthFM depth, uncertainty and matching camera_info out; optionally aligned to
+LiDAR (metres) and as a point cloud.
 
 Topics (relative, so a namespace moves them all):
 
 - in  ``image`` (sensor_msgs/Image; ``<image>/compressed`` sensor_msgs/CompressedImage with
-  ``image_transport: compressed``), ``camera_info`` (sensor_msgs/CameraInfo)
-- out ``depthfm/depth`` (32FC1), ``depthfm/uncertainty`` (32FC1, ensemble std of log-depth z),
-  ``depthfm/camera_info`` (intrinsics at the output size), ``/diagnostics``
+  ``image_transport: compressed``), ``camera_info`` (sensor_msgs/CameraInfo), ``lidar`` (sensor_msgs/PointCloud2,
+  with ``use_lidar``)
+- out ``depthfm/depth`` (32FC1; relative, or metres when LiDAR-aligned), ``depthfm/uncertainty`` (32FC1; std of z,
+  or metres when aligned), ``depthfm/camera_info`` (intrinsics at the output size), ``depthfm/completed_depth``
+  (32FC1 metres, with ``use_lidar``), ``depthfm/points`` (PointCloud2, with ``publish_points``), ``/diagnostics``
 
-Inference runs on a worker thread. The subscription keeps only the newest frame: a frame replaced before the worker
-took it is dropped and counted, so latency stays within one inference. A bad message is logged (throttled) and
-counted; the node keeps serving.
+Inference runs on a worker thread. The subscription keeps only the newest frame (with ``use_lidar``: the newest
+synchronized image + cloud pair): one replaced before the worker took it is dropped and counted, so latency stays
+within one inference. A bad message is logged (throttled) and counted; a refused LiDAR fit publishes relative
+depth and says why in /diagnostics; the node keeps serving.
 """
 
 from __future__ import annotations
@@ -25,19 +29,25 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import Backend
+from ..camera import PinholeCamera
 from ..errors import DepthFMError
+from ..fusion import LogDepthFit, metric_std
 from ..pipeline import DepthFMPipeline, DepthPrediction
+from ..pointcloud import combined_mask, depth_to_points
 from . import conversions
-from .diagnostics import FrameStats, diagnostic_array, diagnostic_status
+from .diagnostics import AlignmentStats, FrameStats, alignment_status, diagnostic_array, diagnostic_status
+from .lidar import AlignedFrame, CloudImageSync, LidarExtrinsic, align_frame, depth_from_z, sparse_depth
 from .params import NodeConfig, ParameterError, declare_and_read
 
 NODE_NAME = "depthfm"
 DEPTH_TOPIC = "depthfm/depth"
 UNCERTAINTY_TOPIC = "depthfm/uncertainty"
 CAMERA_INFO_TOPIC = "depthfm/camera_info"
+COMPLETED_DEPTH_TOPIC = "depthfm/completed_depth"
+POINTS_TOPIC = "depthfm/points"
 
 
 def qos_profile(name: str) -> QoSProfile:
@@ -54,9 +64,27 @@ def load_backend(config: NodeConfig) -> Backend:
     args = argparse.Namespace(tiny_model=config.model == "tiny", checkpoint=config.checkpoint or None,
                               vae=config.vae or None, vae_kind=config.vae_kind, tiny_vae=config.tiny_vae or None,
                               engine=config.engine or None, backend=config.backend,
-                              steps=config.num_steps, dtype=config.dtype,
+                              steps=config.num_steps, dtype=config.dtype, ensemble=config.ensemble_size,
                               seed=max(config.seed, 0))
     return backend_from_args(args)
+
+
+def apply_torch_threads(num_threads: int) -> None:
+    """torch.set_num_threads(num_threads) unless 0 (keep torch's default)."""
+    if num_threads > 0:
+        import torch
+
+        torch.set_num_threads(num_threads)
+
+
+def load_completion_model(folder: str):
+    """The DepthCompletionFM of ``folder`` on the GPU when there is one."""
+    import torch
+
+    from ..completion import DepthCompletionFM
+
+    model = DepthCompletionFM.from_pretrained(folder)
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
 class DepthFMNode(Node):
@@ -73,12 +101,17 @@ class DepthFMNode(Node):
     def __init__(self, *, backend: Backend | None = None, **node_kwargs):
         super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
         self.config = config = declare_and_read(self)
+        apply_torch_threads(config.torch_threads)
         self.backend = backend if backend is not None else load_backend(config)
         self.pipeline = DepthFMPipeline(self.backend, config.processing_resolution, config.ensemble_size,
                                         seed=None if config.seed < 0 else config.seed)
+        self.completion_model = load_completion_model(config.completion_checkpoint) \
+            if config.use_lidar and config.completion_checkpoint else None
         self.stats = FrameStats()
+        self.alignment = AlignmentStats()
         self._camera_info: CameraInfo | None = None
-        self._newest: tuple[Image | CompressedImage, float] | None = None
+        # newest work item: an image, or (image, cloud) with use_lidar; and when it arrived
+        self._newest: tuple[Image | CompressedImage | tuple, float] | None = None
         self._wake = threading.Condition()
         self._running = True
 
@@ -86,6 +119,9 @@ class DepthFMNode(Node):
         self.depth_pub = self.create_publisher(Image, DEPTH_TOPIC, out_qos)
         self.uncertainty_pub = self.create_publisher(Image, UNCERTAINTY_TOPIC, out_qos)
         self.camera_info_pub = self.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, out_qos)
+        self.completed_depth_pub = self.create_publisher(Image, COMPLETED_DEPTH_TOPIC, out_qos) \
+            if config.use_lidar else None
+        self.points_pub = self.create_publisher(PointCloud2, POINTS_TOPIC, out_qos) if config.publish_points else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         in_qos = qos_profile(config.input_qos)
@@ -95,6 +131,13 @@ class DepthFMNode(Node):
             image_type, image_topic = Image, "image"
         self.create_subscription(image_type, image_topic, self._on_image, in_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+        self.sync = self.extrinsic = None
+        if config.use_lidar:
+            self.extrinsic = LidarExtrinsic(self, config.lidar_to_camera_xyz, config.lidar_to_camera_quat_xyzw,
+                                            config.lidar_tf_timeout_sec)
+            self.sync = CloudImageSync(config.lidar_slop_sec, config.lidar_queue_size, self._on_pair,
+                                       self.alignment.message_unsynchronized)
+            self.create_subscription(PointCloud2, "lidar", self._on_cloud, in_qos)
         self.create_timer(config.diagnostics_period_sec, self._publish_diagnostics)
 
         self._worker = threading.Thread(target=self._work, name="depthfm-inference", daemon=True)
@@ -103,24 +146,49 @@ class DepthFMNode(Node):
             f"DepthFM on {self.resolve_topic_name(image_topic)} ({config.image_transport}) with "
             f"{self.backend.describe()}, ensemble {config.ensemble_size}, processing resolution "
             f"{config.processing_resolution or 'native'} -> {self.resolve_topic_name(DEPTH_TOPIC)}")
+        if config.use_lidar:
+            self.get_logger().info(
+                f"LiDAR alignment with {self.resolve_topic_name('lidar')} (slop {config.lidar_slop_sec} s, "
+                f"{self.sync.implementation}; extrinsic from {'tf2, else ' if self.extrinsic.buffer else ''}"
+                f"parameters; completed depth by "
+                f"{'DepthCompletionFM' if self.completion_model is not None else 'log-residual interpolation'})")
 
     # -- executor thread ----------------------------------------------------------------------------------------
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.stats.frame_received()
+        if self.sync is not None:
+            self.sync.add_image(msg)
+        else:
+            self._hand_over(msg)
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        self.alignment.cloud_received()
+        self.sync.add_cloud(msg)
+
+    def _on_pair(self, image: Image | CompressedImage, cloud: PointCloud2) -> None:
+        self.alignment.pair_matched()
+        self._hand_over((image, cloud))
+
+    def _hand_over(self, item) -> None:
+        """Make ``item`` the worker's next frame; a frame it replaces is dropped and counted."""
         with self._wake:
             if self._newest is not None:
                 self.stats.frame_dropped()
-            self._newest = (msg, time.perf_counter())
+            self._newest = (item, time.perf_counter())
             self._wake.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     def _publish_diagnostics(self) -> None:
-        status = diagnostic_status(self.stats.snapshot(), f"{self.get_fully_qualified_name()}: depth",
-                                   hardware_id=self.backend.describe(), backend=self.backend.name)
-        self.diagnostics_pub.publish(diagnostic_array(status, self.get_clock().now().to_msg()))
+        name = self.get_fully_qualified_name()
+        statuses = [diagnostic_status(self.stats.snapshot(), f"{name}: depth",
+                                      hardware_id=self.backend.describe(), backend=self.backend.name)]
+        if self.config.use_lidar:
+            statuses.append(alignment_status(self.alignment.snapshot(), f"{name}: lidar alignment",
+                                             hardware_id=self.resolve_topic_name("lidar")))
+        self.diagnostics_pub.publish(diagnostic_array(statuses, self.get_clock().now().to_msg()))
 
     # -- inference worker ---------------------------------------------------------------------------------------
 
@@ -131,11 +199,12 @@ class DepthFMNode(Node):
                     self._wake.wait()
                 if not self._running:
                     return
-                msg, t_received = self._newest
+                item, t_received = self._newest
                 self._newest = None
-            self._process(msg, t_received)
+            msg, cloud = item if isinstance(item, tuple) else (item, None)
+            self._process(msg, t_received, cloud)
 
-    def _process(self, msg: Image | CompressedImage, t_received: float) -> None:
+    def _process(self, msg: Image | CompressedImage, t_received: float, cloud: PointCloud2 | None = None) -> None:
         log = self.get_logger()
         throttle = self.config.log_throttle_sec
         try:
@@ -154,7 +223,7 @@ class DepthFMNode(Node):
             inference_ms = 1e3 * (time.perf_counter() - t0)
             if not self._running:
                 return
-            self.publish(prediction, msg.header)
+            self.publish(prediction, msg.header, rgb_hwc_u8, cloud)
         except Exception as exc:  # keep serving; diagnostics reports the error
             self.stats.inference_failed(f"{type(exc).__name__}: {exc}")
             log.error(f"inference failed: {exc} ({self.stats.inference_errors} so far)",
@@ -162,31 +231,117 @@ class DepthFMNode(Node):
             return
         self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms)
 
-    def depth_for_output(self, prediction: DepthPrediction, header) -> np.ndarray:
-        """The depth map to publish, (H, W) float32. Hook for the metric phase.
+    def publish(self, prediction: DepthPrediction, header, rgb_hwc_u8: np.ndarray | None = None,
+                cloud: PointCloud2 | None = None) -> None:
+        """Publish every output of one frame with the input image's stamp and frame_id.
 
-        Now: the relative depth in [0, 1] (DepthPrediction.depth). With LiDAR alignment this returns metres
-        (REP-118: 32FC1 in m, NaN where unknown) from ``prediction.z`` and the scan nearest ``header.stamp``.
+        With a ``cloud`` (use_lidar) the frame is aligned to it: depth and uncertainty in metres plus the completed
+        depth; when alignment is refused they stay relative and /diagnostics says why.
         """
-        return prediction.depth
+        throttle = self.config.log_throttle_sec
+        height, width = prediction.z.shape
+        camera, camera_error = self.output_camera(width, height)
+        aligned = self.align(prediction, header, cloud, camera, camera_error, rgb_hwc_u8) \
+            if self.config.use_lidar else None
+        if aligned is not None:
+            depth_hw, std_hw = aligned.depth_hw_m, aligned.std_hw_m
+        else:
+            depth_hw, std_hw = prediction.depth.astype(np.float32), prediction.std.astype(np.float32)
+        self.depth_pub.publish(conversions.numpy_to_image(depth_hw, "32FC1", header))
+        self.uncertainty_pub.publish(conversions.numpy_to_image(std_hw, "32FC1", header))
+        if aligned is not None:
+            self.completed_depth_pub.publish(conversions.numpy_to_image(aligned.completed_hw_m, "32FC1", header))
+        if self._camera_info is None:
+            self.get_logger().warning("no camera_info received yet: not publishing depthfm/camera_info"
+                                      + (" or depthfm/points" if self.points_pub else ""),
+                                      throttle_duration_sec=throttle)
+            return
+        if camera is None:  # e.g. an uncalibrated CameraInfo; depth is out already
+            self.stats.conversion_failed(f"camera_info: {camera_error}")
+            self.get_logger().warning(f"cannot publish depthfm/camera_info: {camera_error}",
+                                      throttle_duration_sec=throttle)
+            return
+        self.camera_info_pub.publish(self.output_camera_info(self._camera_info, width, height, header))
+        if self.points_pub is not None:
+            self.publish_points(prediction, header, camera, aligned, rgb_hwc_u8)
 
-    def publish(self, prediction: DepthPrediction, header) -> None:
-        """Publish depth, uncertainty and camera_info with the input image's stamp and frame_id."""
-        depth_hw = self.depth_for_output(prediction, header)
-        self.depth_pub.publish(conversions.numpy_to_image(depth_hw.astype(np.float32), "32FC1", header))
-        self.uncertainty_pub.publish(conversions.numpy_to_image(prediction.std.astype(np.float32), "32FC1", header))
+    def output_camera(self, width: int, height: int) -> tuple[PinholeCamera | None, str]:
+        """The latest camera_info's intrinsics at ``width`` x ``height``, or (None, why not)."""
         info = self._camera_info
         if info is None:
-            self.get_logger().warning("no camera_info received yet: not publishing depthfm/camera_info",
-                                      throttle_duration_sec=self.config.log_throttle_sec)
-            return
-        height, width = depth_hw.shape
+            return None, "no camera_info received yet"
         try:
-            self.camera_info_pub.publish(self.output_camera_info(info, width, height, header))
-        except DepthFMError as exc:  # e.g. an uncalibrated CameraInfo; depth is out already
-            self.stats.conversion_failed(f"camera_info: {exc}")
-            self.get_logger().warning(f"cannot publish depthfm/camera_info: {exc}",
-                                      throttle_duration_sec=self.config.log_throttle_sec)
+            camera = conversions.camera_info_to_camera(info)
+        except DepthFMError as exc:
+            return None, str(exc)
+        return (camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)), ""
+
+    def align(self, prediction: DepthPrediction, header, cloud: PointCloud2, camera: PinholeCamera | None,
+              camera_error: str, rgb_hwc_u8: np.ndarray | None) -> AlignedFrame | None:
+        """This frame in metres from ``cloud``, or None (reason in diagnostics and a throttled warning)."""
+        config, t0 = self.config, time.perf_counter()
+        source, num_points = "", 0
+        try:
+            if camera is None:
+                raise DepthFMError(f"cannot project the cloud: {camera_error}")
+            T_cam_lidar, source, tf_error = self.extrinsic.lookup(cloud.header.frame_id, header.frame_id,
+                                                                  header.stamp)
+            if tf_error:
+                self.get_logger().warning(f"{tf_error}; using lidar_to_camera_xyz/_quat_xyzw",
+                                          throttle_duration_sec=config.log_throttle_sec)
+            height, width = prediction.z.shape
+            sparse = sparse_depth(conversions.pointcloud2_to_xyz(cloud), camera, T_cam_lidar, width, height,
+                                  config.lidar_min_range, config.lidar_max_range)
+            num_points = int(np.isfinite(sparse).sum())
+            aligned = align_frame(prediction.z, prediction.std, sparse)
+            if self.completion_model is not None:
+                aligned = self._model_completion(aligned, rgb_hwc_u8, sparse)
+        except Exception as exc:  # AlignmentError, a bad cloud, ...: publish relative and say why
+            reason = str(exc) if isinstance(exc, DepthFMError) else f"{type(exc).__name__}: {exc}"
+            self.alignment.fit_refused(reason, num_points, source, 1e3 * (time.perf_counter() - t0))
+            self.get_logger().warning(f"LiDAR alignment refused, publishing relative depth: {reason}",
+                                      throttle_duration_sec=config.log_throttle_sec)
+            return None
+        self.alignment.fit_accepted(aligned.fit, source, 1e3 * (time.perf_counter() - t0))
+        return aligned
+
+    def _model_completion(self, aligned: AlignedFrame, rgb_hwc_u8: np.ndarray, sparse: np.ndarray) -> AlignedFrame:
+        """``aligned`` with its completed depth from the DepthCompletionFM (kept when the model gives none)."""
+        config = self.config
+        result = self.completion_model.complete(rgb_hwc_u8, sparse, num_steps=config.num_steps,
+                                                ensemble_size=config.ensemble_size,
+                                                processing_resolution=config.processing_resolution,
+                                                seed=None if config.seed < 0 else config.seed)
+        if result.depth_hw_m is None:
+            return aligned
+        return AlignedFrame(aligned.depth_hw_m, aligned.std_hw_m, result.depth_hw_m.astype(np.float32),
+                            aligned.lidar_mask_hw, aligned.fit)
+
+    def points_depth(self, prediction: DepthPrediction, aligned: AlignedFrame | None) -> tuple[np.ndarray, np.ndarray]:
+        """Metric depth and its std for the cloud: the LiDAR-aligned ones, else ``exp(points_scale·z + points_shift)``
+        (a fixed calibration, not a measurement)."""
+        if aligned is not None:
+            return aligned.depth_hw_m, aligned.std_hw_m
+        scale, shift = self.config.points_scale, self.config.points_shift
+        depth = depth_from_z(prediction.z, scale, shift)
+        return depth, metric_std(prediction.std, depth, LogDepthFit(scale, shift, float("nan"), 0, 0))
+
+    def publish_points(self, prediction: DepthPrediction, header, camera: PinholeCamera,
+                       aligned: AlignedFrame | None, rgb_hwc_u8: np.ndarray | None) -> None:
+        """depthfm/points in the image's optical frame at its stamp (the filters of the points_* parameters)."""
+        config = self.config
+        if camera.is_distorted:
+            self.get_logger().warning("camera_info has distortion: depthfm/points needs a rectified image "
+                                      "(subscribe image_rect); not publishing points",
+                                      throttle_duration_sec=config.log_throttle_sec)
+            return
+        depth, std = self.points_depth(prediction, aligned)
+        keep = combined_mask(depth, std, min_range_m=config.points_min_range, max_range_m=config.points_max_range,
+                             max_std_m=config.points_max_std_m, max_relative_std=config.points_max_relative_std,
+                             edge_ratio=config.points_edge_ratio)
+        points = depth_to_points(depth, camera, config.points_stride,
+                                 rgb_hwc_u8 if config.points_rgb else None, config.points_organized, keep)
+        self.points_pub.publish(conversions.xyz_to_pointcloud2(points.xyz, header, points.rgb))
 
     def output_camera_info(self, info: CameraInfo, width: int, height: int, header) -> CameraInfo:
         """``info`` for an output of ``width`` x ``height`` with ``header``: as is when the sizes match, else scaled."""
