@@ -1,0 +1,358 @@
+"""rosbag2 in and out for replays, with the ``rosbags`` library (no rclpy): a synthetic camera + LiDAR bag, the
+choice of camera/LiDAR topics in a recorded bag, and its messages as raw CDR bytes in recording order.
+
+The synthetic bag is a camera driving through a :mod:`synthetic` scene (``moved_scene`` / ``camera_path``) with a
+LiDAR mounted on it (``T_CAM_LIDAR_DEFAULT``):
+
+- ``/camera/image_raw`` sensor_msgs/Image rgb8, frame ``camera_optical_frame``
+- ``/camera/camera_info`` sensor_msgs/CameraInfo (plumb_bob, D = 0, P = [K | 0])
+- ``/lidar/points`` sensor_msgs/PointCloud2 x, y, z float32 in frame ``lidar`` (REP-103)
+- ``/tf_static`` tf2_msgs/TFMessage: the pose of ``lidar`` in ``camera_optical_frame`` (transient local)
+
+Each frame's three messages carry the same header stamp; their log times are the stamp + 0/1/2 ms (LiDAR, then
+camera_info, then image), so a player delivers the image last.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from .camera import PinholeCamera
+from .errors import InputError
+from .pointcloud import HOST_IS_BIGENDIAN, build_cloud_fields, pack_points
+from .synthetic import (T_CAM_LIDAR_DEFAULT, camera_path, default_camera, moved_scene, random_scene_spec,
+                        render_scene, simulate_lidar)
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POINTCLOUD2_TYPE = "sensor_msgs/msg/PointCloud2"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+STORAGES = ("sqlite3", "mcap")
+
+CAMERA_FRAME = "camera_optical_frame"
+LIDAR_FRAME = "lidar"
+SYNTHETIC_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info", "lidar": "/lidar/points",
+                    "tf_static": "/tf_static"}
+SYNTHETIC_START_NS = 1_700_000_000_000_000_000
+
+
+def typestore():
+    """The rosbags type store bags are written with (ROS 2 Kilted, as the package's ROS wheels)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class SyntheticBag:
+    """What :func:`write_synthetic_bag` wrote: the bag folder, its topics and each frame's header stamp."""
+
+    path: Path
+    topics: dict[str, str]  # role ("image", "camera_info", "lidar", "tf_static") -> topic
+    stamps_ns: tuple[int, ...]
+    width: int
+    height: int
+    points_per_scan: tuple[int, ...]  # empty without LiDAR
+
+
+class _Messages:
+    """Message builders of one type store (rosbags dataclasses)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.t = store.types
+
+    def header(self, stamp_ns: int, frame_id: str):
+        sec, nanosec = divmod(stamp_ns, 10**9)
+        return self.t["std_msgs/msg/Header"](stamp=self.t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                             frame_id=frame_id)
+
+    def image(self, rgb_hwc_u8: np.ndarray, header):
+        h, w, _ = rgb_hwc_u8.shape
+        return self.t[IMAGE_TYPE](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w,
+                                  data=np.ascontiguousarray(rgb_hwc_u8).reshape(-1))
+
+    def camera_info(self, camera: PinholeCamera, header):
+        d = np.zeros(5) if camera.D.size == 0 else camera.D
+        roi = self.t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+        return self.t[CAMERA_INFO_TYPE](
+            header=header, height=camera.height, width=camera.width, distortion_model="plumb_bob", d=d.astype(float),
+            k=camera.K.ravel().astype(float), r=np.eye(3).ravel(),
+            p=np.hstack([camera.K, np.zeros((3, 1))]).ravel().astype(float), binning_x=0, binning_y=0, roi=roi)
+
+    def cloud(self, points_n3: np.ndarray, header):
+        fields, point_step = build_cloud_fields(with_rgb=False)
+        field_msgs = [self.t["sensor_msgs/msg/PointField"](name=f.name, offset=f.offset, datatype=f.datatype,
+                                                           count=f.count) for f in fields]
+        n = len(points_n3)
+        return self.t[POINTCLOUD2_TYPE](header=header, height=1, width=n, fields=field_msgs,
+                                        is_bigendian=HOST_IS_BIGENDIAN, point_step=point_step,
+                                        row_step=point_step * n, data=np.frombuffer(pack_points(points_n3), np.uint8),
+                                        is_dense=True)
+
+    def static_transform(self, T_parent_child: np.ndarray, header, child_frame_id: str):
+        from scipy.spatial.transform import Rotation
+
+        qx, qy, qz, qw = Rotation.from_matrix(T_parent_child[:3, :3]).as_quat()
+        tx, ty, tz = (float(v) for v in T_parent_child[:3, 3])
+        transform = self.t["geometry_msgs/msg/Transform"](
+            translation=self.t["geometry_msgs/msg/Vector3"](x=tx, y=ty, z=tz),
+            rotation=self.t["geometry_msgs/msg/Quaternion"](x=float(qx), y=float(qy), z=float(qz), w=float(qw)))
+        stamped = self.t["geometry_msgs/msg/TransformStamped"](header=header, child_frame_id=child_frame_id,
+                                                               transform=transform)
+        return self.t[TF_TYPE](transforms=[stamped])
+
+
+def _tf_static_qos():
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    default = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE, QosDurability.TRANSIENT_LOCAL, default, default,
+               QosLiveliness.AUTOMATIC, default, False)
+
+
+def write_synthetic_bag(path: str | Path, num_frames: int = 30, width: int = 320, height: int = 240,
+                        rate_hz: float = 10.0, storage: str = "sqlite3", lidar_pattern: str | None = "vlp16",
+                        scene_seed: int = 3, start_ns: int = SYNTHETIC_START_NS) -> SyntheticBag:
+    """Write a rosbag2 folder ``path`` (must not exist) of ``num_frames`` frames at ``rate_hz``.
+
+    ``storage`` is "sqlite3" or "mcap"; ``lidar_pattern`` one of ``synthetic.LIDAR_PATTERNS`` or None for a
+    camera-only bag. The same ``scene_seed`` gives the same bag.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    if storage not in STORAGES:
+        raise InputError(f"storage must be one of {STORAGES}, got {storage!r}")
+    if num_frames < 1 or rate_hz <= 0 or width < 8 or height < 8:
+        raise InputError(f"need num_frames >= 1, rate_hz > 0 and at least 8x8 pixels; got {num_frames}, {rate_hz}, "
+                         f"{width}x{height}")
+    path = Path(path)
+    if path.exists():
+        raise InputError(f"{path} exists already; rosbag2 writes a new folder")
+    store = typestore()
+    build = _Messages(store)
+    camera = default_camera(width, height)
+    spec = random_scene_spec(np.random.default_rng(scene_seed))
+    period_ns = int(round(1e9 / rate_hz))
+    stamps, points_per_scan = [], []
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        def connection(role, msgtype, **kwargs):
+            return writer.add_connection(SYNTHETIC_TOPICS[role], msgtype, typestore=store, **kwargs)
+
+        image_conn = connection("image", IMAGE_TYPE)
+        info_conn = connection("camera_info", CAMERA_INFO_TYPE)
+        lidar_conn = connection("lidar", POINTCLOUD2_TYPE) if lidar_pattern else None
+        if lidar_pattern:
+            tf_conn = connection("tf_static", TF_TYPE, offered_qos_profiles=[_tf_static_qos()])
+            tf = build.static_transform(T_CAM_LIDAR_DEFAULT, build.header(start_ns, CAMERA_FRAME), LIDAR_FRAME)
+            writer.write(tf_conn, start_ns, store.serialize_cdr(tf, TF_TYPE))
+
+        def write(conn, log_ns, msg):
+            writer.write(conn, log_ns, store.serialize_cdr(msg, conn.msgtype))
+
+        for k in range(num_frames):
+            stamp = start_ns + k * period_ns
+            scene = render_scene(moved_scene(spec, camera_path(k)), camera, np.random.default_rng(scene_seed))
+            if lidar_conn is not None:
+                scan = simulate_lidar(scene, lidar_pattern, np.random.default_rng([scene_seed, k]))
+                write(lidar_conn, stamp, build.cloud(scan.points_n3, build.header(stamp, LIDAR_FRAME)))
+                points_per_scan.append(len(scan.points_n3))
+            write(info_conn, stamp + 1_000_000, build.camera_info(camera, build.header(stamp, CAMERA_FRAME)))
+            write(image_conn, stamp + 2_000_000, build.image(scene.rgb_hwc_u8, build.header(stamp, CAMERA_FRAME)))
+            stamps.append(stamp)
+    topics = {role: topic for role, topic in SYNTHETIC_TOPICS.items() if lidar_pattern or role in ("image",
+                                                                                                     "camera_info")}
+    return SyntheticBag(path, topics, tuple(stamps), width, height, tuple(points_per_scan))
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class BagTopic:
+    """One topic of a bag: its message type and how many messages it holds."""
+
+    name: str
+    msgtype: str
+    count: int
+
+
+@dataclass(frozen=True)
+class ReplayTopics:
+    """The bag topics that feed the node: image (Image or CompressedImage), camera_info and LiDAR (optional)."""
+
+    image: BagTopic
+    camera_info: BagTopic | None
+    lidar: BagTopic | None
+
+    @property
+    def compressed(self) -> bool:
+        return self.image.msgtype == COMPRESSED_IMAGE_TYPE
+
+    def by_name(self) -> dict[str, str]:
+        """topic -> role ("image", "camera_info", "lidar") of the chosen topics."""
+        return {t.name: role for role, t in (("image", self.image), ("camera_info", self.camera_info),
+                                             ("lidar", self.lidar)) if t is not None}
+
+
+def _open(path: str | Path):
+    from rosbags.highlevel import AnyReader
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"bag {path} does not exist")
+    if path.is_file():  # a .db3/.mcap file: rosbag2 bags are the folder holding metadata.yaml
+        path = path.parent
+    try:
+        reader = AnyReader([path], default_typestore=typestore())
+        reader.open()
+    except Exception as exc:  # rosbags raises its own error types for every unreadable bag
+        raise InputError(f"cannot read bag {path}: {exc}") from exc
+    return reader
+
+
+def bag_topics(path: str | Path) -> dict[str, BagTopic]:
+    """topic -> :class:`BagTopic` of every topic in the bag."""
+    reader = _open(path)
+    try:
+        topics: dict[str, BagTopic] = {}
+        for conn in reader.connections:
+            old = topics.get(conn.topic)
+            topics[conn.topic] = BagTopic(conn.topic, conn.msgtype, conn.msgcount + (old.count if old else 0))
+        return topics
+    finally:
+        reader.close()
+
+
+def _pick(topics: Mapping[str, BagTopic], role: str, msgtypes: tuple[str, ...], wanted: str | None,
+          prefer_prefix: str | None = None) -> BagTopic | None:
+    if wanted is not None:
+        if wanted not in topics:
+            raise InputError(f"--{role.replace('_', '-')}-topic {wanted} is not in the bag; topics: "
+                             f"{', '.join(f'{t.name} ({t.msgtype})' for t in topics.values())}")
+        if topics[wanted].msgtype not in msgtypes:
+            raise InputError(f"{wanted} holds {topics[wanted].msgtype}, not {' or '.join(msgtypes)}")
+        return topics[wanted]
+    candidates = [t for t in topics.values() if t.msgtype in msgtypes]
+    if len(candidates) > 1 and prefer_prefix is not None:
+        candidates = [t for t in candidates if t.name.startswith(prefer_prefix)] or candidates
+    if len(candidates) > 1:
+        raise InputError(f"the bag has {len(candidates)} {' / '.join(msgtypes)} topics "
+                         f"({', '.join(t.name for t in candidates)}); choose one with --{role.replace('_', '-')}-topic")
+    return candidates[0] if candidates else None
+
+
+def pick_topics(topics: Mapping[str, BagTopic], image: str | None = None, camera_info: str | None = None,
+                lidar: str | None = None, use_lidar: bool = True) -> ReplayTopics:
+    """The topics to replay: the given names, else the only topic of each type.
+
+    The image is sensor_msgs/Image, or CompressedImage when the bag has no raw image (raw wins when it has both);
+    camera_info prefers the image's sibling (``<image namespace>/camera_info``). Raises :class:`InputError` when
+    there is no image topic or a choice is ambiguous.
+    """
+    if image is not None:
+        chosen = _pick(topics, "image", (IMAGE_TYPE, COMPRESSED_IMAGE_TYPE), image)
+    else:
+        chosen = _pick(topics, "image", (IMAGE_TYPE,), None) or _pick(topics, "image", (COMPRESSED_IMAGE_TYPE,), None)
+    if chosen is None:
+        raise InputError("the bag has no sensor_msgs/Image or CompressedImage topic; topics: "
+                         f"{', '.join(f'{t.name} ({t.msgtype})' for t in topics.values()) or 'none'}")
+    namespace = chosen.name.rsplit("/", 1)[0] + "/"
+    if chosen.msgtype == COMPRESSED_IMAGE_TYPE and chosen.name.endswith("/compressed"):
+        namespace = chosen.name[: -len("/compressed")].rsplit("/", 1)[0] + "/"
+    info = _pick(topics, "camera_info", (CAMERA_INFO_TYPE,), camera_info, prefer_prefix=namespace)
+    cloud = _pick(topics, "lidar", (POINTCLOUD2_TYPE,), lidar) if use_lidar or lidar else None
+    return ReplayTopics(chosen, info, cloud)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """One recorded message: topic, log (receive) time in ns and the serialized CDR bytes as recorded."""
+
+    topic: str
+    log_time_ns: int
+    cdr: bytes
+
+
+def read_raw(path: str | Path, topics: list[str] | tuple[str, ...] | set[str],
+             stamps_ns: set[int] | None = None) -> Iterator[RawMessage]:
+    """The messages of ``topics`` in log-time order (only those with a header stamp in ``stamps_ns`` if given)."""
+    reader = _open(path)
+    try:
+        connections = [c for c in reader.connections if c.topic in set(topics)]
+        for conn in connections:
+            serialization = getattr(conn.ext, "serialization_format", "cdr")
+            if serialization != "cdr":
+                raise InputError(f"{conn.topic} is stored as {serialization}, not CDR")
+        for conn, log_time_ns, data in reader.messages(connections=connections):
+            if stamps_ns is not None and header_stamp_ns(data) not in stamps_ns:
+                continue
+            yield RawMessage(conn.topic, int(log_time_ns), bytes(data))
+    finally:
+        reader.close()
+
+
+def header_stamp_ns(cdr: bytes) -> int:
+    """The header stamp (ns) of a CDR message that starts with std_msgs/Header (Image, CameraInfo, PointCloud2...).
+
+    CDR: 2 bytes representation id (0x0001 little endian, 0x0000 big endian), 2 bytes options, then
+    ``int32 sec, uint32 nanosec``.
+    """
+    if len(cdr) < 12 or cdr[0] != 0 or cdr[1] not in (0, 1, 2, 3):
+        raise InputError(f"not a CDR message with a header ({len(cdr)} bytes, starts {bytes(cdr[:4]).hex()})")
+    sec, nanosec = struct.unpack_from("<iI" if cdr[1] & 1 else ">iI", cdr, 4)
+    return sec * 10**9 + nanosec
+
+
+def _deserialized(path: str | Path, topic_types: tuple[str, ...] = (), topic: str | None = None, first: bool = False):
+    reader = _open(path)
+    try:
+        connections = [c for c in reader.connections if c.topic == topic or c.msgtype in topic_types]
+        for conn, _, data in reader.messages(connections=connections):
+            yield reader.deserialize(data, conn.msgtype)
+            if first:
+                return
+    finally:
+        reader.close()
+
+
+def first_frame_id(path: str | Path, topic: str) -> str | None:
+    """header.frame_id of the first message on ``topic`` (None when the topic is empty)."""
+    for msg in _deserialized(path, topic=topic, first=True):
+        return msg.header.frame_id
+    return None
+
+
+def static_transforms(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
+    """(parent frame, child frame) -> 4x4 ``T_parent_child`` (child coordinates -> parent) from ``/tf_static``."""
+    from scipy.spatial.transform import Rotation
+
+    transforms = {}
+    for msg in _deserialized(path, topic="/tf_static"):
+        for stamped in msg.transforms:
+            q, t = stamped.transform.rotation, stamped.transform.translation
+            T = np.eye(4)
+            T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+            T[:3, 3] = t.x, t.y, t.z
+            transforms[(stamped.header.frame_id.lstrip("/"), stamped.child_frame_id.lstrip("/"))] = T
+    return transforms
+
+
+def transform_between(transforms: Mapping[tuple[str, str], np.ndarray], parent: str, child: str) -> np.ndarray | None:
+    """``T_parent_child`` from a direct transform either way round (no chains); None when there is none."""
+    parent, child = parent.lstrip("/"), child.lstrip("/")
+    if (parent, child) in transforms:
+        return transforms[(parent, child)]
+    if (child, parent) in transforms:
+        return np.linalg.inv(transforms[(child, parent)])
+    return None
