@@ -9,11 +9,10 @@ import cv2
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from depthfm_ros.backends.base import Backend
@@ -21,32 +20,7 @@ from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.ros.conversions import image_to_array
 from depthfm_ros.ros.node import DepthFMNode, main
 from depthfm_ros.ros.params import ParameterError
-
-H, W = 96, 128
-TIMEOUT = 10.0
-
-
-def rgb_frame(seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (H, W, 3), dtype=np.uint8)
-
-
-def image_msg(seed: int, stamp_ns: int, frame_id: str = "camera_optical") -> Image:
-    msg = Image(height=H, width=W, encoding="rgb8", step=3 * W, data=rgb_frame(seed).tobytes())
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
-    msg.header.frame_id = frame_id
-    return msg
-
-
-def camera_info_msg(width: int, height: int) -> CameraInfo:
-    f = 0.8 * width
-    return CameraInfo(width=width, height=height, distortion_model="plumb_bob", d=[0.0] * 5,
-                      k=[f, 0.0, (width - 1) / 2, 0.0, f, (height - 1) / 2, 0.0, 0.0, 1.0],
-                      r=[1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0],
-                      p=[f, 0.0, (width - 1) / 2, 0.0, 0.0, f, (height - 1) / 2, 0.0, 0.0, 0.0, 1.0, 0.0])
-
-
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+from ros_graph import H, W, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
 
 
 class SlowBackend(Backend):
@@ -73,62 +47,6 @@ class FailingOnceBackend(SlowBackend):
             self.failed = True
             raise RuntimeError("engine hiccup")
         return self.inner.run(rgb_bchw, noise)
-
-
-class Graph:
-    """One rclpy context with the node under test and a probe node, spun by an executor in a thread."""
-
-    def __init__(self, backend: Backend, parameters: dict, namespace: str = "", remaps: list[str] = ()):
-        self.context = Context()
-        rclpy.init(context=self.context)
-        cli_args = ["--ros-args", *[arg for remap in remaps for arg in ("-r", remap)]] if remaps else None
-        self.node = DepthFMNode(backend=backend, context=self.context, namespace=namespace, cli_args=cli_args,
-                                parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
-        self.probe = rclpy.create_node("probe", context=self.context)
-        self.received: dict[str, list] = {"depth": [], "uncertainty": [], "camera_info": [], "diagnostics": []}
-        self._cond = threading.Condition()
-        prefix = f"/{namespace}" if namespace else ""
-        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        for key, msg_type, topic in [("depth", Image, f"{prefix}/depthfm/depth"),
-                                     ("uncertainty", Image, f"{prefix}/depthfm/uncertainty"),
-                                     ("camera_info", CameraInfo, f"{prefix}/depthfm/camera_info"),
-                                     ("diagnostics", DiagnosticArray, "/diagnostics")]:
-            self.probe.create_subscription(msg_type, topic, self._collector(key), reliable)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.probe)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
-
-    def _collector(self, key):
-        def collect(msg):
-            with self._cond:
-                self.received[key].append(msg)
-                self._cond.notify_all()
-        return collect
-
-    def publisher(self, msg_type, topic):
-        pub = self.probe.create_publisher(msg_type, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
-        outputs = (self.node.depth_pub, self.node.uncertainty_pub, self.node.camera_info_pub)
-        self.wait_for(lambda: pub.get_subscription_count() > 0 and
-                      all(out.get_subscription_count() > 0 for out in outputs), "discovery")
-        return pub
-
-    def wait_for(self, predicate, what: str, timeout: float = TIMEOUT):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"timed out waiting for {what}; stats {self.node.stats.snapshot()}")
-                self._cond.wait(min(left, 0.05))
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=2.0)
-        self.node.destroy_node()
-        self.probe.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture(autouse=True, scope="module")
