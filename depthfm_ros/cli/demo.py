@@ -59,13 +59,12 @@ def _main(argv=None) -> int:
     # The demo's traffic never needs to leave this machine.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
     from ..ros.conversions import camera_to_camera_info, image_to_array, numpy_to_image
+    from ..ros.graph import InProcessGraph
     from ..ros.node import DepthFMNode
 
     camera = default_camera(args.width, args.height)
@@ -74,17 +73,13 @@ def _main(argv=None) -> int:
     def render_frame(k: int):
         return render_scene(moved_scene(spec, camera_path(k)), camera, np.random.default_rng(args.scene_seed))
 
-    context = Context()
-    rclpy.init(context=context, args=[])
-    nodes, executor, spinner = [], None, None
-    try:
-        depth_node = DepthFMNode(
-            context=context, parameter_overrides=[Parameter(k, value=v) for k, v in node_parameters(args).items()],
+    with InProcessGraph() as graph:
+        depth_node = graph.add(DepthFMNode(
+            context=graph.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in node_parameters(args).items()],
             cli_args=["--ros-args", "-r", f"image:={CAMERA_NS}/image_raw",
-                      "-r", f"camera_info:={CAMERA_NS}/camera_info"])
-        nodes.append(depth_node)
-        demo = rclpy.create_node("depthfm_demo", context=context)
-        nodes.append(demo)
+                      "-r", f"camera_info:={CAMERA_NS}/camera_info"]))
+        demo = graph.add(rclpy.create_node("depthfm_demo", context=graph.context))
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         image_pub = demo.create_publisher(Image, f"{CAMERA_NS}/image_raw", qos)
         info_pub = demo.create_publisher(CameraInfo, f"{CAMERA_NS}/camera_info", qos)
@@ -119,25 +114,13 @@ def _main(argv=None) -> int:
         demo.create_subscription(Image, "/depthfm/depth", collector("depth"), qos)
         demo.create_subscription(Image, "/depthfm/uncertainty", collector("uncertainty"), qos)
         demo.create_timer(1.0 / args.rate, publish_frame)
-        executor = SingleThreadedExecutor(context=context)
-        for node in nodes:
-            executor.add_node(node)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        graph.start()
         t0 = time.monotonic()
         print(f"depthfm-demo: {depth_node.backend.describe()}, {args.width}x{args.height} at {args.rate:g} Hz, "
               f"collecting {args.frames} frame(s) ...", file=sys.stderr)
         finished = done.wait(args.timeout)
         elapsed = time.monotonic() - t0
         snap = depth_node.stats.snapshot()
-    finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        if spinner is not None:
-            spinner.join(timeout=5.0)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
 
     args.output.mkdir(parents=True, exist_ok=True)
     stamps = sorted(set(outputs["depth"]) & set(outputs["uncertainty"]))[: args.frames]

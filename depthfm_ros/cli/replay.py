@@ -387,28 +387,22 @@ def _main(argv=None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the replay never needs the network
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     from tqdm import tqdm
 
+    from ..ros.graph import InProcessGraph
     from ..ros.node import DepthFMNode
 
     args.output.mkdir(parents=True, exist_ok=True)
-    context = Context()
-    rclpy.init(context=context, args=[])
-    nodes, executor, spinner = [], None, None
     interrupted = False
-    try:
-        node = DepthFMNode(context=context, namespace=NAMESPACE,
-                           parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
-        nodes.append(node)
+    with InProcessGraph() as graph:
+        node = graph.add(DepthFMNode(context=graph.context, namespace=NAMESPACE,
+                                     parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()]))
         backend = node.backend.describe()
         recorder = ReplayRecorder(topics.image.count, args.previews, node.get_fully_qualified_name())
-        player = rclpy.create_node("depthfm_replay_player", context=context)
-        nodes.append(player)
+        player = graph.add(rclpy.create_node("depthfm_replay_player", context=graph.context))
         reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         image_input = node.resolve_topic_name("image") + ("/compressed" if topics.compressed else "")
         inputs = {"image": image_input, "camera_info": node.resolve_topic_name("camera_info"),
@@ -425,11 +419,7 @@ def _main(argv=None) -> int:
         player.create_subscription(CameraInfo, f"{out}/camera_info", recorder.on_camera_info, reliable)
         player.create_subscription(PointCloud2, f"{out}/points", recorder.on_points, reliable)
         player.create_subscription(DiagnosticArray, "/diagnostics", recorder.on_diagnostics, reliable)
-        executor = SingleThreadedExecutor(context=context)
-        for n in nodes:
-            executor.add_node(n)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        graph.start()
 
         def connected(bag_topics):
             return lambda: all(publishers[t].get_subscription_count() > 0 for t in bag_topics) and \
@@ -477,14 +467,6 @@ def _main(argv=None) -> int:
             _wait(recorder, lambda: recorder.latest_diagnostics_wall > settled_wall, 2 * DIAGNOSTICS_PERIOD_S + 1.0)
             progress.set_postfix(out=len(recorder.depth_wall))
         wall_s = time.perf_counter() - t0
-    finally:
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        if spinner is not None:
-            spinner.join(timeout=5.0)
-        for n in nodes:
-            n.destroy_node()
-        rclpy.try_shutdown(context=context)
 
     bag_duration_s = 0.0 if first_log_ns is None else (last_log_ns - first_log_ns) * 1e-9
     report = build_report(recorder, bag=Path(bag), topics=topics, backend=backend, parameters=parameters,
