@@ -12,7 +12,8 @@ from std_msgs.msg import Header
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.fusion import transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
-from depthfm_ros.ros.conversions import camera_to_camera_info, image_to_array, numpy_to_image, xyz_to_pointcloud2
+from depthfm_ros.ros.conversions import (camera_to_camera_info, image_to_array, numpy_to_image,
+                                         pointcloud2_to_xyz, xyz_to_pointcloud2)
 from depthfm_ros.ros.lidar import CloudImageSync, align_frame, sparse_depth
 from depthfm_ros.synthetic import T_CAM_LIDAR_DEFAULT, make_scene, simulate_lidar
 from ros_graph import OUTPUTS, Graph, stamp_ns
@@ -36,9 +37,8 @@ def scene_and_scan():
 def fusion_graph(tiny_model):
     graphs = []
 
-    def make(**overrides):
-        graphs.append(Graph(TorchBackend(tiny_model, num_steps=1), {**FUSION, **overrides},
-                            outputs=FUSION_OUTPUTS))
+    def make(outputs=FUSION_OUTPUTS, **overrides):
+        graphs.append(Graph(TorchBackend(tiny_model, num_steps=1), {**FUSION, **overrides}, outputs=outputs))
         return graphs[-1]
 
     yield make
@@ -81,11 +81,11 @@ def expected_frame(tiny_model, scene, scan):
 
 def test_lidar_pair_gives_metric_depth_uncertainty_and_completed_depth(fusion_graph, tiny_model, scene_and_scan):
     scene, scan = scene_and_scan
-    g = fusion_graph()
+    g = fusion_graph({**FUSION_OUTPUTS, "points": (PointCloud2, "depthfm/points")}, publish_points=True)
     stamp = 1_700_000_000_500_000_000
     send(g, scene, scan.points_n3, stamp, stamp + 20_000_000)  # cloud 20 ms after the image: within the slop
-    g.wait_for(lambda: all(g.received[k] for k in ("depth", "uncertainty", "completed_depth", "camera_info")),
-               "fused outputs")
+    g.wait_for(lambda: all(g.received[k] for k in ("depth", "uncertainty", "completed_depth", "camera_info",
+                                                   "points")), "fused outputs")
     for key in ("depth", "uncertainty", "completed_depth"):
         msg = g.received[key][0]
         assert (msg.encoding, msg.width, msg.height, stamp_ns(msg), msg.header.frame_id) == (
@@ -104,6 +104,10 @@ def test_lidar_pair_gives_metric_depth_uncertainty_and_completed_depth(fusion_gr
     np.testing.assert_allclose(depth, aligned.depth_hw_m, rtol=1e-4)
     np.testing.assert_allclose(std, aligned.std_hw_m, rtol=1e-4, atol=1e-6)
     assert np.all(depth > 0) and std.max() > 0 and depth.max() > 1.0  # metres, not [0, 1]
+    # the points are the metric depth back-projected (every pixel valid: no filter set)
+    points = pointcloud2_to_xyz(g.received["points"][0])
+    assert (stamp_ns(g.received["points"][0]), g.received["points"][0].header.frame_id) == (stamp, "camera_optical")
+    np.testing.assert_allclose(points[:, 2], depth.ravel(), rtol=1e-6)
 
     g.wait_for(lambda: any(v["frames_aligned"] == "1" for v in g.diagnostics(": lidar alignment")), "diagnostics")
     values = [v for v in g.diagnostics(": lidar alignment") if v["frames_aligned"] == "1"][-1]

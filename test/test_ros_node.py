@@ -256,3 +256,34 @@ def test_ros2_run_entry_point_serves_and_stops_on_sigint():
         probe.destroy_node()
         rclpy.shutdown(context=context)
     assert code == 0, proc.stderr.read()[-2000:]
+
+
+def test_torch_threads_parameter_sets_torch_threads_at_start(graph_factory, torch_backend):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        graph_factory(torch_backend, {**BASE, "torch_threads": 2})
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    graph_factory(torch_backend, BASE)  # 0: left alone
+    assert torch.get_num_threads() == before
+
+
+def test_ensemble_size_reaches_tensorrt_engines_only(monkeypatch, tmp_path):
+    from depthfm_ros.backends import create_backend
+    from depthfm_ros.cli import common
+    from depthfm_ros.ros.node import load_backend
+    from depthfm_ros.ros.params import validate
+
+    calls = []
+    monkeypatch.setattr(common, "create_backend", lambda *args, **kwargs: calls.append(kwargs))
+    engine = tmp_path / "split"
+    engine.mkdir()
+    load_backend(validate({"engine": str(engine), "backend": "tensorrt", "ensemble_size": 4}))
+    assert calls[-1]["ensemble_size"] == 4 and calls[-1]["engine"] == str(engine)
+    # backends that take any M (or read it from the graph) are not given it
+    monkeypatch.setattr("depthfm_ros.backends.torch_backend.TorchBackend.from_checkpoint",
+                        classmethod(lambda cls, *args, **kwargs: kwargs))
+    assert "ensemble_size" not in create_backend("torch", "model", ensemble_size=4)

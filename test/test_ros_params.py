@@ -29,10 +29,24 @@ def test_processing_resolution_multiples_of_64_and_native(resolution):
     ("input_qos", "fast"), ("vae_kind", "small"), ("output_qos", ""), ("seed", -2),
     ("diagnostics_period_sec", 0.0), ("log_throttle_sec", -1.0),
     ("num_steps", "2"), ("num_steps", True), ("num_steps", 2.0), ("checkpoint", 3),
+    ("torch_threads", -1), ("lidar_slop_sec", 0.0), ("lidar_queue_size", 0), ("use_lidar", "yes"),
+    ("lidar_to_camera_xyz", [0.0, 0.0]), ("lidar_to_camera_xyz", [0.0, "a", 0.0]),
+    ("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 0.0]), ("lidar_to_camera_quat_xyzw", 1.0),
+    ("lidar_min_range", -0.1), ("points_stride", 0), ("points_max_std_m", -1.0),
+    ("points_edge_ratio", 0.5), ("points_scale", float("inf")), ("completion_checkpoint", "/no/such/folder"),
 ])
 def test_bad_values_are_refused_naming_the_parameter(name, value):
     with pytest.raises(ParameterError, match=f"'{name}'"):
         validate({"model": "tiny", name: value})
+
+
+def test_lidar_and_points_parameters():
+    config = validate({"model": "tiny", "use_lidar": True, "lidar_to_camera_xyz": [0, 0.1, -0.05],
+                       "lidar_to_camera_quat_xyzw": [0.5, -0.5, 0.5, -0.5], "points_edge_ratio": 1.1})
+    assert config.lidar_to_camera_xyz == (0.0, 0.1, -0.05) and config.points_edge_ratio == 1.1
+    assert validate({"model": "tiny"}).lidar_to_camera_quat_xyzw == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(ParameterError, match="'points_min_range'.*'points_max_range'"):
+        validate({"model": "tiny", "points_min_range": 5.0, "points_max_range": 2.0})
 
 
 def test_unknown_parameter_is_refused():
@@ -67,6 +81,8 @@ def test_descriptors_are_read_only_with_ranges_and_constraints():
     backend = descriptor(SPECS["backend"])
     assert backend.type == ParameterType.PARAMETER_STRING and "onnxruntime" in backend.additional_constraints
     assert descriptor(SPECS["diagnostics_period_sec"]).type == ParameterType.PARAMETER_DOUBLE
+    quat = descriptor(SPECS["lidar_to_camera_quat_xyzw"])
+    assert quat.type == ParameterType.PARAMETER_DOUBLE_ARRAY and quat.additional_constraints == "4 numbers"
     assert all(descriptor(spec).description for spec in PARAMETERS)
 
 
@@ -94,8 +110,10 @@ def _declare(context, overrides):
 
 
 def test_rclpy_declaration_reads_overrides(ros_context):
-    config, described = _declare(ros_context, {"model": "tiny", "num_steps": 4, "processing_resolution": 0})
+    config, described = _declare(ros_context, {"model": "tiny", "num_steps": 4, "processing_resolution": 0,
+                                               "lidar_to_camera_xyz": [1.0, 2.0, 3.0], "use_lidar": True})
     assert (config.num_steps, config.processing_resolution) == (4, 0)
+    assert config.lidar_to_camera_xyz == (1.0, 2.0, 3.0) and config.use_lidar is True
     assert described.read_only and described.integer_range[0].from_value == 1
 
 
