@@ -245,6 +245,11 @@ def summary(values) -> dict[str, float] | None:
             "p95": float(np.percentile(v, 95)), "max": float(v.max()), "mean": float(v.mean())}
 
 
+def is_fit_residual(key: str) -> bool:
+    """A diagnostics key holding the LiDAR fit's residual (``rms_log``, ``fit_residual...``)."""
+    return "residual" in key or key.startswith("rms")
+
+
 def build_report(recorder: ReplayRecorder, *, bag: Path, topics: bagio.ReplayTopics, backend: str,
                  parameters: dict, rate: float, wall_s: float, bag_duration_s: float, interrupted: bool) -> dict:
     """The replay's numbers as one JSON-able dict (see docs/replay.md)."""
@@ -253,7 +258,7 @@ def build_report(recorder: ReplayRecorder, *, bag: Path, topics: bagio.ReplayTop
     diagnostics = {name: {key: {**summary(values), "last": values[-1]} for key, values in keys.items()}
                    for name, keys in recorder.diagnostics.items()}
     last = {key: stats["last"] for keys in diagnostics.values() for key, stats in keys.items()}
-    fit = {key: stats for keys in diagnostics.values() for key, stats in keys.items() if "residual" in key}
+    fit = {key: stats for keys in diagnostics.values() for key, stats in keys.items() if is_fit_residual(key)}
     return {
         "bag": str(bag),
         "topics": {role: name for name, role in topics.by_name().items()},
