@@ -173,3 +173,21 @@ def test_sync_pairs_within_slop_and_counts_what_can_no_longer_pair():
     assert len(lost) == 2  # the 33 and 67 ms images never had a cloud within 50 ms
     sync.add_cloud(_Msg(5.0))  # the 133 ms image can no longer pair
     assert len(lost) == 3 and len(pairs) == 2
+
+
+def test_completion_checkpoint_gives_the_completion_models_depth(fusion_graph, tiny_model, scene_and_scan, tmp_path):
+    from depthfm_ros.completion import DepthCompletionFM
+    from depthfm_ros.model import build_tiny_depthfm
+
+    # from_depthfm widens the UNet it is given in place: never hand it the shared tiny_model
+    widened = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=1, noising_step=400))
+    folder = widened.save_pretrained(tmp_path / "completion")
+    scene, scan = scene_and_scan
+    g = fusion_graph(completion_checkpoint=str(folder), num_steps=1)
+    send(g, scene, scan.points_n3, 9_000_000_000, 9_000_000_000)
+    g.wait_for(lambda: g.received["completed_depth"] and g.received["depth"], "model-completed depth")
+    _, sparse, aligned = expected_frame(tiny_model, scene, scan)
+    expected = DepthCompletionFM.from_pretrained(folder).complete(scene.rgb_hwc_u8, sparse, num_steps=1,
+                                                                  ensemble_size=2, processing_resolution=64, seed=0)
+    np.testing.assert_allclose(image_to_array(g.received["completed_depth"][0]), expected.depth_hw_m, rtol=1e-4)
+    np.testing.assert_allclose(image_to_array(g.received["depth"][0]), aligned.depth_hw_m, rtol=1e-4)
