@@ -28,7 +28,7 @@ import torch
 from ..model import DepthFM, LATENT_CHANNELS, unet_config_from_ldm
 from ..processing import ensemble_stats, processing_size, relative_depth, resize_hw, to_model_input
 from ..sampler import latent_noise_shape
-from .common import run_cli
+from .common import add_checkpoint_args, model_from_args, run_cli
 
 # DepthFM = SD 2.1 UNet (8 input channels: depth latent + image latent) and the SD AutoencoderKL.
 FULL_LDM_HPARAMS = {
@@ -268,11 +268,7 @@ def format_table(rows: list[dict], columns: list[str], fmt: str = "{:.1f}") -> s
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="depthfm-bench", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", help="official .ckpt or converted folder (default: tiny random model)")
-    p.add_argument("--vae", help="SD VAE folder, with an official .ckpt")
-    p.add_argument("--vae-kind", choices=["full", "tiny"], default="full",
-                   help="tiny: the distilled tiny VAE (--tiny-vae; random test-size one for the tiny model)")
-    p.add_argument("--tiny-vae", help="tiny VAE folder from depthfm-distill-vae (selects --vae-kind tiny)")
+    add_checkpoint_args(p, tiny_help="the small RANDOM model (the default when no --checkpoint is given)")
     p.add_argument("--height", type=int, default=256, help="processing height (multiple of 64)")
     p.add_argument("--width", type=int, default=256, help="processing width (multiple of 64)")
     p.add_argument("--steps", type=int, default=2, help="Euler steps k")
@@ -292,20 +288,12 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     from tqdm.auto import tqdm
 
-    from ..model import build_tiny_depthfm
-
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    vae_kind = "tiny" if args.tiny_vae else args.vae_kind
-    if args.checkpoint:
-        model = DepthFM.load(args.checkpoint, args.vae, tiny_vae=args.tiny_vae, vae_kind=vae_kind)
-    else:
-        from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
-
-        model = build_tiny_depthfm(0)
-        if vae_kind == "tiny":
-            model.set_tiny_vae(load_tiny_vae(args.tiny_vae) if args.tiny_vae else build_tiny_vae(TINY_TEST_CONFIG))
+    args.tiny_model = args.tiny_model or not args.checkpoint
+    model = model_from_args(args)
+    vae_kind = model.vae_kind
     model_name = (args.checkpoint or "tiny random model") + (", tiny VAE" if vae_kind == "tiny" else "")
     in_h, in_w = (int(v) for v in args.input_size.lower().split("x"))
     rgb = np.random.default_rng(0).integers(0, 256, (in_h, in_w, 3), dtype=np.uint8)

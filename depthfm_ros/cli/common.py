@@ -10,16 +10,22 @@ from ..backends import BACKENDS, Backend, create_backend
 from ..errors import DepthFMError
 
 
+def add_checkpoint_args(group, *, tiny_help: str = "use a small RANDOM model (no weights needed): shows the "
+                        "mechanics, not real depth", vae_kinds: bool = True) -> None:
+    """--checkpoint/--vae/--tiny-model (+ --vae-kind/--tiny-vae): which DepthFM to load."""
+    group.add_argument("--checkpoint", help="official DepthFM .ckpt, or a folder written by save_pretrained")
+    group.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an official .ckpt")
+    group.add_argument("--tiny-model", action="store_true", help=tiny_help)
+    if vae_kinds:
+        group.add_argument("--vae-kind", choices=["full", "tiny"], default="full",
+                           help="full: the SD VAE; tiny: the distilled tiny VAE (docs/tiny_vae.md), ~3x fewer FLOPs")
+        group.add_argument("--tiny-vae", help="tiny VAE folder from depthfm-distill-vae (implies --vae-kind tiny)")
+
+
 def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> None:
-    """--checkpoint/--vae/--tiny-model, --backend/--engine, --steps/--ensemble/--processing-resolution/--dtype/--seed."""
+    """Checkpoint arguments, --backend/--engine, --steps/--ensemble/--processing-resolution/--dtype/--seed."""
     g = parser.add_argument_group("model")
-    g.add_argument("--checkpoint", help="official DepthFM .ckpt, or a folder written by save_pretrained")
-    g.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an official .ckpt")
-    g.add_argument("--vae-kind", choices=["full", "tiny"], default="full",
-                   help="full: the SD VAE; tiny: the distilled tiny VAE (docs/tiny_vae.md), ~3x fewer FLOPs")
-    g.add_argument("--tiny-vae", help="tiny VAE folder from depthfm-distill-vae (implies --vae-kind tiny)")
-    g.add_argument("--tiny-model", action="store_true",
-                   help="use a small RANDOM model (no weights needed): shows the mechanics, not real depth")
+    add_checkpoint_args(g)
     g.add_argument("--backend", default="torch", choices=BACKENDS, help="inference engine (default: torch)")
     g.add_argument("--engine", help="exported .onnx / TensorRT .engine for the onnxruntime/tensorrt backends")
     g.add_argument("--steps", type=int, default=2, help="Euler steps (1-2 are enough, paper Table 3)")
@@ -30,22 +36,37 @@ def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> Non
     g.add_argument("--seed", type=int, default=0, help="noise seed (reproducible ensembles)")
 
 
-def backend_from_args(args: argparse.Namespace) -> Backend:
-    """Build the backend the arguments ask for."""
+def _vae_choice(args: argparse.Namespace) -> tuple[str, str | None]:
     tiny_vae = getattr(args, "tiny_vae", None) or None
-    vae_kind = "tiny" if tiny_vae else getattr(args, "vae_kind", "full")
-    if args.tiny_model:
-        from ..backends.torch_backend import TorchBackend
-        from ..model import build_tiny_depthfm
+    return ("tiny" if tiny_vae else getattr(args, "vae_kind", "full")), tiny_vae
 
-        model = build_tiny_depthfm(seed=args.seed)
+
+def model_from_args(args: argparse.Namespace, seed: int = 0):
+    """The DepthFM the checkpoint arguments describe: the tiny random model, or a checkpoint (+ VAE choice)."""
+    from ..model import DepthFM, build_tiny_depthfm
+
+    vae_kind, tiny_vae = _vae_choice(args)
+    if args.tiny_model:
+        model = build_tiny_depthfm(seed=seed)
         if vae_kind == "tiny":  # a random test-size tiny VAE unless a folder is given
             from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
 
             model.set_tiny_vae(load_tiny_vae(tiny_vae) if tiny_vae else build_tiny_vae(TINY_TEST_CONFIG))
-        return TorchBackend(model, num_steps=args.steps, dtype=args.dtype)
+        return model
+    if not args.checkpoint:
+        raise DepthFMError("give --checkpoint (and --vae for an official .ckpt) or --tiny-model")
+    return DepthFM.load(args.checkpoint, args.vae, tiny_vae=tiny_vae, vae_kind=vae_kind)
+
+
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """Build the backend the arguments ask for."""
+    if args.tiny_model:
+        from ..backends.torch_backend import TorchBackend
+
+        return TorchBackend(model_from_args(args, seed=args.seed), num_steps=args.steps, dtype=args.dtype)
     if not args.checkpoint and not args.engine:
         raise DepthFMError("give --checkpoint (and --vae for an official .ckpt), --engine, or --tiny-model")
+    vae_kind, tiny_vae = _vae_choice(args)
     kwargs = {"engine": args.engine} if args.engine else {}
     ensemble_size = getattr(args, "ensemble", None)
     if args.engine and ensemble_size:  # split TensorRT engines size their member profile from it

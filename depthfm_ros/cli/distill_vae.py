@@ -15,16 +15,14 @@ from dataclasses import asdict, fields
 
 from ..distill import DistillConfig, ImageFolderDataset, SyntheticImageDataset, distill
 from ..errors import DepthFMError
-from .common import run_cli
+from .common import add_checkpoint_args, model_from_args, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="depthfm-distill-vae", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     m = p.add_argument_group("teacher")
-    m.add_argument("--checkpoint", help="official DepthFM .ckpt, or a folder written by save_pretrained")
-    m.add_argument("--vae", help="SD VAE folder (diffusers format), with an official .ckpt")
-    m.add_argument("--tiny-model", action="store_true", help="a small RANDOM teacher: shows the mechanics only")
+    add_checkpoint_args(m, tiny_help="a small RANDOM teacher: shows the mechanics only", vae_kinds=False)
     d = p.add_argument_group("data")
     d.add_argument("--images", help="folder of training images (recursive; any size, random square crops)")
     d.add_argument("--synthetic", type=int, default=0, help="use N synthetic ray-cast scenes instead of --images")
@@ -48,17 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(argv=None) -> int:
-    from ..model import DepthFM, build_tiny_depthfm
     from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, from_taesd
 
     args = build_parser().parse_args(argv)
     config = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
-    if args.tiny_model:
-        teacher = build_tiny_depthfm(seed=config.seed)
-    elif args.checkpoint:
-        teacher = DepthFM.load(args.checkpoint, args.vae, vae_kind="full")
-    else:
-        raise DepthFMError("give --checkpoint (and --vae for an official .ckpt) or --tiny-model")
+    teacher = model_from_args(args, seed=config.seed)  # the SD VAE: the teacher of the tiny one
     if args.synthetic > 0:
         dataset = SyntheticImageDataset(args.synthetic, config.resolution, seed=config.seed)
     elif args.images:

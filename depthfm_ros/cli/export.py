@@ -12,19 +12,14 @@ import argparse
 import logging
 
 from ..backends.export import OPSET, export_onnx
-from .common import run_cli
+from .common import add_checkpoint_args, model_from_args, run_cli
 
 log = logging.getLogger("depthfm_ros.cli.export")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="depthfm-export", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", help="official DepthFM .ckpt or a converted model folder")
-    p.add_argument("--vae", help="SD VAE folder (diffusers format), with an official .ckpt")
-    p.add_argument("--tiny-model", action="store_true", help="export the small RANDOM model (tests, demos)")
-    p.add_argument("--vae-kind", choices=["full", "tiny"], default="full",
-                   help="tiny: bake the distilled tiny VAE into the graphs (docs/tiny_vae.md)")
-    p.add_argument("--tiny-vae", help="tiny VAE folder from depthfm-distill-vae (implies --vae-kind tiny)")
+    add_checkpoint_args(p, tiny_help="export the small RANDOM model (tests, demos)")
     p.add_argument("--height", type=int, default=512, help="processing height, multiple of 64")
     p.add_argument("--width", type=int, default=512, help="processing width, multiple of 64")
     p.add_argument("--steps", type=int, default=2, help="Euler steps k baked into the fused graph")
@@ -43,22 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _main(argv=None) -> int:
     import importlib.util
 
-    from ..model import DepthFM, build_tiny_depthfm
-
     args = parse_args(argv)
-    if not args.tiny_model and not args.checkpoint:
-        from ..errors import CheckpointError
-
-        raise CheckpointError("give --checkpoint (and --vae for an official .ckpt) or --tiny-model")
-    vae_kind = "tiny" if args.tiny_vae else args.vae_kind
-    if args.tiny_model:
-        from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
-
-        model = build_tiny_depthfm(0)
-        if vae_kind == "tiny":
-            model.set_tiny_vae(load_tiny_vae(args.tiny_vae) if args.tiny_vae else build_tiny_vae(TINY_TEST_CONFIG))
-    else:
-        model = DepthFM.load(args.checkpoint, args.vae, tiny_vae=args.tiny_vae, vae_kind=vae_kind)
+    model = model_from_args(args)
     simplify = not args.no_simplify and importlib.util.find_spec("onnxslim") is not None
     if not args.no_simplify and not simplify:
         log.warning("onnxslim is not installed: graphs are not simplified (pip install '.[simplify]')")
