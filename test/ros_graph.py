@@ -1,5 +1,5 @@
-"""A real ROS 2 graph for node tests: the node under test and a probe node in one rclpy context, spun by an
-executor thread, with bounded waits; plus the test images and camera_info."""
+"""A real ROS 2 graph for node tests: the node under test and a probe node on the package's InProcessGraph, with
+bounded waits; plus the test images and camera_info."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from depthfm_ros.backends.base import Backend
+from depthfm_ros.ros.graph import InProcessGraph
 from depthfm_ros.ros.node import DepthFMNode
 
 H, W = 96, 128
@@ -49,17 +48,22 @@ OUTPUTS = {"depth": (Image, "depthfm/depth"), "uncertainty": (Image, "depthfm/un
            "camera_info": (CameraInfo, "depthfm/camera_info")}
 
 
-class Graph:
-    """One rclpy context with the node under test and a probe node, spun by an executor in a thread."""
+class Graph(InProcessGraph):
+    """The node under test and a probe node in one private context (depthfm_ros.ros.graph.InProcessGraph: its
+    executor thread, and ``close`` destroys both nodes); the probe records every output and /diagnostics."""
 
     def __init__(self, backend: Backend, parameters: dict, namespace: str = "", remaps: list[str] = (),
                  outputs: dict[str, tuple[type, str]] = OUTPUTS):
-        self.context = Context()
-        rclpy.init(context=self.context)
+        super().__init__()
         cli_args = ["--ros-args", *[arg for remap in remaps for arg in ("-r", remap)]] if remaps else None
-        self.node = DepthFMNode(backend=backend, context=self.context, namespace=namespace, cli_args=cli_args,
-                                parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()])
-        self.probe = rclpy.create_node("probe", context=self.context)
+        try:
+            self.node = self.add(DepthFMNode(
+                backend=backend, context=self.context, namespace=namespace, cli_args=cli_args,
+                parameter_overrides=[Parameter(k, value=v) for k, v in parameters.items()]))
+        except BaseException:
+            self.close()
+            raise
+        self.probe = self.add(rclpy.create_node("probe", context=self.context))
         self.received: dict[str, list] = {key: [] for key in [*outputs, "diagnostics"]}
         self._cond = threading.Condition()
         prefix = f"/{namespace}" if namespace else ""
@@ -68,11 +72,7 @@ class Graph:
                                                                      self._collector(key), reliable)
                                       for key, (msg_type, topic) in outputs.items()]
         self.probe.create_subscription(DiagnosticArray, "/diagnostics", self._collector("diagnostics"), reliable)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.probe)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.start()
 
     def _collector(self, key):
         def collect(msg):
@@ -104,10 +104,3 @@ class Graph:
         with self._cond:
             arrays = list(self.received["diagnostics"])
         return [{kv.key: kv.value for kv in s.values} for a in arrays for s in a.status if s.name.endswith(suffix)]
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=2.0)
-        self._thread.join(timeout=2.0)
-        self.node.destroy_node()
-        self.probe.destroy_node()
-        rclpy.shutdown(context=self.context)

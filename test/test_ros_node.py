@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import cv2
@@ -11,13 +10,13 @@ import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from depthfm_ros.backends.base import Backend
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.ros.conversions import image_to_array
+from depthfm_ros.ros.graph import InProcessGraph
 from depthfm_ros.ros.node import DepthFMNode, main
 from depthfm_ros.ros.params import ParameterError
 from ros_graph import H, W, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
@@ -47,17 +46,6 @@ class FailingOnceBackend(SlowBackend):
             self.failed = True
             raise RuntimeError("engine hiccup")
         return self.inner.run(rgb_bchw, noise)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: these tests check plumbing, and OpenMP spinning on 2 busy cores starves DDS threads."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -227,16 +215,12 @@ def test_ros2_run_entry_point_serves_and_stops_on_sigint():
     proc = subprocess.Popen([sys.executable, "-m", "depthfm_ros.ros.node", "--ros-args", "-p", "model:=tiny",
                              "-p", "processing_resolution:=64", "-r", "image:=/entry_point_test/image"],
                             env=env, stderr=subprocess.PIPE, text=True)
-    context = Context()
-    rclpy.init(context=context)
-    probe = rclpy.create_node("entry_point_probe", context=context)
+    graph = InProcessGraph()
+    probe = graph.add(rclpy.create_node("entry_point_probe", context=graph.context))
     got = []
     probe.create_subscription(Image, "/depthfm/depth", got.append, 10)
     pub = probe.create_publisher(Image, "/entry_point_test/image", 10)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(probe)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    graph.start()
     try:
         deadline = time.monotonic() + 15.0
         while not got and time.monotonic() < deadline and proc.poll() is None:
@@ -251,10 +235,7 @@ def test_ros2_run_entry_point_serves_and_stops_on_sigint():
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=2.0)
-        probe.destroy_node()
-        rclpy.shutdown(context=context)
+        graph.close()
     assert code == 0, proc.stderr.read()[-2000:]
 
 
