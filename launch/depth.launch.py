@@ -31,6 +31,8 @@ PARAMETER_ARGUMENTS = {
     "image_transport": ("image_transport", "raw | compressed"),
     "use_lidar": ("use_lidar", "true: align depth to the cloud on lidar_topic (metres, completed depth)"),
     "lidar_slop": ("lidar_slop_sec", "largest image/cloud stamp difference (s)"),
+    "lidar_timeout": ("lidar_timeout_sec", "no cloud for this long (s): publish relative depth until clouds return; "
+                      "0 = strict pairing"),
     "publish_points": ("publish_points", "true: publish depthfm/points (PointCloud2)"),
     "completion_checkpoint": ("completion_checkpoint", "DepthCompletionFM folder for the completed depth"),
     "torch_threads": ("torch_threads", "torch intra-op threads (0 = torch default)"),

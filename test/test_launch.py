@@ -82,12 +82,12 @@ def test_arguments_become_typed_parameters_remaps_and_namespace(launch_module, t
                  vae="/models/vae", engine="/models/depthfm.engine", backend="tensorrt", steps="1", ensemble="4",
                  processing_resolution="384", dtype="fp16", image_topic="/cam/color/image_raw",
                  camera_info_topic="/cam/color/camera_info", lidar_topic="/os1/points", namespace="robot1",
-                 params_file=str(tmp_path / "mine.yaml"))
+                 lidar_timeout="0.5", params_file=str(tmp_path / "mine.yaml"))
     params_file, overrides = node["parameters"]
     assert params_file == str(tmp_path / "mine.yaml")
     assert overrides == {"checkpoint": "/models/depthfm-v1.ckpt", "vae": "/models/vae",
                          "engine": "/models/depthfm.engine", "backend": "tensorrt", "num_steps": 1,
-                         "ensemble_size": 4, "processing_resolution": 384, "dtype": "fp16"}
+                         "ensemble_size": 4, "processing_resolution": 384, "dtype": "fp16", "lidar_timeout_sec": 0.5}
     assert node["namespace"] == "robot1"
     assert dict(node["remappings"]) == {"image": "/cam/color/image_raw", "camera_info": "/cam/color/camera_info",
                                         "lidar": "/os1/points"}

@@ -1,8 +1,10 @@
-"""Frame counters and their DiagnosticStatus: rates over a window, drops, errors, levels."""
+"""Frame counters and their DiagnosticStatus: rates over a window, drops, errors, levels; LiDAR alignment state."""
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from depthfm_ros.ros.diagnostics import RATE_WINDOW_SEC, FrameStats, diagnostic_array, diagnostic_status
+from depthfm_ros.fusion import LogDepthFit
+from depthfm_ros.ros.diagnostics import (RATE_WINDOW_SEC, AlignmentStats, FrameStats, alignment_status,
+                                         diagnostic_array, diagnostic_status)
 
 
 class FakeClock:
@@ -62,3 +64,57 @@ def test_array_wraps_the_status_with_a_stamp():
     status = diagnostic_status(FrameStats().snapshot(), "n", "h", "torch")
     array = diagnostic_array(status, Time(sec=3))
     assert array.header.stamp.sec == 3 and array.status == [status]
+
+
+def test_points_ms_is_reported():
+    stats = FrameStats(FakeClock())
+    assert _values(diagnostic_status(stats.snapshot(), "n", "h", "torch"))["points_ms"] == "nan"
+    stats.points_published(8.25)
+    assert _values(diagnostic_status(stats.snapshot(), "n", "h", "torch"))["points_ms"] == "8.2"
+
+
+def _fit(a=2.0, b=0.5):
+    return LogDepthFit(a, b, 0.05, num_inliers=380, num_points=400)
+
+
+def test_lidar_goes_stale_after_the_timeout_and_recovers_with_clouds():
+    clock = FakeClock()
+    stats = AlignmentStats(lidar_timeout_s=1.0, clock=clock)
+    assert not stats.is_stale()  # the timeout counts from start
+    status = alignment_status(stats.snapshot(), "n", "/lidar")
+    assert status.level == DiagnosticStatus.WARN and status.message == "waiting for LiDAR clouds"
+    clock.t += 1.5  # no cloud ever
+    assert stats.is_stale()
+    stats.frame_unaligned()
+    stats.frame_unaligned()
+    status = alignment_status(stats.snapshot(), "n", "/lidar")
+    assert status.level == DiagnosticStatus.WARN
+    assert "LiDAR stale (no cloud received yet)" in status.message and "2 unaligned" in status.message
+    values = _values(status)
+    assert (values["lidar_stale"], values["frames_unaligned"], values["metric"]) == ("True", "2", "False")
+    assert values["seconds_since_cloud"] == "inf"
+
+    stats.cloud_received()  # clouds are back
+    stats.pair_matched()
+    assert not stats.is_stale()
+    stats.fit_accepted(_fit(), "parameters", fusion_ms=30.0, fit_ms=4.0, completion_ms=25.0)
+    status = alignment_status(stats.snapshot(), "n", "/lidar")
+    assert status.level == DiagnosticStatus.OK and status.message.startswith("metric: a=2")
+    values = _values(status)
+    assert (values["lidar_stale"], values["fusion_ms"], values["fit_ms"], values["completion_ms"]) == (
+        "False", "30.0", "4.0", "25.0")
+
+    clock.t += 3.0  # the LiDAR stops
+    assert stats.is_stale()
+    stats.frame_unaligned()
+    status = alignment_status(stats.snapshot(), "n", "/lidar")
+    assert status.level == DiagnosticStatus.WARN and "LiDAR stale (no cloud for 3.0 s)" in status.message
+    assert _values(status)["frames_unaligned"] == "3" and _values(status)["frames_aligned"] == "1"
+
+
+def test_zero_timeout_never_goes_stale():
+    clock = FakeClock()
+    stats = AlignmentStats(lidar_timeout_s=0.0, clock=clock)
+    clock.t += 1e6
+    assert not stats.is_stale()
+    assert alignment_status(stats.snapshot(), "n", "/lidar").message == "waiting for LiDAR clouds"

@@ -1,11 +1,13 @@
 """depthfm_node with use_lidar in a real ROS 2 graph: image + camera_info + PointCloud2 of a synthetic scene in,
-metric depth, metric uncertainty and completed depth out; refusals and unsynchronized clouds reported."""
+metric depth, metric uncertainty and completed depth out; refusals, unsynchronized clouds and a stale LiDAR
+reported; depth keeps flowing without clouds."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
+from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -14,7 +16,7 @@ from depthfm_ros.fusion import transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
 from depthfm_ros.ros.conversions import (camera_to_camera_info, image_to_array, numpy_to_image,
                                          pointcloud2_to_xyz, xyz_to_pointcloud2)
-from depthfm_ros.ros.lidar import CloudImageSync, align_frame, sparse_depth
+from depthfm_ros.ros.lidar import CloudImageSync, align_frame, depth_from_z, sparse_depth
 from depthfm_ros.synthetic import T_CAM_LIDAR_DEFAULT, make_scene, simulate_lidar
 from ros_graph import OUTPUTS, Graph, stamp_ns
 
@@ -22,7 +24,8 @@ H, W = 96, 128
 XYZ = T_CAM_LIDAR_DEFAULT[:3, 3].tolist()
 QUAT = Rotation.from_matrix(T_CAM_LIDAR_DEFAULT[:3, :3]).as_quat().tolist()
 FUSION = {"model": "tiny", "processing_resolution": 64, "ensemble_size": 2, "diagnostics_period_sec": 0.2,
-          "use_lidar": True, "lidar_slop_sec": 0.05, "lidar_to_camera_xyz": XYZ, "lidar_to_camera_quat_xyzw": QUAT}
+          "use_lidar": True, "lidar_slop_sec": 0.05, "lidar_to_camera_xyz": XYZ, "lidar_to_camera_quat_xyzw": QUAT,
+          "lidar_timeout_sec": 0.0}  # strict pairing unless a test says otherwise: discovery may take > 1 s
 FUSION_OUTPUTS = {**OUTPUTS, "completed_depth": (Image, "depthfm/completed_depth")}
 
 
@@ -150,6 +153,69 @@ def test_cloud_beyond_the_slop_is_not_fused_and_is_counted(fusion_graph, scene_a
     assert g.node.alignment.pairs == 1 and g.node.stats.processed == 1
     g.wait_for(lambda: any(int(v["unsynchronized_dropped"]) >= 2 for v in g.diagnostics(": lidar alignment")),
                "unsynchronized in diagnostics")  # the 1 s image and the 2 s cloud
+
+
+def alignment_statuses(g: Graph) -> list:
+    return [s for a in list(g.received["diagnostics"]) for s in a.status if s.name.endswith(": lidar alignment")]
+
+
+def test_without_clouds_depth_flows_relative_after_the_timeout_and_metric_resumes(fusion_graph, tiny_model,
+                                                                                  scene_and_scan):
+    scene, scan = scene_and_scan
+    g = fusion_graph({**FUSION_OUTPUTS, "points": (PointCloud2, "depthfm/points")}, lidar_timeout_sec=1.0,
+                     publish_points=True, points_scale=2.0, points_shift=0.5)  # lidar_timeout_sec: the default
+    pubs = {"info": g.publisher(CameraInfo, "/camera_info"), "image": g.publisher(Image, "/image"),
+            "cloud": g.publisher(PointCloud2, "/lidar")}
+    stamp = 1_000_000_000
+    pubs["info"].publish(camera_to_camera_info(scene.camera, header(stamp, "camera_optical")))
+    g.wait_for(lambda: g.node._camera_info is not None and g.node.alignment.is_stale(), "camera_info, stale LiDAR")
+    # no cloud ever: the image goes out alone, as without LiDAR
+    pubs["image"].publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(stamp, "camera_optical")))
+    g.wait_for(lambda: g.received["depth"] and g.received["points"], "depth and points without LiDAR")
+    depth = image_to_array(g.received["depth"][0])
+    assert stamp_ns(g.received["depth"][0]) == stamp and 0.0 <= depth.min() and depth.max() <= 1.0  # relative
+    prediction, _, _ = expected_frame(tiny_model, scene, scan)
+    points = pointcloud2_to_xyz(g.received["points"][0])  # the fixed points_scale / points_shift mapping
+    np.testing.assert_allclose(points[:, 2], depth_from_z(prediction.z, 2.0, 0.5).ravel(), rtol=1e-4)
+    g.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "LiDAR stale" in s.message and
+                           {kv.key: kv.value for kv in s.values}["frames_unaligned"] == "1"
+                           for s in alignment_statuses(g)), "stale diagnostics")
+    assert not g.received["completed_depth"] and g.node.alignment.aligned == 0
+
+    # clouds return: pairs are aligned again (cloud first, then the usual order: image, then its cloud)
+    for k, cloud_first in enumerate((True, False)):
+        later = stamp + (k + 1) * 100_000_000
+        image = numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(later, "camera_optical"))
+        cloud = xyz_to_pointcloud2(scan.points_n3, header(later + 10_000_000, "lidar"))
+        if cloud_first:
+            clouds = g.node.alignment.clouds_received
+            pubs["cloud"].publish(cloud)
+            g.wait_for(lambda: g.node.alignment.clouds_received > clouds, "cloud received")
+            pubs["image"].publish(image)
+        else:
+            pubs["image"].publish(image)
+            pubs["cloud"].publish(cloud)
+        g.wait_for(lambda: len(g.received["completed_depth"]) == k + 1, f"metric outputs of pair {k}")
+        g.wait_for(lambda: len(g.received["depth"]) == k + 2, f"depth of pair {k}")
+        assert stamp_ns(g.received["depth"][-1]) == stamp_ns(g.received["completed_depth"][-1]) == later
+        assert image_to_array(g.received["depth"][-1]).max() > 1.0  # metres again
+    g.wait_for(lambda: any(s.level == DiagnosticStatus.OK and s.message.startswith("metric")
+                           for s in alignment_statuses(g)), "metric diagnostics")
+    values = {kv.key: kv.value for kv in alignment_statuses(g)[-1].values}
+    assert (values["lidar_stale"], values["frames_unaligned"], values["frames_aligned"]) == ("False", "1", "2")
+    assert float(values["fit_ms"]) >= 0 and float(values["completion_ms"]) >= 0
+    assert [stamp_ns(m) for m in g.received["depth"]] == [stamp, stamp + 100_000_000, stamp + 200_000_000]
+
+
+def test_zero_timeout_keeps_strict_pairing(fusion_graph, scene_and_scan):
+    scene, _ = scene_and_scan
+    g = fusion_graph(lidar_timeout_sec=0.0)
+    pub = g.publisher(Image, "/image")
+    for k in range(3):
+        pub.publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(1_000_000_000 + k, "camera_optical")))
+    g.wait_for(lambda: g.node.stats.received == 3, "images received")
+    g.wait_for(lambda: any("waiting for LiDAR clouds" in s.message for s in alignment_statuses(g)), "diagnostics")
+    assert not g.received["depth"] and not g.node.alignment.is_stale()
 
 
 class _Msg:

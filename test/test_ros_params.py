@@ -30,6 +30,7 @@ def test_processing_resolution_multiples_of_64_and_native(resolution):
     ("diagnostics_period_sec", 0.0), ("log_throttle_sec", -1.0),
     ("num_steps", "2"), ("num_steps", True), ("num_steps", 2.0), ("checkpoint", 3),
     ("torch_threads", -1), ("lidar_slop_sec", 0.0), ("lidar_queue_size", 0), ("use_lidar", "yes"),
+    ("lidar_timeout_sec", -0.5), ("lidar_timeout_sec", float("inf")),
     ("lidar_to_camera_xyz", [0.0, 0.0]), ("lidar_to_camera_xyz", [0.0, "a", 0.0]),
     ("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 0.0]), ("lidar_to_camera_quat_xyzw", 1.0),
     ("lidar_min_range", -0.1), ("points_stride", 0), ("points_max_std_m", -1.0),
@@ -45,6 +46,8 @@ def test_lidar_and_points_parameters():
                        "lidar_to_camera_quat_xyzw": [0.5, -0.5, 0.5, -0.5], "points_edge_ratio": 1.1})
     assert config.lidar_to_camera_xyz == (0.0, 0.1, -0.05) and config.points_edge_ratio == 1.1
     assert validate({"model": "tiny"}).lidar_to_camera_quat_xyzw == (0.0, 0.0, 0.0, 1.0)
+    assert validate({"model": "tiny"}).lidar_timeout_sec == 1.0
+    assert validate({"model": "tiny", "lidar_timeout_sec": 0}).lidar_timeout_sec == 0.0  # 0 = strict pairing
     with pytest.raises(ParameterError, match="'points_min_range'.*'points_max_range'"):
         validate({"model": "tiny", "points_min_range": 5.0, "points_max_range": 2.0})
 
@@ -111,8 +114,9 @@ def _declare(context, overrides):
 
 def test_rclpy_declaration_reads_overrides(ros_context):
     config, described = _declare(ros_context, {"model": "tiny", "num_steps": 4, "processing_resolution": 0,
-                                               "lidar_to_camera_xyz": [1.0, 2.0, 3.0], "use_lidar": True})
-    assert (config.num_steps, config.processing_resolution) == (4, 0)
+                                               "lidar_to_camera_xyz": [1.0, 2.0, 3.0], "use_lidar": True,
+                                               "lidar_timeout_sec": 0.0})
+    assert (config.num_steps, config.processing_resolution, config.lidar_timeout_sec) == (4, 0, 0.0)
     assert config.lidar_to_camera_xyz == (1.0, 2.0, 3.0) and config.use_lidar is True
     assert described.read_only and described.integer_range[0].from_value == 1
 

@@ -78,6 +78,8 @@ def test_dense_cloud_layout_filters_and_header(points_graph, tiny_model):
     # the depth topic stays relative without LiDAR: only the points use the fixed scale
     g.wait_for(lambda: g.received["depth"], "depth")
     assert image_to_array(g.received["depth"][0]).max() <= 1.0
+    g.wait_for(lambda: any(v["points_ms"] != "nan" for v in g.diagnostics(": depth")), "points_ms in diagnostics")
+    assert all(float(v["points_ms"]) > 0 for v in g.diagnostics(": depth") if v["points_ms"] != "nan")
 
 
 def test_organized_strided_cloud_without_rgb(points_graph, tiny_model):

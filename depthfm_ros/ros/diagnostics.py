@@ -1,5 +1,5 @@
 """Frame counters of the node and their diagnostic_msgs/DiagnosticStatus (rate, latency, backend, drops, errors),
-plus the LiDAR-alignment state (fit, points, refusals, unsynchronized messages)."""
+plus the LiDAR-alignment state (fit, points, refusals, unsynchronized messages, LiDAR staleness)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class StatsSnapshot:
     output_rate_hz: float
     latency_ms: float  # mean receive -> publish over the window (waiting for the worker included)
     inference_ms: float  # mean pipeline time over the window
+    points_ms: float  # depthfm/points of the last frame that published them (NaN before)
     last_latency_ms: float
     last_error: str
     new_conversion_errors: int  # since the previous snapshot
@@ -40,7 +41,7 @@ class FrameStats:
         self.received = self.processed = self.dropped = 0
         self.conversion_errors = self.inference_errors = 0
         self.last_error = ""
-        self.last_latency_ms = float("nan")
+        self.last_latency_ms = self.points_ms = float("nan")
         self._received_t: deque[float] = deque()
         self._done: deque[tuple[float, float, float]] = deque()  # (time, latency_ms, inference_ms)
         self._previous = (0, 0, 0)  # conversion_errors, inference_errors, processed at the last snapshot
@@ -71,6 +72,10 @@ class FrameStats:
             self._done.append((now, latency_ms, inference_ms))
             self._trim(now)
 
+    def points_published(self, points_ms: float) -> None:
+        with self._lock:
+            self.points_ms = points_ms
+
     def conversion_failed(self, message: str) -> None:
         with self._lock:
             self.conversion_errors += 1
@@ -97,7 +102,7 @@ class FrameStats:
                 input_rate_hz=len(self._received_t) / span, output_rate_hz=len(self._done) / span,
                 latency_ms=sum(lat) / len(lat) if lat else float("nan"),
                 inference_ms=sum(inf) / len(inf) if inf else float("nan"),
-                last_latency_ms=self.last_latency_ms, last_error=self.last_error,
+                points_ms=self.points_ms, last_latency_ms=self.last_latency_ms, last_error=self.last_error,
                 new_conversion_errors=self.conversion_errors - prev_conv,
                 new_inference_errors=self.inference_errors - prev_inf,
                 new_processed=self.processed - prev_proc,
@@ -127,6 +132,7 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
         "latency_ms": f"{snap.latency_ms:.1f}",
         "last_latency_ms": f"{snap.last_latency_ms:.1f}",
         "inference_ms": f"{snap.inference_ms:.1f}",
+        "points_ms": f"{snap.points_ms:.1f}",
         "frames_received": str(snap.received),
         "frames_processed": str(snap.processed),
         "frames_dropped": str(snap.dropped),
@@ -147,7 +153,11 @@ class AlignmentSnapshot:
     unsynchronized: int  # images and clouds dropped: no partner within the slop
     aligned: int  # frames published in metres
     refused: int  # frames published relative because the fit was refused
+    unaligned: int  # frames published relative because the LiDAR was stale (no cloud to pair with)
     metric: bool  # the last processed frame was published in metres
+    last_frame: str  # the last processed frame: "aligned", "refused", "unaligned" ("" before the first)
+    stale: bool  # no cloud for longer than lidar_timeout_sec: images go out without LiDAR
+    seconds_since_cloud: float  # inf before the first cloud
     a: float
     b: float
     rms_log: float
@@ -156,26 +166,46 @@ class AlignmentSnapshot:
     last_error: str  # why the last refused frame stayed relative ("" until one was)
     extrinsic_source: str  # "tf2" or "parameters" for the last frame
     fusion_ms: float  # projection + fit + completion of the last frame
+    fit_ms: float  # of fusion_ms: fit and metric maps
+    completion_ms: float  # of fusion_ms: completed depth (interpolation or DepthCompletionFM)
     new_refused: int  # since the previous snapshot
     new_aligned: int
 
 
 class AlignmentStats:
-    """Thread-safe LiDAR-alignment state written by the subscription callbacks and the worker."""
+    """Thread-safe LiDAR-alignment state written by the subscription callbacks and the worker.
 
-    def __init__(self):
+    With ``lidar_timeout_s`` > 0 the LiDAR is stale when no cloud has arrived for longer than that (counting from
+    construction); 0 never calls it stale.
+    """
+
+    def __init__(self, lidar_timeout_s: float = 0.0, clock=time.monotonic):
+        self.lidar_timeout_s, self._clock = lidar_timeout_s, clock
         self._lock = threading.Lock()
-        self.clouds_received = self.pairs = self.unsynchronized = self.aligned = self.refused = 0
+        self.clouds_received = self.pairs = self.unsynchronized = self.aligned = self.refused = self.unaligned = 0
         self.metric = False
-        self.a = self.b = self.rms_log = self.fusion_ms = float("nan")
+        self.last_frame = ""  # "aligned", "refused" or "unaligned"
+        self.a = self.b = self.rms_log = self.fusion_ms = self.fit_ms = self.completion_ms = float("nan")
         self.num_points = self.num_inliers = 0
         self.last_error = ""
         self.extrinsic_source = ""
+        self._started = clock()
+        self._last_cloud: float | None = None
         self._previous = (0, 0)
 
     def cloud_received(self) -> None:
         with self._lock:
             self.clouds_received += 1
+            self._last_cloud = self._clock()
+
+    def is_stale(self) -> bool:
+        """No cloud for longer than ``lidar_timeout_s`` (never with 0)."""
+        with self._lock:
+            return self._stale(self._clock())
+
+    def _stale(self, now: float) -> bool:
+        since = self._started if self._last_cloud is None else self._last_cloud
+        return self.lidar_timeout_s > 0 and now - since > self.lidar_timeout_s
 
     def pair_matched(self) -> None:
         with self._lock:
@@ -185,36 +215,54 @@ class AlignmentStats:
         with self._lock:
             self.unsynchronized += 1
 
-    def fit_accepted(self, fit, extrinsic_source: str, fusion_ms: float) -> None:
+    def frame_unaligned(self) -> None:
+        """A frame went out without LiDAR because the LiDAR was stale."""
+        with self._lock:
+            self.unaligned += 1
+            self.metric, self.last_frame = False, "unaligned"
+
+    def fit_accepted(self, fit, extrinsic_source: str, fusion_ms: float, fit_ms: float = float("nan"),
+                     completion_ms: float = float("nan")) -> None:
         """``fit`` is a fusion.LogDepthFit."""
         with self._lock:
             self.aligned += 1
-            self.metric = True
+            self.metric, self.last_frame = True, "aligned"
             self.a, self.b, self.rms_log = fit.a, fit.b, fit.rms_log
             self.num_points, self.num_inliers = fit.num_points, fit.num_inliers
             self.extrinsic_source, self.fusion_ms = extrinsic_source, fusion_ms
+            self.fit_ms, self.completion_ms = fit_ms, completion_ms
 
     def fit_refused(self, reason: str, num_points: int, extrinsic_source: str, fusion_ms: float) -> None:
         with self._lock:
             self.refused += 1
-            self.metric = False
-            self.a = self.b = self.rms_log = float("nan")
+            self.metric, self.last_frame = False, "refused"
+            self.a = self.b = self.rms_log = self.fit_ms = self.completion_ms = float("nan")
             self.num_points, self.num_inliers = num_points, 0
             self.last_error = reason
             self.extrinsic_source, self.fusion_ms = extrinsic_source, fusion_ms
 
     def snapshot(self) -> AlignmentSnapshot:
         with self._lock:
+            now = self._clock()
             prev_refused, prev_aligned = self._previous
             self._previous = (self.refused, self.aligned)
             return AlignmentSnapshot(
-                self.clouds_received, self.pairs, self.unsynchronized, self.aligned, self.refused, self.metric,
-                self.a, self.b, self.rms_log, self.num_points, self.num_inliers, self.last_error,
-                self.extrinsic_source, self.fusion_ms, self.refused - prev_refused, self.aligned - prev_aligned)
+                clouds_received=self.clouds_received, pairs=self.pairs, unsynchronized=self.unsynchronized,
+                aligned=self.aligned, refused=self.refused, unaligned=self.unaligned, metric=self.metric,
+                last_frame=self.last_frame, stale=self._stale(now),
+                seconds_since_cloud=float("inf") if self._last_cloud is None else now - self._last_cloud,
+                a=self.a, b=self.b, rms_log=self.rms_log, num_points=self.num_points, num_inliers=self.num_inliers,
+                last_error=self.last_error, extrinsic_source=self.extrinsic_source, fusion_ms=self.fusion_ms,
+                fit_ms=self.fit_ms, completion_ms=self.completion_ms,
+                new_refused=self.refused - prev_refused, new_aligned=self.aligned - prev_aligned)
 
 
 def alignment_level_and_message(snap: AlignmentSnapshot) -> tuple[str, str]:
     """('OK' | 'WARN', summary) of the LiDAR alignment."""
+    if snap.stale:
+        since = "no cloud received yet" if snap.clouds_received == 0 else \
+            f"no cloud for {snap.seconds_since_cloud:.1f} s"
+        return "WARN", f"LiDAR stale ({since}): publishing relative depth, {snap.unaligned} unaligned frame(s)"
     if snap.pairs == 0:
         if snap.clouds_received == 0:
             return "WARN", "waiting for LiDAR clouds"
@@ -223,8 +271,11 @@ def alignment_level_and_message(snap: AlignmentSnapshot) -> tuple[str, str]:
         return "WARN", f"alignment refused, publishing relative depth: {snap.last_error}"
     if not snap.metric and snap.aligned == 0 and snap.refused == 0:
         return "WARN", "waiting for the first aligned frame"
-    return "OK", (f"metric: a={snap.a:.4g} b={snap.b:.4g} rms_log={snap.rms_log:.3f} on {snap.num_inliers}/"
-                  f"{snap.num_points} points" if snap.metric else "relative (last fit refused)")
+    if snap.metric:
+        return "OK", (f"metric: a={snap.a:.4g} b={snap.b:.4g} rms_log={snap.rms_log:.3f} on {snap.num_inliers}/"
+                      f"{snap.num_points} points")
+    return "OK", "relative (" + ("last frame had no LiDAR" if snap.last_frame == "unaligned" else
+                                 "last fit refused") + ")"
 
 
 def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
@@ -234,6 +285,8 @@ def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
     level, message = alignment_level_and_message(snap)
     values = {
         "metric": str(snap.metric),
+        "lidar_stale": str(snap.stale),
+        "seconds_since_cloud": f"{snap.seconds_since_cloud:.2f}",
         "a": f"{snap.a:.6g}",
         "b": f"{snap.b:.6g}",
         "rms_log": f"{snap.rms_log:.4f}",
@@ -241,11 +294,14 @@ def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
         "num_inliers": str(snap.num_inliers),
         "frames_aligned": str(snap.aligned),
         "frames_refused": str(snap.refused),
+        "frames_unaligned": str(snap.unaligned),
         "clouds_received": str(snap.clouds_received),
         "pairs_synchronized": str(snap.pairs),
         "unsynchronized_dropped": str(snap.unsynchronized),
         "extrinsic": snap.extrinsic_source,
         "fusion_ms": f"{snap.fusion_ms:.1f}",
+        "fit_ms": f"{snap.fit_ms:.1f}",
+        "completion_ms": f"{snap.completion_ms:.1f}",
         "last_alignment_error": snap.last_error,
     }
     return DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=name, message=message,

@@ -4,14 +4,15 @@
   when importable, else :class:`depthfm_ros.sync.ApproximateTimeSync`) and counts messages that can no longer
   find a partner.
 - :class:`LidarExtrinsic` gives ``T_cam_lidar`` from tf2 at the image stamp, falling back to parameters.
-- :func:`align_frame` is the maths of one frame (no ROS): project, fit log depth, metric maps, completion.
+- :func:`align_frame` / :func:`complete_frame` are the maths of one frame (no ROS): fit log depth, metric maps,
+  completion.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -144,13 +145,14 @@ class LidarExtrinsic:
 
 @dataclass(frozen=True)
 class AlignedFrame:
-    """One frame in metres (all (H, W) float32): ``depth_hw_m`` = exp(a·z + b) (NaN where not finite),
-    ``std_hw_m`` its first-order std, ``completed_hw_m`` the LiDAR-completed depth, and the fit."""
+    """One frame in metres (all (H, W)): ``depth_hw_m`` = exp(a·z + b) float32 (NaN where not finite), ``std_hw_m``
+    its first-order std, ``completed_hw_m`` the LiDAR-completed depth and ``lidar_mask_hw`` the LiDAR pixels it
+    kept (both None until completed), and the fit."""
 
     depth_hw_m: np.ndarray
     std_hw_m: np.ndarray
-    completed_hw_m: np.ndarray
-    lidar_mask_hw: np.ndarray
+    completed_hw_m: np.ndarray | None
+    lidar_mask_hw: np.ndarray | None
     fit: LogDepthFit
 
 
@@ -169,12 +171,20 @@ def depth_from_z(z_hw: np.ndarray, a: float, b: float) -> np.ndarray:
     return depth
 
 
-def align_frame(z_hw: np.ndarray, std_z_hw: np.ndarray, sparse_hw_m: np.ndarray) -> AlignedFrame:
-    """Fit ``log d = a·z + b`` to the sparse depth (weighted by the ensemble std) and complete it.
+def align_frame(z_hw: np.ndarray, std_z_hw: np.ndarray, sparse_hw_m: np.ndarray, complete: bool = True) -> AlignedFrame:
+    """Fit ``log d = a·z + b`` to the sparse depth (weighted by the ensemble std) and, with ``complete``, complete it
+    (:func:`complete_frame`).
 
     Raises AlignmentError when the fit is refused (too few or degenerate points).
     """
     fit = fit_log_depth(z_hw, sparse_hw_m, std_z_hw)
     depth = depth_from_z(z_hw, fit.a, fit.b)
-    completed = complete_depth(z_hw, sparse_hw_m, fit)
-    return AlignedFrame(depth, metric_std(std_z_hw, depth, fit), completed.depth_hw_m, completed.lidar_mask_hw, fit)
+    frame = AlignedFrame(depth, metric_std(std_z_hw, depth, fit), None, None, fit)
+    return complete_frame(frame, z_hw, sparse_hw_m) if complete else frame
+
+
+def complete_frame(frame: AlignedFrame, z_hw: np.ndarray, sparse_hw_m: np.ndarray) -> AlignedFrame:
+    """``frame`` with its completed depth: the fit corrected towards the LiDAR (fusion.complete_depth, no guide
+    image: on the synthetic benchmark the image guide changed RMSE by < 1 % at 3-4x the cost)."""
+    completed = complete_depth(z_hw, sparse_hw_m, frame.fit)
+    return replace(frame, completed_hw_m=completed.depth_hw_m, lidar_mask_hw=completed.lidar_mask_hw)

@@ -11,9 +11,10 @@ Topics (relative, so a namespace moves them all):
   (32FC1 metres, with ``use_lidar``), ``depthfm/points`` (PointCloud2, with ``publish_points``), ``/diagnostics``
 
 Inference runs on a worker thread. The subscription keeps only the newest frame (with ``use_lidar``: the newest
-synchronized image + cloud pair): one replaced before the worker took it is dropped and counted, so latency stays
-within one inference. A bad message is logged (throttled) and counted; a refused LiDAR fit publishes relative
-depth and says why in /diagnostics; the node keeps serving.
+synchronized image + cloud pair, or the newest image while the LiDAR is stale, i.e. no cloud for
+``lidar_timeout_sec``): one replaced before the worker took it is dropped and counted, so latency stays within one
+inference. A bad message is logged (throttled) and counted; a refused LiDAR fit or a stale LiDAR publishes
+relative depth and says why in /diagnostics; the node keeps serving.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import rclpy
@@ -39,7 +41,8 @@ from ..pipeline import DepthFMPipeline, DepthPrediction
 from ..pointcloud import combined_mask, depth_to_points
 from . import conversions
 from .diagnostics import AlignmentStats, FrameStats, alignment_status, diagnostic_array, diagnostic_status
-from .lidar import AlignedFrame, CloudImageSync, LidarExtrinsic, align_frame, depth_from_z, sparse_depth
+from .lidar import (AlignedFrame, CloudImageSync, LidarExtrinsic, align_frame, complete_frame, depth_from_z,
+                    sparse_depth)
 from .params import NodeConfig, ParameterError, declare_and_read
 
 NODE_NAME = "depthfm"
@@ -108,7 +111,8 @@ class DepthFMNode(Node):
         self.completion_model = load_completion_model(config.completion_checkpoint) \
             if config.use_lidar and config.completion_checkpoint else None
         self.stats = FrameStats()
-        self.alignment = AlignmentStats()
+        self.alignment = AlignmentStats(config.lidar_timeout_sec if config.use_lidar else 0.0)
+        self._lidar_stale = False  # executor thread only: for the log lines when the LiDAR goes and comes back
         self._camera_info: CameraInfo | None = None
         # newest work item: an image, or (image, cloud) with use_lidar; and when it arrived
         self._newest: tuple[Image | CompressedImage | tuple, float] | None = None
@@ -147,8 +151,10 @@ class DepthFMNode(Node):
             f"{self.backend.describe()}, ensemble {config.ensemble_size}, processing resolution "
             f"{config.processing_resolution or 'native'} -> {self.resolve_topic_name(DEPTH_TOPIC)}")
         if config.use_lidar:
+            timeout = config.lidar_timeout_sec
             self.get_logger().info(
                 f"LiDAR alignment with {self.resolve_topic_name('lidar')} (slop {config.lidar_slop_sec} s, "
+                + (f"images alone after {timeout} s without a cloud, " if timeout else "strict pairing, ") +
                 f"{self.sync.implementation}; extrinsic from {'tf2, else ' if self.extrinsic.buffer else ''}"
                 f"parameters; completed depth by "
                 f"{'DepthCompletionFM' if self.completion_model is not None else 'log-residual interpolation'})")
@@ -157,13 +163,22 @@ class DepthFMNode(Node):
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.stats.frame_received()
-        if self.sync is not None:
-            self.sync.add_image(msg)
-        else:
+        if self.sync is None:
             self._hand_over(msg)
+        elif self.alignment.is_stale():  # not given to the sync: a returning cloud must not publish it twice
+            if not self._lidar_stale:
+                self._lidar_stale = True
+                self.get_logger().warning(f"no LiDAR cloud for over {self.config.lidar_timeout_sec} s: publishing "
+                                          "depth without LiDAR (relative) until clouds return")
+            self._hand_over(msg)
+        else:
+            self.sync.add_image(msg)
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         self.alignment.cloud_received()
+        if self._lidar_stale:
+            self._lidar_stale = False
+            self.get_logger().info("LiDAR clouds are back: pairing images with clouds again")
         self.sync.add_cloud(msg)
 
     def _on_pair(self, image: Image | CompressedImage, cloud: PointCloud2) -> None:
@@ -236,13 +251,17 @@ class DepthFMNode(Node):
         """Publish every output of one frame with the input image's stamp and frame_id.
 
         With a ``cloud`` (use_lidar) the frame is aligned to it: depth and uncertainty in metres plus the completed
-        depth; when alignment is refused they stay relative and /diagnostics says why.
+        depth; when alignment is refused they stay relative and /diagnostics says why. With use_lidar but no cloud
+        (the LiDAR is stale) the frame goes out as without LiDAR and is counted as unaligned.
         """
         throttle = self.config.log_throttle_sec
         height, width = prediction.z.shape
         camera, camera_error = self.output_camera(width, height)
-        aligned = self.align(prediction, header, cloud, camera, camera_error, rgb_hwc_u8) \
-            if self.config.use_lidar else None
+        aligned = None
+        if cloud is not None:
+            aligned = self.align(prediction, header, cloud, camera, camera_error, rgb_hwc_u8)
+        elif self.config.use_lidar:
+            self.alignment.frame_unaligned()
         if aligned is not None:
             depth_hw, std_hw = aligned.depth_hw_m, aligned.std_hw_m
         else:
@@ -263,7 +282,9 @@ class DepthFMNode(Node):
             return
         self.camera_info_pub.publish(self.output_camera_info(self._camera_info, width, height, header))
         if self.points_pub is not None:
-            self.publish_points(prediction, header, camera, aligned, rgb_hwc_u8)
+            t0 = time.perf_counter()
+            if self.publish_points(prediction, header, camera, aligned, rgb_hwc_u8):
+                self.stats.points_published(1e3 * (time.perf_counter() - t0))
 
     def output_camera(self, width: int, height: int) -> tuple[PinholeCamera | None, str]:
         """The latest camera_info's intrinsics at ``width`` x ``height``, or (None, why not)."""
@@ -293,29 +314,34 @@ class DepthFMNode(Node):
             sparse = sparse_depth(conversions.pointcloud2_to_xyz(cloud), camera, T_cam_lidar, width, height,
                                   config.lidar_min_range, config.lidar_max_range)
             num_points = int(np.isfinite(sparse).sum())
-            aligned = align_frame(prediction.z, prediction.std, sparse)
-            if self.completion_model is not None:
-                aligned = self._model_completion(aligned, rgb_hwc_u8, sparse)
+            t_fit = time.perf_counter()
+            aligned = align_frame(prediction.z, prediction.std, sparse, complete=False)
+            t_completion = time.perf_counter()
+            aligned = self._model_completion(aligned, prediction.z, rgb_hwc_u8, sparse) \
+                if self.completion_model is not None else complete_frame(aligned, prediction.z, sparse)
+            t_end = time.perf_counter()
         except Exception as exc:  # AlignmentError, a bad cloud, ...: publish relative and say why
             reason = str(exc) if isinstance(exc, DepthFMError) else f"{type(exc).__name__}: {exc}"
             self.alignment.fit_refused(reason, num_points, source, 1e3 * (time.perf_counter() - t0))
             self.get_logger().warning(f"LiDAR alignment refused, publishing relative depth: {reason}",
                                       throttle_duration_sec=config.log_throttle_sec)
             return None
-        self.alignment.fit_accepted(aligned.fit, source, 1e3 * (time.perf_counter() - t0))
+        self.alignment.fit_accepted(aligned.fit, source, 1e3 * (t_end - t0), 1e3 * (t_completion - t_fit),
+                                    1e3 * (t_end - t_completion))
         return aligned
 
-    def _model_completion(self, aligned: AlignedFrame, rgb_hwc_u8: np.ndarray, sparse: np.ndarray) -> AlignedFrame:
-        """``aligned`` with its completed depth from the DepthCompletionFM (kept when the model gives none)."""
+    def _model_completion(self, aligned: AlignedFrame, z_hw: np.ndarray, rgb_hwc_u8: np.ndarray,
+                          sparse: np.ndarray) -> AlignedFrame:
+        """``aligned`` with its completed depth from the DepthCompletionFM; when the model gives none, the
+        log-residual interpolation's."""
         config = self.config
         result = self.completion_model.complete(rgb_hwc_u8, sparse, num_steps=config.num_steps,
                                                 ensemble_size=config.ensemble_size,
                                                 processing_resolution=config.processing_resolution,
                                                 seed=None if config.seed < 0 else config.seed)
         if result.depth_hw_m is None:
-            return aligned
-        return AlignedFrame(aligned.depth_hw_m, aligned.std_hw_m, result.depth_hw_m.astype(np.float32),
-                            aligned.lidar_mask_hw, aligned.fit)
+            return complete_frame(aligned, z_hw, sparse)
+        return replace(aligned, completed_hw_m=result.depth_hw_m.astype(np.float32))
 
     def points_depth(self, prediction: DepthPrediction, aligned: AlignedFrame | None) -> tuple[np.ndarray, np.ndarray]:
         """Metric depth and its std for the cloud: the LiDAR-aligned ones, else ``exp(points_scale·z + points_shift)``
@@ -327,14 +353,15 @@ class DepthFMNode(Node):
         return depth, metric_std(prediction.std, depth, LogDepthFit(scale, shift, float("nan"), 0, 0))
 
     def publish_points(self, prediction: DepthPrediction, header, camera: PinholeCamera,
-                       aligned: AlignedFrame | None, rgb_hwc_u8: np.ndarray | None) -> None:
-        """depthfm/points in the image's optical frame at its stamp (the filters of the points_* parameters)."""
+                       aligned: AlignedFrame | None, rgb_hwc_u8: np.ndarray | None) -> bool:
+        """depthfm/points in the image's optical frame at its stamp (the filters of the points_* parameters);
+        False when not published (a distorted camera)."""
         config = self.config
         if camera.is_distorted:
             self.get_logger().warning("camera_info has distortion: depthfm/points needs a rectified image "
                                       "(subscribe image_rect); not publishing points",
                                       throttle_duration_sec=config.log_throttle_sec)
-            return
+            return False
         depth, std = self.points_depth(prediction, aligned)
         keep = combined_mask(depth, std, min_range_m=config.points_min_range, max_range_m=config.points_max_range,
                              max_std_m=config.points_max_std_m, max_relative_std=config.points_max_relative_std,
@@ -342,6 +369,7 @@ class DepthFMNode(Node):
         points = depth_to_points(depth, camera, config.points_stride,
                                  rgb_hwc_u8 if config.points_rgb else None, config.points_organized, keep)
         self.points_pub.publish(conversions.xyz_to_pointcloud2(points.xyz, header, points.rgb))
+        return True
 
     def output_camera_info(self, info: CameraInfo, width: int, height: int, header) -> CameraInfo:
         """``info`` for an output of ``width`` x ``height`` with ``header``: as is when the sizes match, else scaled."""

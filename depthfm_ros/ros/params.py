@@ -81,9 +81,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               integer_range=(0, 256, 1)),
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
     ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to it and "
-              "publish metric depth/uncertainty and depthfm/completed_depth; only synchronized image+cloud pairs "
-              "are processed"),
+              "publish metric depth/uncertainty and depthfm/completed_depth for synchronized image+cloud pairs; "
+              "see lidar_timeout_sec for images while no cloud arrives"),
     ParamSpec("lidar_slop_sec", 0.05, "largest stamp difference of a synchronized image + cloud pair"),
+    ParamSpec("lidar_timeout_sec", 1.0, "when no cloud has arrived for this long (counting from start), images "
+              "are processed alone and published as without LiDAR (relative depth; points with points_scale/"
+              "points_shift) until clouds return; 0 = strict pairing: no cloud, no depth"),
     ParamSpec("lidar_queue_size", 10, "messages per stream the synchronizer keeps", integer_range=(1, 1000, 1)),
     ParamSpec("lidar_tf_timeout_sec", 0.05, "how long to wait for the tf2 transform cloud frame -> image frame "
               "at the image stamp before using lidar_to_camera_xyz/_quat_xyzw"),
@@ -139,6 +142,7 @@ class NodeConfig:
     torch_threads: int
     use_lidar: bool
     lidar_slop_sec: float
+    lidar_timeout_sec: float
     lidar_queue_size: int
     lidar_tf_timeout_sec: float
     lidar_to_camera_xyz: tuple[float, ...]
@@ -189,7 +193,7 @@ def _check_value(spec: ParamSpec, value: Any) -> None:
                              f"got {value}")
     if name == "seed" and value < -1:
         raise ParameterError(f"parameter '{name}' must be >= 0, or -1 for fresh entropy; got {value}")
-    if name.endswith("_sec") and not value > 0:
+    if name.endswith("_sec") and name not in _NON_NEGATIVE and not value > 0:
         raise ParameterError(f"parameter '{name}' must be > 0 seconds, got {value}")
     if isinstance(value, tuple) and not all(math.isfinite(v) for v in value):
         raise ParameterError(f"parameter '{name}' must hold finite numbers, got {list(value)}")
@@ -203,7 +207,7 @@ def _check_value(spec: ParamSpec, value: Any) -> None:
         raise ParameterError(f"parameter '{name}' must be a unit quaternion x, y, z, w, got {list(value)}")
 
 
-_NON_NEGATIVE = ("lidar_min_range", "lidar_max_range", "points_min_range", "points_max_range", "points_max_std_m",
+_NON_NEGATIVE = ("lidar_timeout_sec", "lidar_min_range", "lidar_max_range", "points_min_range", "points_max_range", "points_max_std_m",
                  "points_max_relative_std", "points_edge_ratio")
 
 
