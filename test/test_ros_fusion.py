@@ -55,12 +55,22 @@ def header(stamp_ns_: int, frame_id: str) -> Header:
     return h
 
 
+def publishers(g: Graph) -> dict:
+    return {"info": g.publisher(CameraInfo, "/camera_info"), "image": g.publisher(Image, "/image"),
+            "cloud": g.publisher(PointCloud2, "/lidar")}
+
+
 def send(g: Graph, scene, points_n3, image_stamp: int, cloud_stamp: int, cloud_first: bool = False):
     """camera_info, then the image and the cloud (LiDAR frame 'lidar') with the given stamps."""
-    pubs = {"info": g.publisher(CameraInfo, "/camera_info"), "image": g.publisher(Image, "/image"),
-            "cloud": g.publisher(PointCloud2, "/lidar")}
+    pubs = publishers(g)
     pubs["info"].publish(camera_to_camera_info(scene.camera, header(image_stamp, "camera_optical")))
     g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    send_pair(g, pubs, scene, points_n3, image_stamp, cloud_stamp, cloud_first)
+    return pubs
+
+
+def send_pair(g: Graph, pubs: dict, scene, points_n3, image_stamp: int, cloud_stamp: int, cloud_first: bool = False):
+    """The image, then the cloud; or with ``cloud_first`` the cloud, and the image once the node has the cloud."""
     image = numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(image_stamp, "camera_optical"))
     cloud = xyz_to_pointcloud2(points_n3, header(cloud_stamp, "lidar"))
     clouds_before = g.node.alignment.clouds_received
@@ -71,7 +81,6 @@ def send(g: Graph, scene, points_n3, image_stamp: int, cloud_stamp: int, cloud_f
     else:
         pubs["image"].publish(image)
         pubs["cloud"].publish(cloud)
-    return pubs
 
 
 def expected_frame(tiny_model, scene, scan):
@@ -145,8 +154,7 @@ def test_cloud_beyond_the_slop_is_not_fused_and_is_counted(fusion_graph, scene_a
     g.wait_for(lambda: g.node.alignment.unsynchronized >= 1, "the stale image counted")
     # a matching pair afterwards is fused: the only outputs are its own
     later = 3_000_000_000
-    pubs["image"].publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(later, "camera_optical")))
-    pubs["cloud"].publish(xyz_to_pointcloud2(scan.points_n3, header(later + 10_000_000, "lidar")))
+    send_pair(g, pubs, scene, scan.points_n3, later, later + 10_000_000)
     g.wait_for(lambda: g.received["completed_depth"], "fused output of the matching pair")
     g.wait_for(lambda: g.received["depth"], "depth")
     assert [stamp_ns(m) for m in g.received["depth"]] == [later]
@@ -164,8 +172,7 @@ def test_without_clouds_depth_flows_relative_after_the_timeout_and_metric_resume
     scene, scan = scene_and_scan
     g = fusion_graph({**FUSION_OUTPUTS, "points": (PointCloud2, "depthfm/points")}, lidar_timeout_sec=1.0,
                      publish_points=True, points_scale=2.0, points_shift=0.5)  # lidar_timeout_sec: the default
-    pubs = {"info": g.publisher(CameraInfo, "/camera_info"), "image": g.publisher(Image, "/image"),
-            "cloud": g.publisher(PointCloud2, "/lidar")}
+    pubs = publishers(g)
     stamp = 1_000_000_000
     pubs["info"].publish(camera_to_camera_info(scene.camera, header(stamp, "camera_optical")))
     g.wait_for(lambda: g.node._camera_info is not None and g.node.alignment.is_stale(), "camera_info, stale LiDAR")
@@ -185,16 +192,7 @@ def test_without_clouds_depth_flows_relative_after_the_timeout_and_metric_resume
     # clouds return: pairs are aligned again (cloud first, then the usual order: image, then its cloud)
     for k, cloud_first in enumerate((True, False)):
         later = stamp + (k + 1) * 100_000_000
-        image = numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(later, "camera_optical"))
-        cloud = xyz_to_pointcloud2(scan.points_n3, header(later + 10_000_000, "lidar"))
-        if cloud_first:
-            clouds = g.node.alignment.clouds_received
-            pubs["cloud"].publish(cloud)
-            g.wait_for(lambda: g.node.alignment.clouds_received > clouds, "cloud received")
-            pubs["image"].publish(image)
-        else:
-            pubs["image"].publish(image)
-            pubs["cloud"].publish(cloud)
+        send_pair(g, pubs, scene, scan.points_n3, later, later + 10_000_000, cloud_first)
         g.wait_for(lambda: len(g.received["completed_depth"]) == k + 1, f"metric outputs of pair {k}")
         g.wait_for(lambda: len(g.received["depth"]) == k + 2, f"depth of pair {k}")
         assert stamp_ns(g.received["depth"][-1]) == stamp_ns(g.received["completed_depth"][-1]) == later
