@@ -90,12 +90,16 @@ def test_bad_arguments_exit_2(synthetic_bag, tmp_path, capsys):
 def test_parameters_are_only_the_declared_ones(synthetic_bag):
     args = SimpleNamespace(tiny_model=True, checkpoint=None, vae=None, engine=None, backend="torch", dtype="fp32",
                            steps=1, ensemble=2, processing_resolution=64, seed=0, vae_kind="full", tiny_vae=None,
-                           no_points=False, param=["seed:=7", "diagnostics_period_sec:=1"])
+                           no_points=False, rate=0.5, param=["seed:=7", "diagnostics_period_sec:=1"])
     topics = bagio.pick_topics(bagio.bag_topics(synthetic_bag.path))
     params = replay_parameters(args, synthetic_bag.path, topics)
     assert set(params) <= set(SPECS)
     assert params["model"] == "tiny" and params["ensemble_size"] == 2 and params["seed"] == 7
     assert params["diagnostics_period_sec"] == 1.0 and isinstance(params["diagnostics_period_sec"], float)
+    # the LiDAR timeout counts bag time: longer at half speed, strict pairing in lockstep
+    assert params["lidar_timeout_sec"] == 2 * SPECS["lidar_timeout_sec"].default
+    assert replay_parameters(SimpleNamespace(**{**vars(args), "rate": 0.0}), synthetic_bag.path,
+                             topics)["lidar_timeout_sec"] == 0.0
 
 
 def test_small_helpers():

@@ -92,6 +92,8 @@ def replay_parameters(args: argparse.Namespace, bag: Path, topics: bagio.ReplayT
               "image_transport": "compressed" if topics.compressed else "raw",
               "diagnostics_period_sec": DIAGNOSTICS_PERIOD_S,
               "use_lidar": topics.lidar is not None, "publish_points": not args.no_points}
+    if "lidar_timeout_sec" in SPECS:  # in the bag's time; lockstep (--rate 0) stretches wall time: strict pairing
+        wanted["lidar_timeout_sec"] = SPECS["lidar_timeout_sec"].default / args.rate if args.rate > 0 else 0.0
     params = {name: value for name, value in wanted.items() if name in SPECS}
     user = dict(parse_param(text) for text in args.param)
     for name in user:
