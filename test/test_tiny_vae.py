@@ -139,6 +139,7 @@ def test_onnx_export_parity_with_tiny_vae(tiny_pair, tmp_path):
     names = [i.name for i in graph.graph.initializer]
     assert any(n.startswith("model.tiny_vae.") for n in names)
     assert not any(n.startswith("model.vae.") for n in names)  # the SD VAE is not in the graph at all
+    assert export.read_sidecar(path).vae_kind == "tiny"
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = session.run(None, {"image": rgb.numpy(), "noise": noise.numpy()})[0]
     assert out.shape == ref.shape == (1, 2, 64, 64)

@@ -73,6 +73,7 @@ class GraphInfo:
     opset: int
     model_hash: str
     noising_step: int
+    vae_kind: str = "full"
     format: str = SIDECAR_FORMAT
 
     @property
@@ -85,7 +86,7 @@ class GraphInfo:
     @classmethod
     def from_dict(cls, data: dict) -> "GraphInfo":
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names if n not in data and n != "format")
+        missing = sorted(n for n in names if n not in data and n not in ("format", "vae_kind"))
         if missing:
             raise BackendError(f"graph sidecar lacks {missing}; re-export with depthfm-export")
         info = cls(**{k: v for k, v in data.items() if k in names})
@@ -244,7 +245,7 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
     _set_io_dims(path, kind, height, width, ensemble_size)
     onnx.checker.check_model(str(path))  # path form: works for > 2 GB graphs with external data
     write_sidecar(path, GraphInfo(kind, height, width, num_steps, ensemble_size, opset,
-                                  mhash or model_hash(model), model.noising_step))
+                                  mhash or model_hash(model), model.noising_step, model.vae_kind))
     tick("checked")
     return path
 
