@@ -24,7 +24,7 @@ from .errors import InputError
 from .metrics import align_log_depth
 from .model import LATENT_CHANNELS, META_FILE, VAE_DOWNSCALE, DepthFM
 from .processing import check_rgb, ensemble_stats, processing_size, resize_hw, to_model_input
-from .sampler import euler_flow, noise_augment
+from .sampler import flow_to_depth_latent
 from .training.data import normalize_log_depth
 
 MASK_CHANNELS = 1
@@ -137,8 +137,7 @@ class DepthCompletionFM(DepthFM):
         gen = torch.Generator().manual_seed(0 if seed is None else seed)
         noise = torch.randn((ensemble_size, LATENT_CHANNELS, h // VAE_DOWNSCALE, w // VAE_DOWNSCALE),
                             generator=gen).to(device, dtype)
-        x0 = noise_augment(cond[:, :LATENT_CHANNELS], self.noising_step, noise)
-        x1 = euler_flow(lambda x, t: self.velocity(x, t, cond), x0, num_steps)
+        x1 = flow_to_depth_latent(self, cond[:, :LATENT_CHANNELS], noise, num_steps, condition=cond)
         members = self.decode(x1).float().cpu().numpy().reshape(1, ensemble_size, h, w)
         z_bhw, std_bhw = ensemble_stats(members)
         z_hw = resize_hw(z_bhw[0], h_in, w_in).astype(np.float32)

@@ -25,7 +25,7 @@ from .errors import InputError
 from .metrics import evaluate_log_aligned
 from .model import DepthFM
 from .processing import resize_hw, to_model_input
-from .sampler import euler_flow, noise_augment
+from .sampler import flow_to_depth_latent
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,7 @@ def teacher_targets(teacher: DepthFM, rgb_bchw: torch.Tensor, noise: torch.Tenso
     if teacher.tiny_vae is not None:
         raise ValueError("the teacher must use the full SD VAE (vae_kind 'full')")
     image_latent = teacher.encode(rgb_bchw).to(teacher.dtype)
-    x0 = noise_augment(image_latent, teacher.noising_step, noise.to(image_latent))
-    depth_latent = euler_flow(lambda x, t: teacher.velocity(x, t, image_latent), x0, num_steps)
+    depth_latent = flow_to_depth_latent(teacher, image_latent, noise, num_steps)
     return TeacherTargets(image_latent.float(), depth_latent.float(), teacher.decode(depth_latent).float())
 
 

@@ -41,6 +41,17 @@ def euler_flow(velocity: VelocityFn, x0: torch.Tensor, num_steps: int) -> torch.
     return x
 
 
+def flow_to_depth_latent(model, z_img: torch.Tensor, noise: torch.Tensor, num_steps: int,
+                         condition: torch.Tensor | None = None) -> torch.Tensor:
+    """Depth latent x1: noise-augment ``z_img`` into x0, then ``num_steps`` Euler steps of ``model.velocity``.
+
+    The UNet is conditioned on ``condition`` (default ``z_img``; the completion model adds sparse depth to it).
+    """
+    x0 = noise_augment(z_img, model.noising_step, noise.to(z_img))
+    condition = z_img if condition is None else condition
+    return euler_flow(lambda x, t: model.velocity(x, t, condition), x0, num_steps)
+
+
 def latent_noise_shape(batch: int, ensemble_size: int, height: int, width: int) -> tuple[int, int, int, int]:
     """Noise shape for ``batch`` images of ``height`` x ``width`` with ``ensemble_size`` members each."""
     return (batch * ensemble_size, LATENT_CHANNELS, height // VAE_DOWNSCALE, width // VAE_DOWNSCALE)
@@ -56,7 +67,5 @@ def sample_members(model, rgb_bchw: torch.Tensor, noise: torch.Tensor, num_steps
     m = noise.shape[0] // b
     z_img = model.encode(rgb_bchw).to(model.dtype)
     z_img = z_img.repeat_interleave(m, dim=0)
-    x0 = noise_augment(z_img, model.noising_step, noise.to(z_img))
-    x1 = euler_flow(lambda x, t: model.velocity(x, t, z_img), x0, num_steps)
-    z = model.decode(x1).float()
+    z = model.decode(flow_to_depth_latent(model, z_img, noise, num_steps)).float()
     return z.reshape(b, m, h, w)

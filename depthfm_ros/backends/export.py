@@ -40,7 +40,7 @@ from torch import nn
 
 from ..errors import BackendError
 from ..model import LATENT_CHANNELS, DepthFM, check_image_batch
-from ..sampler import euler_flow, latent_noise_shape, noise_augment
+from ..sampler import flow_to_depth_latent, latent_noise_shape
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,7 @@ class FusedGraph(nn.Module):
         m, (h, w) = self.ensemble_size, (int(s) for s in image.shape[-2:])  # ints: static output shape
         z_img = self.model.encode(image)
         z_img = z_img.unsqueeze(1).expand(-1, m, -1, -1, -1).reshape(-1, *z_img.shape[1:])
-        x0 = noise_augment(z_img, self.model.noising_step, noise)
-        x1 = euler_flow(lambda x, t: self.model.velocity(x, t, z_img), x0, self.num_steps)
+        x1 = flow_to_depth_latent(self.model, z_img, noise, self.num_steps)
         return self.model.decode(x1).reshape(-1, m, h, w)
 
 
