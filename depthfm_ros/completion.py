@@ -24,7 +24,7 @@ from .errors import InputError
 from .metrics import align_log_depth
 from .model import LATENT_CHANNELS, META_FILE, VAE_DOWNSCALE, DepthFM
 from .processing import check_rgb, ensemble_stats, processing_size, resize_hw, to_model_input
-from .sampler import flow_to_depth_latent
+from .sampler import flow_to_depth_latent, latent_noise_shape
 from .training.data import normalize_log_depth
 
 MASK_CHANNELS = 1
@@ -135,8 +135,7 @@ class DepthCompletionFM(DepthFM):
                                      torch.from_numpy(mask_small)[None].to(device))
         cond = cond.repeat_interleave(ensemble_size, dim=0)
         gen = torch.Generator().manual_seed(0 if seed is None else seed)
-        noise = torch.randn((ensemble_size, LATENT_CHANNELS, h // VAE_DOWNSCALE, w // VAE_DOWNSCALE),
-                            generator=gen).to(device, dtype)
+        noise = torch.randn(latent_noise_shape(1, ensemble_size, h, w), generator=gen).to(device, dtype)
         x1 = flow_to_depth_latent(self, cond[:, :LATENT_CHANNELS], noise, num_steps, condition=cond)
         members = self.decode(x1).float().cpu().numpy().reshape(1, ensemble_size, h, w)
         z_bhw, std_bhw = ensemble_stats(members)

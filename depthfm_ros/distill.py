@@ -25,7 +25,7 @@ from .errors import InputError
 from .metrics import evaluate_log_aligned
 from .model import DepthFM
 from .processing import resize_hw, to_model_input
-from .sampler import flow_to_depth_latent
+from .sampler import flow_to_depth_latent, latent_noise_shape
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +206,8 @@ def distill(teacher: DepthFM, tiny_vae, dataset: Dataset, output_dir: str | Path
             if step >= config.max_steps:
                 break
             rgb = rgb.to(accelerator.device)
-            latent_shape = (rgb.shape[0], 4, rgb.shape[2] // 8, rgb.shape[3] // 8)
-            noise = torch.randn(latent_shape, generator=noise_gen).to(accelerator.device)
+            noise = torch.randn(latent_noise_shape(rgb.shape[0], 1, *rgb.shape[2:]),
+                                generator=noise_gen).to(accelerator.device)
             targets = teacher_targets(teacher, rgb.to(teacher.dtype), noise, config.num_steps)
             with accelerator.autocast():
                 losses = distill_losses(*student(rgb, targets.depth_latent), targets, config.grad_weight)
@@ -236,7 +236,7 @@ def evaluate_vae_kinds(model: DepthFM, tiny_vae, rgb_bchw: torch.Tensor, depth_b
     """AbsRel/delta1 (log-space aligned, paper protocol) of the full and the tiny VAE path on the same images and
     noise, plus the RMSE between their z maps and the spread (std) of the full z maps, both in z units.
     The model's own VAE choice is restored afterwards."""
-    noise = torch.randn((rgb_bchw.shape[0], 4, rgb_bchw.shape[2] // 8, rgb_bchw.shape[3] // 8),
+    noise = torch.randn(latent_noise_shape(rgb_bchw.shape[0], 1, *rgb_bchw.shape[2:]),
                         generator=torch.Generator().manual_seed(seed))
     previous = model.tiny_vae
     try:
