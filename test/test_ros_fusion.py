@@ -12,6 +12,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from depthfm_ros.backends.torch_backend import TorchBackend
+from depthfm_ros.errors import InputError
 from depthfm_ros.fusion import transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
 from depthfm_ros.ros.conversions import (camera_to_camera_info, image_to_array, numpy_to_image,
@@ -163,6 +164,24 @@ def test_cloud_beyond_the_slop_is_not_fused_and_is_counted(fusion_graph, scene_a
                "unsynchronized in diagnostics")  # the 1 s image and the 2 s cloud
 
 
+def test_negative_stamps_are_counted_and_pairing_goes_on(fusion_graph, scene_and_scan):
+    scene, scan = scene_and_scan
+    g = fusion_graph()
+    pubs = publishers(g)
+    pubs["info"].publish(camera_to_camera_info(scene.camera, header(0, "camera_optical")))
+    g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    for k, (kind, msg) in enumerate([("image", numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(0, "camera_optical"))),
+                                     ("cloud", xyz_to_pointcloud2(scan.points_n3, header(0, "lidar")))]):
+        msg.header.stamp.sec = -1  # rclpy Time (message_filters) raises on it: must not leave the callback
+        pubs[kind].publish(msg)
+        g.wait_for(lambda: g.node.stats.conversion_errors == k + 1, f"negative {kind} stamp counted")
+    later = 2_000_000_000
+    send_pair(g, pubs, scene, scan.points_n3, later, later)
+    g.wait_for(lambda: g.received["completed_depth"], "fused output after the bad stamps")
+    assert [stamp_ns(m) for m in g.received["depth"]] == [later]
+    assert "negative header stamp" in g.node.stats.last_error and g.node.alignment.unsynchronized == 0
+
+
 def alignment_statuses(g: Graph) -> list:
     return [s for a in list(g.received["diagnostics"]) for s in a.status if s.name.endswith(": lidar alignment")]
 
@@ -237,6 +256,14 @@ def test_sync_pairs_within_slop_and_counts_what_can_no_longer_pair():
     assert len(lost) == 2  # the 33 and 67 ms images never had a cloud within 50 ms
     sync.add_cloud(_Msg(5.0))  # the 133 ms image can no longer pair
     assert len(lost) == 3 and len(pairs) == 2
+
+
+def test_sync_refuses_negative_stamps():
+    sync = CloudImageSync(0.05, 10, lambda i, c: None, lambda: None, use_message_filters=False)
+    msg = _Msg(1.0)
+    msg.header.stamp.sec = -1
+    with pytest.raises(InputError, match="negative header stamp"):
+        sync.add_cloud(msg)
 
 
 def test_completion_checkpoint_gives_the_completion_models_depth(fusion_graph, tiny_model, scene_and_scan, tmp_path):

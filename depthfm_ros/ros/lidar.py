@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..camera import PinholeCamera
+from ..errors import InputError
 from ..fusion import LogDepthFit, complete_depth, fit_log_depth, metric_std, project_points, transform_from_xyz_quat
 from ..sync import ApproximateTimeSync
 
@@ -39,7 +40,7 @@ class CloudImageSync:
     A message is counted in ``on_unsynchronized`` once it can no longer be paired: it is more than ``slop_s`` older
     than the newest message of the other stream (streams arrive in stamp order), it fell out of a full queue, or a
     newer message of its stream was paired first. With a 30 Hz camera and a 10 Hz LiDAR two of three images are
-    counted: that is expected.
+    counted: that is expected. A message with a negative stamp raises InputError (and is not queued).
     """
 
     def __init__(self, slop_s: float, queue_size: int, on_pair: Callable[[Any, Any], None],
@@ -70,6 +71,8 @@ class CloudImageSync:
         self._add(CLOUD, msg)
 
     def _add(self, stream: int, msg) -> None:
+        if msg.header.stamp.sec < 0:  # message_filters (rclpy Time) raises on it: refuse it the same way here
+            raise InputError(f"negative header stamp ({msg.header.stamp.sec} s) cannot be synchronized")
         stamp = stamp_seconds(msg.header)
         with self._lock:
             self._matched_now = None

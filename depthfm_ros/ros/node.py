@@ -172,14 +172,26 @@ class DepthFMNode(Node):
                                           "depth without LiDAR (relative) until clouds return")
             self._hand_over(msg)
         else:
-            self.sync.add_image(msg)
+            try:
+                self.sync.add_image(msg)
+            except Exception as exc:  # e.g. a negative stamp: never out of an executor callback
+                self._input_refused("image", exc)
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         self.alignment.cloud_received()
         if self._lidar_stale:
             self._lidar_stale = False
             self.get_logger().info("LiDAR clouds are back: pairing images with clouds again")
-        self.sync.add_cloud(msg)
+        try:
+            self.sync.add_cloud(msg)
+        except Exception as exc:
+            self._input_refused("cloud", exc)
+
+    def _input_refused(self, what: str, exc: Exception) -> None:
+        """Count a bad input message and log it (throttled); callable from the executor and the worker."""
+        self.stats.conversion_failed(str(exc))
+        self.get_logger().warning(f"dropping bad {what} message: {exc} ({self.stats.conversion_errors} so far)",
+                                  throttle_duration_sec=self.config.log_throttle_sec)
 
     def _on_pair(self, image: Image | CompressedImage, cloud: PointCloud2) -> None:
         self.alignment.pair_matched()
@@ -228,9 +240,7 @@ class DepthFMNode(Node):
             else:
                 rgb_hwc_u8 = conversions.image_to_rgb(msg)
         except Exception as exc:  # a malformed message must never stop the node
-            self.stats.conversion_failed(str(exc))
-            log.warning(f"dropping bad image message: {exc} ({self.stats.conversion_errors} so far)",
-                        throttle_duration_sec=throttle)
+            self._input_refused("image", exc)
             return
         try:
             t0 = time.perf_counter()
