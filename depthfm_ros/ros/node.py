@@ -266,7 +266,8 @@ class DepthFMNode(Node):
         """
         throttle = self.config.log_throttle_sec
         height, width = prediction.z.shape
-        camera, camera_error = self.output_camera(width, height)
+        info = self._camera_info  # one camera_info for the whole frame, though the executor may replace it
+        camera, camera_error = self.output_camera(info, width, height)
         aligned = None
         if cloud is not None:
             aligned = self.align(prediction, header, cloud, camera, camera_error, rgb_hwc_u8)
@@ -280,7 +281,7 @@ class DepthFMNode(Node):
         self.uncertainty_pub.publish(conversions.numpy_to_image(std_hw, "32FC1", header))
         if aligned is not None:
             self.completed_depth_pub.publish(conversions.numpy_to_image(aligned.completed_hw_m, "32FC1", header))
-        if self._camera_info is None:
+        if info is None:
             self.get_logger().warning("no camera_info received yet: not publishing depthfm/camera_info"
                                       + (" or depthfm/points" if self.points_pub else ""),
                                       throttle_duration_sec=throttle)
@@ -290,15 +291,15 @@ class DepthFMNode(Node):
             self.get_logger().warning(f"cannot publish depthfm/camera_info: {camera_error}",
                                       throttle_duration_sec=throttle)
             return
-        self.camera_info_pub.publish(self.output_camera_info(self._camera_info, width, height, header))
+        self.camera_info_pub.publish(self.output_camera_info(info, camera, header))
         if self.points_pub is not None:
             t0 = time.perf_counter()
             if self.publish_points(prediction, header, camera, aligned, rgb_hwc_u8):
                 self.stats.points_published(1e3 * (time.perf_counter() - t0))
 
-    def output_camera(self, width: int, height: int) -> tuple[PinholeCamera | None, str]:
-        """The latest camera_info's intrinsics at ``width`` x ``height``, or (None, why not)."""
-        info = self._camera_info
+    @staticmethod
+    def output_camera(info: CameraInfo | None, width: int, height: int) -> tuple[PinholeCamera | None, str]:
+        """``info``'s intrinsics at ``width`` x ``height``, or (None, why not)."""
         if info is None:
             return None, "no camera_info received yet"
         try:
@@ -381,10 +382,11 @@ class DepthFMNode(Node):
         self.points_pub.publish(conversions.xyz_to_pointcloud2(points.xyz, header, points.rgb))
         return True
 
-    def output_camera_info(self, info: CameraInfo, width: int, height: int, header) -> CameraInfo:
-        """``info`` for an output of ``width`` x ``height`` with ``header``: as is when the sizes match, else scaled."""
-        if (info.width, info.height) != (width, height):
-            camera = conversions.camera_info_to_camera(info).scaled(width, height)
+    @staticmethod
+    def output_camera_info(info: CameraInfo, camera: PinholeCamera, header) -> CameraInfo:
+        """``info`` with ``header`` for the output ``camera`` (:meth:`output_camera`): as is when the sizes match,
+        else ``camera``'s scaled intrinsics."""
+        if (info.width, info.height) != (camera.width, camera.height):
             return conversions.camera_to_camera_info(camera, header)
         out = CameraInfo()
         out.header = header
