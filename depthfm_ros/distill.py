@@ -26,6 +26,7 @@ from .metrics import evaluate_log_aligned
 from .model import DepthFM
 from .processing import resize_hw, to_model_input
 from .sampler import flow_to_depth_latent, latent_noise_shape
+from .training.data import read_rgb
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,8 @@ class ImageFolderDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        import cv2
-
-        bgr = cv2.imread(str(self.files[i]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise InputError(f"cannot read image {self.files[i]}")
         rng = np.random.default_rng((self.seed, self.epoch, i))
-        rgb = random_square_crop(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size, rng)
+        rgb = random_square_crop(read_rgb(self.files[i]), self.size, rng)
         return torch.from_numpy(to_model_input(np.ascontiguousarray(rgb), self.size, self.size))
 
 
