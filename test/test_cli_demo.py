@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from depthfm_ros.cli.demo import camera_path, main, moved_scene
+from depthfm_ros.cli.demo import _parse, camera_path, main, moved_scene, node_parameters
 from depthfm_ros.synthetic import default_camera, random_scene_spec, render_scene
 
 
@@ -22,6 +22,12 @@ def test_demo_writes_depth_and_uncertainty_pngs(tmp_path, capsys, one_torch_thre
 def test_demo_refuses_a_missing_checkpoint(tmp_path, capsys):
     assert main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--output", str(tmp_path)]) == 2
     assert "'checkpoint'" in capsys.readouterr().err
+
+
+def test_vae_arguments_reach_the_node(tmp_path):
+    params = node_parameters(_parse(["--tiny-model", "--vae-kind", "tiny", "--tiny-vae", str(tmp_path)]))
+    assert (params["model"], params["vae_kind"], params["tiny_vae"]) == ("tiny", "tiny", str(tmp_path))
+    assert (node_parameters(_parse([]))["vae_kind"], node_parameters(_parse([]))["tiny_vae"]) == ("full", "")
 
 
 def test_moving_camera_sees_the_scene_come_closer():

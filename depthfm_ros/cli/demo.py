@@ -49,7 +49,8 @@ def node_parameters(args: argparse.Namespace) -> dict:
     """depthfm_node parameters for the command-line model arguments (tiny unless a checkpoint/engine is given)."""
     tiny = args.tiny_model or not (args.checkpoint or args.engine)
     return {"model": "tiny" if tiny else "checkpoint", "checkpoint": args.checkpoint or "", "vae": args.vae or "",
-            "engine": args.engine or "", "backend": args.backend, "dtype": args.dtype, "num_steps": args.steps,
+            "vae_kind": args.vae_kind, "tiny_vae": args.tiny_vae or "", "engine": args.engine or "",
+            "backend": args.backend, "dtype": args.dtype, "num_steps": args.steps,
             "ensemble_size": args.ensemble, "processing_resolution": args.processing_resolution, "seed": args.seed,
             "output_qos": "reliable", "input_qos": "reliable"}
 

@@ -88,8 +88,7 @@ def replay_parameters(args: argparse.Namespace, bag: Path, topics: bagio.ReplayT
     with nodes with and without LiDAR fusion. ``--param`` values must name declared parameters and win."""
     from ..ros.params import SPECS
 
-    wanted = {**node_parameters(args), "vae_kind": args.vae_kind, "tiny_vae": args.tiny_vae or "",
-              "image_transport": "compressed" if topics.compressed else "raw",
+    wanted = {**node_parameters(args), "image_transport": "compressed" if topics.compressed else "raw",
               "diagnostics_period_sec": DIAGNOSTICS_PERIOD_S,
               "use_lidar": topics.lidar is not None, "publish_points": not args.no_points}
     if "lidar_timeout_sec" in SPECS:  # in the bag's time; lockstep (--rate 0) stretches wall time: strict pairing
