@@ -112,7 +112,9 @@ class DepthCompletionFM(DepthFM):
     @torch.inference_mode()
     def complete(self, rgb_hwc_u8: np.ndarray, sparse_depth_hw_m: np.ndarray, num_steps: int = 2,
                  ensemble_size: int = 1, processing_resolution: int = 512, seed: int | None = 0) -> CompletionResult:
-        """Dense depth for an RGB image and a sparse depth image of the same size (0 / NaN = no measurement)."""
+        """Dense depth for an RGB image and a sparse depth image of the same size (0 / NaN = no measurement).
+
+        ``seed`` fixes the ensemble noise of this call; None draws fresh noise every call."""
         check_rgb(rgb_hwc_u8)
         sparse = np.asarray(sparse_depth_hw_m, dtype=np.float64)
         if sparse.shape != rgb_hwc_u8.shape[:2]:
@@ -134,7 +136,11 @@ class DepthCompletionFM(DepthFM):
         cond = self.sparse_condition(z_img, torch.from_numpy(norm)[None].to(device),
                                      torch.from_numpy(mask_small)[None].to(device))
         cond = cond.repeat_interleave(ensemble_size, dim=0)
-        gen = torch.Generator().manual_seed(0 if seed is None else seed)
+        gen = torch.Generator()
+        if seed is None:  # fresh entropy every call, as DepthFMPipeline(seed=None)
+            gen.seed()
+        else:
+            gen.manual_seed(seed)
         noise = torch.randn(latent_noise_shape(1, ensemble_size, h, w), generator=gen).to(device, dtype)
         x1 = flow_to_depth_latent(self, cond[:, :LATENT_CHANNELS], noise, num_steps, condition=cond)
         members = self.decode(x1).float().cpu().numpy().reshape(1, ensemble_size, h, w)

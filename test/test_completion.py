@@ -47,6 +47,17 @@ def test_nan_marks_missing_and_size_mismatch_is_refused(completion_model):
         completion_model.complete(rgb, sparse[:10], processing_resolution=64)
 
 
+def test_seed_fixes_the_noise_and_none_draws_fresh(completion_model):
+    rgb, depth_m = inputs()
+    sparse = np.where(np.random.default_rng(1).random(depth_m.shape) < 0.02, depth_m, 0.0)
+
+    def z(seed):
+        return completion_model.complete(rgb, sparse, num_steps=1, processing_resolution=64, seed=seed).z_hw
+
+    assert np.array_equal(z(5), z(5))
+    assert not np.array_equal(z(None), z(None))
+
+
 def test_fresh_completion_model_predicts_like_its_depthfm():
     base = build_tiny_depthfm(seed=3, noising_step=400)
     rgb = torch.rand(1, 3, 64, 64) * 2 - 1
