@@ -24,6 +24,7 @@ import numpy as np
 
 from .camera import PinholeCamera
 from .errors import InputError
+from .fusion import transform_from_xyz_quat
 from .pointcloud import HOST_IS_BIGENDIAN, build_cloud_fields, pack_points
 from .synthetic import (T_CAM_LIDAR_DEFAULT, camera_path, default_camera, moved_scene, random_scene_spec,
                         render_scene, simulate_lidar)
@@ -335,15 +336,11 @@ def first_frame_id(path: str | Path, topic: str) -> str | None:
 
 def static_transforms(path: str | Path) -> dict[tuple[str, str], np.ndarray]:
     """(parent frame, child frame) -> 4x4 ``T_parent_child`` (child coordinates -> parent) from ``/tf_static``."""
-    from scipy.spatial.transform import Rotation
-
     transforms = {}
     for msg in _deserialized(path, topic="/tf_static"):
         for stamped in msg.transforms:
             q, t = stamped.transform.rotation, stamped.transform.translation
-            T = np.eye(4)
-            T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-            T[:3, 3] = t.x, t.y, t.z
+            T = transform_from_xyz_quat([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
             transforms[(stamped.header.frame_id.lstrip("/"), stamped.child_frame_id.lstrip("/"))] = T
     return transforms
 
