@@ -14,6 +14,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from depthfm_ros.backends.base import Backend
+from depthfm_ros.ros import conversions
 from depthfm_ros.ros.graph import InProcessGraph
 from depthfm_ros.ros.node import DepthFMNode
 
@@ -41,7 +42,7 @@ def camera_info_msg(width: int, height: int) -> CameraInfo:
 
 
 def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    return conversions.stamp_ns(msg.header.stamp)
 
 
 OUTPUTS = {"depth": (Image, "depthfm/depth"), "uncertainty": (Image, "depthfm/uncertainty"),

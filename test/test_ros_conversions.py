@@ -285,3 +285,7 @@ def test_sensor_msgs_py_is_used_when_present_and_able(monkeypatch):
     monkeypatch.setattr(conversions, "_POINT_CLOUD2", failing)
     np.testing.assert_array_equal(pointcloud2_to_xyz(msg), [[4, 5, 6]])  # numpy path takes over
     assert failing.calls == 1
+
+
+def test_stamp_ns():
+    assert conversions.stamp_ns(HEADER.stamp) == 12 * 10**9 + 345

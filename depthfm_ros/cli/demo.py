@@ -64,7 +64,7 @@ def _main(argv=None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
 
-    from ..ros.conversions import camera_to_camera_info, image_to_array, numpy_to_image
+    from ..ros.conversions import camera_to_camera_info, image_to_array, numpy_to_image, stamp_ns
     from ..ros.graph import InProcessGraph
     from ..ros.node import DepthFMNode
 
@@ -100,14 +100,14 @@ def _main(argv=None) -> int:
             header = Image().header
             header.stamp, header.frame_id = stamp, "demo_camera_optical"
             with lock:
-                sent[stamp.sec * 10**9 + stamp.nanosec] = k
+                sent[stamp_ns(stamp)] = k
             info_pub.publish(camera_to_camera_info(camera, header))
             image_pub.publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header))
 
         def collector(key):
             def collect(msg):
                 with lock:
-                    outputs[key][msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = image_to_array(msg)
+                    outputs[key][stamp_ns(msg.header.stamp)] = image_to_array(msg)
                     if len(set(outputs["depth"]) & set(outputs["uncertainty"])) >= args.frames:
                         done.set()
             return collect

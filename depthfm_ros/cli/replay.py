@@ -129,10 +129,6 @@ def extrinsic_parameters(bag: Path, topics: bagio.ReplayTopics) -> dict:
 # ----------------------------------------------------------------------------------------------- recording
 
 
-def _stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-
-
 def numeric_values(key_values) -> dict[str, float]:
     """The finite numeric values of diagnostic_msgs/KeyValue pairs, by key (text values are skipped)."""
     out = {}
@@ -179,10 +175,10 @@ class ReplayRecorder:
         return slot if kept is None or kept["stamp"] == stamp_ns else None
 
     def on_image_output(self, kind: str, msg) -> None:
-        from ..ros.conversions import image_to_array
+        from ..ros.conversions import image_to_array, stamp_ns
 
         now = time.perf_counter()
-        stamp = _stamp_ns(msg)
+        stamp = stamp_ns(msg.header.stamp)
         with self.cond:
             self.counts[kind] += 1
             if kind == "depth" and stamp in self.sent_wall and stamp not in self.depth_wall:

@@ -42,6 +42,11 @@ _RGB_CHANNELS = {"rgb8": [0, 1, 2], "8UC3": [0, 1, 2], "rgba8": [0, 1, 2], "bgr8
                  "mono8": [0, 0, 0], "8UC1": [0, 0, 0], "mono16": [0, 0, 0]}
 
 
+def stamp_ns(stamp) -> int:
+    """builtin_interfaces/Time (a header's ``stamp``) as integer nanoseconds."""
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
 # ----------------------------------------------------------------------------------------------- Image
 
 
