@@ -150,7 +150,9 @@ class DepthFM(nn.Module):
             raise CheckpointError(f"cannot load DepthFM folder {folder}: {exc}") from exc
         vae = load_vae(folder / "vae")
         model = cls(unet, vae, embedding, meta["noising_step"], meta.get("latent_scale", LATENT_SCALE))
-        if meta.get("vae_kind") == "tiny" and (folder / TINY_VAE_FOLDER).is_dir():
+        if meta.get("vae_kind") == "tiny":
+            if not (folder / TINY_VAE_FOLDER).is_dir():
+                raise CheckpointError(f"{folder} was saved with a tiny VAE but has no {TINY_VAE_FOLDER}/ folder")
             from .tiny_vae import load_tiny_vae
 
             model.set_tiny_vae(load_tiny_vae(folder / TINY_VAE_FOLDER))
@@ -177,6 +179,8 @@ class DepthFM(nn.Module):
         kind = vae_kind or ("tiny" if tiny_vae else model.vae_kind)
         if kind == "full":
             return model.set_tiny_vae(None)
+        if tiny_vae is None and model.vae_kind == "tiny":  # from_pretrained loaded the folder's own tiny_vae/
+            return model
         tiny_path = Path(tiny_vae) if tiny_vae else path / TINY_VAE_FOLDER
         if not tiny_path.is_dir():
             raise CheckpointError(f"vae_kind 'tiny' needs a tiny VAE folder (tiny_vae / --tiny-vae); "

@@ -1,5 +1,7 @@
 """Tiny VAE drop-in: shapes and units of the tiny path, latent scaling convention, save/load, TAESD init, ONNX."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -104,6 +106,9 @@ def test_save_load_round_trip_and_vae_kind_selection(tiny_pair, tmp_path):
         DepthFM.load(tmp_path / "plain", vae_kind="tiny")
     with pytest.raises(ValueError, match="vae_kind"):
         DepthFM.load(tmp_path / "plain", vae_kind="small")
+    shutil.rmtree(tmp_path / "m" / "tiny_vae")  # saved as tiny, folder lost: refused, not silently the SD VAE
+    with pytest.raises(CheckpointError, match="no tiny_vae/"):
+        DepthFM.load(tmp_path / "m")
 
 
 def test_torch_backend_takes_tiny_vae(tiny_pair, tmp_path):
