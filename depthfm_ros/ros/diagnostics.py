@@ -120,11 +120,17 @@ def level_and_message(snap: StatsSnapshot) -> tuple[str, str]:
     return "OK", f"publishing depth at {snap.output_rate_hz:.1f} Hz"
 
 
-def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend: str):
-    """diagnostic_msgs/DiagnosticStatus of one snapshot."""
+def _status(level_message: tuple[str, str], name: str, hardware_id: str, values: dict[str, str]):
+    """diagnostic_msgs/DiagnosticStatus with level ('OK' | 'WARN' | 'ERROR'), message and key/values."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
-    level, message = level_and_message(snap)
+    level, message = level_message
+    return DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=name, message=message,
+                            hardware_id=hardware_id, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+
+def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend: str):
+    """diagnostic_msgs/DiagnosticStatus of one snapshot."""
     values = {
         "backend": backend,
         "input_rate_hz": f"{snap.input_rate_hz:.2f}",
@@ -140,8 +146,7 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
         "inference_errors": str(snap.inference_errors),
         "last_error": snap.last_error,
     }
-    return DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=name, message=message,
-                            hardware_id=hardware_id, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+    return _status(level_and_message(snap), name, hardware_id, values)
 
 
 @dataclass(frozen=True)
@@ -280,9 +285,6 @@ def alignment_level_and_message(snap: AlignmentSnapshot) -> tuple[str, str]:
 
 def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
     """diagnostic_msgs/DiagnosticStatus of the LiDAR alignment."""
-    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-
-    level, message = alignment_level_and_message(snap)
     values = {
         "metric": str(snap.metric),
         "lidar_stale": str(snap.stale),
@@ -304,8 +306,7 @@ def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
         "completion_ms": f"{snap.completion_ms:.1f}",
         "last_alignment_error": snap.last_error,
     }
-    return DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=name, message=message,
-                            hardware_id=hardware_id, values=[KeyValue(key=k, value=v) for k, v in values.items()])
+    return _status(alignment_level_and_message(snap), name, hardware_id, values)
 
 
 def diagnostic_array(status, stamp):
