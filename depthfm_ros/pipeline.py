@@ -46,10 +46,10 @@ class DepthFMPipeline:
     def __init__(self, backend: Backend, processing_resolution: int = 512, ensemble_size: int = 1,
                  seed: int | None = 0):
         if ensemble_size < 1:
-            raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+            raise InputError(f"ensemble_size must be >= 1, got {ensemble_size}")
         processing_size(64, 64, processing_resolution)  # validates the resolution
         if backend.fixed_ensemble_size is not None and backend.fixed_ensemble_size != ensemble_size:
-            raise ValueError(f"backend was built for ensemble size {backend.fixed_ensemble_size}, "
+            raise InputError(f"backend was built for ensemble size {backend.fixed_ensemble_size}, "
                              f"asked for {ensemble_size}")
         self.backend = backend
         self.processing_resolution = processing_resolution

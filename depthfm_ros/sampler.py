@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from .errors import InputError
 from .model import LATENT_CHANNELS, VAE_DOWNSCALE, check_image_batch
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -34,7 +35,7 @@ def noise_augment(z_img: torch.Tensor, noising_step: int, noise: torch.Tensor) -
 def euler_flow(velocity: VelocityFn, x0: torch.Tensor, num_steps: int) -> torch.Tensor:
     """Integrate dx/dt = velocity(x, t) from t=0 to 1 with ``num_steps`` Euler steps of 1/num_steps."""
     if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        raise InputError(f"num_steps must be >= 1, got {num_steps}")
     x, dt = x0, 1.0 / num_steps
     for i in range(num_steps):
         x = x + dt * velocity(x, i * dt)
@@ -62,7 +63,7 @@ def sample_members(model, rgb_bchw: torch.Tensor, noise: torch.Tensor, num_steps
     check_image_batch(rgb_bchw)
     b, _, h, w = rgb_bchw.shape
     if noise.ndim != 4 or noise.shape[0] % b or tuple(noise.shape[1:]) != latent_noise_shape(1, 1, h, w)[1:]:
-        raise ValueError(f"noise must be (b*M, {LATENT_CHANNELS}, {h // VAE_DOWNSCALE}, {w // VAE_DOWNSCALE}) "
+        raise InputError(f"noise must be (b*M, {LATENT_CHANNELS}, {h // VAE_DOWNSCALE}, {w // VAE_DOWNSCALE}) "
                          f"for {b} image(s), got {tuple(noise.shape)}")
     m = noise.shape[0] // b
     z_img = model.encode(rgb_bchw).to(model.dtype)

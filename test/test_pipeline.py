@@ -82,5 +82,5 @@ def test_bad_inputs_raise_typed_errors(tiny_model):
         pipe(np.zeros((10, 10), np.float32))
     with pytest.raises(InputError):
         pipe([])
-    with pytest.raises(ValueError, match="ensemble_size"):
+    with pytest.raises(InputError, match="ensemble_size"):
         DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64, ensemble_size=0)

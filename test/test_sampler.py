@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from depthfm_ros.errors import InputError
 from depthfm_ros.sampler import cosine_alpha_bar, euler_flow, latent_noise_shape, noise_augment, sample_members
 
 
@@ -37,7 +38,7 @@ def test_straight_flow_reaches_the_target_in_one_step():
 
 
 def test_euler_rejects_zero_steps():
-    with pytest.raises(ValueError, match="num_steps"):
+    with pytest.raises(InputError, match="num_steps"):
         euler_flow(lambda x, t: x, torch.zeros(1), 0)
 
 
@@ -85,5 +86,5 @@ def test_batched_ensemble_equals_looped_members(tiny_model):
 
 @torch.no_grad()
 def test_sample_members_rejects_mismatched_noise(tiny_model):
-    with pytest.raises(ValueError, match="noise must be"):
+    with pytest.raises(InputError, match="noise must be"):
         sample_members(tiny_model, torch.zeros(1, 3, 64, 64), torch.zeros(1, 4, 16, 16), 1)

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BackendError
+from ..errors import BackendError, InputError
 from ..model import LATENT_CHANNELS, DepthFM, check_image_batch
 from ..sampler import flow_to_depth_latent, latent_noise_shape
 
@@ -201,7 +201,7 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
     check_image_batch(torch.empty(1, 3, height, width, device="meta"))
     if kind == "fused":
         if num_steps is None or num_steps < 1 or ensemble_size is None or ensemble_size < 1:
-            raise ValueError(f"fused graph needs num_steps >= 1 and ensemble_size >= 1, got {num_steps}, "
+            raise InputError(f"fused graph needs num_steps >= 1 and ensemble_size >= 1, got {num_steps}, "
                              f"{ensemble_size}")
         module: nn.Module = FusedGraph(model, num_steps, ensemble_size)
     else:

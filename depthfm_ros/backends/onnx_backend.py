@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BackendError
+from ..errors import BackendError, InputError
 from .base import Backend
 from .export import GRAPH_IO, SPLIT_FILES, GraphInfo, read_sidecar
 from .staged import StagedModel
@@ -93,7 +93,7 @@ class OnnxBackend(Backend):
             info = infos["encoder"]
             self.num_steps = 2 if num_steps is None else int(num_steps)
             if self.num_steps < 1:
-                raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+                raise InputError(f"num_steps must be >= 1, got {self.num_steps}")
         self.info = info
         self.fixed_size = info.size
         self.noising_step = info.noising_step

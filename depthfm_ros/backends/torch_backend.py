@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..model import DepthFM
 from .base import Backend
 
@@ -25,7 +26,7 @@ class TorchBackend(Backend):
 
     def __init__(self, model: DepthFM, num_steps: int = 2, dtype: str = "fp32", device: str | None = None):
         if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+            raise InputError(f"num_steps must be >= 1, got {num_steps}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device, torch_dtype(dtype)).eval()
         self.num_steps = num_steps
