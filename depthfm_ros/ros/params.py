@@ -193,8 +193,8 @@ def _check_value(spec: ParamSpec, value: Any) -> None:
                              f"got {value}")
     if name == "seed" and value < -1:
         raise ParameterError(f"parameter '{name}' must be >= 0, or -1 for fresh entropy; got {value}")
-    if name.endswith("_sec") and name not in _NON_NEGATIVE and not value > 0:
-        raise ParameterError(f"parameter '{name}' must be > 0 seconds, got {value}")
+    if name.endswith("_sec") and name not in _NON_NEGATIVE and not (math.isfinite(value) and value > 0):
+        raise ParameterError(f"parameter '{name}' must be a finite number > 0 seconds, got {value}")
     if isinstance(value, tuple) and not all(math.isfinite(v) for v in value):
         raise ParameterError(f"parameter '{name}' must hold finite numbers, got {list(value)}")
     if type(value) is float and name in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
