@@ -58,14 +58,20 @@ def latent_noise_shape(batch: int, ensemble_size: int, height: int, width: int) 
     return (batch * ensemble_size, LATENT_CHANNELS, height // VAE_DOWNSCALE, width // VAE_DOWNSCALE)
 
 
+def ensemble_size_of(noise_shape: tuple[int, ...], batch: int, height: int, width: int) -> int:
+    """Members per image M of noise shaped (b*M, 4, h/8, w/8) for ``batch`` images; InputError for any other shape."""
+    if len(noise_shape) != 4 or noise_shape[0] % batch or tuple(noise_shape[1:]) != \
+            latent_noise_shape(1, 1, height, width)[1:]:
+        raise InputError(f"noise must be (b*M, {LATENT_CHANNELS}, {height // VAE_DOWNSCALE}, "
+                         f"{width // VAE_DOWNSCALE}) for {batch} image(s), got {tuple(noise_shape)}")
+    return noise_shape[0] // batch
+
+
 def sample_members(model, rgb_bchw: torch.Tensor, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
     """Encode once, run all b*M members as one batch per step, decode: z members (b, M, H, W)."""
     check_image_batch(rgb_bchw)
     b, _, h, w = rgb_bchw.shape
-    if noise.ndim != 4 or noise.shape[0] % b or tuple(noise.shape[1:]) != latent_noise_shape(1, 1, h, w)[1:]:
-        raise InputError(f"noise must be (b*M, {LATENT_CHANNELS}, {h // VAE_DOWNSCALE}, {w // VAE_DOWNSCALE}) "
-                         f"for {b} image(s), got {tuple(noise.shape)}")
-    m = noise.shape[0] // b
+    m = ensemble_size_of(tuple(noise.shape), b, h, w)
     z_img = model.encode(rgb_bchw).to(model.dtype)
     z_img = z_img.repeat_interleave(m, dim=0)
     z = model.decode(flow_to_depth_latent(model, z_img, noise, num_steps)).float()

@@ -72,6 +72,8 @@ def test_fused_graph_refuses_other_k_m_and_size(graphs):
         backend.run(*inputs(1, 2))
     with pytest.raises(BackendError, match="built for 64x128"):
         backend.run(np.zeros((1, 3, 128, 128), np.float32), np.zeros((4, 4, 16, 16), np.float32))
+    with pytest.raises(BackendError, match="noise must be"):
+        backend.run(inputs(1, 4)[0], np.zeros((4, 4, 8, 8), np.float32))
 
 
 def test_split_graphs_from_different_models_are_refused(graphs, tmp_path):

@@ -6,8 +6,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..errors import BackendError
-from ..sampler import latent_noise_shape
+from ..errors import BackendError, InputError
+from ..sampler import ensemble_size_of
 
 
 class Backend(ABC):
@@ -36,10 +36,10 @@ class Backend(ABC):
         if self.fixed_size is not None and (h, w) != tuple(self.fixed_size):
             raise BackendError(f"{self.name}: engine was built for {self.fixed_size[0]}x{self.fixed_size[1]}, "
                                f"got {h}x{w}; rebuild it or set the processing resolution to match")
-        expected = latent_noise_shape(b, 1, h, w)[1:]
-        if noise.ndim != 4 or noise.shape[0] % b or tuple(noise.shape[1:]) != expected:
-            raise BackendError(f"{self.name}: noise must be (b*M, {', '.join(map(str, expected))}), got {noise.shape}")
-        m = noise.shape[0] // b
+        try:
+            m = ensemble_size_of(noise.shape, b, h, w)
+        except InputError as exc:
+            raise BackendError(f"{self.name}: {exc}") from exc
         if self.fixed_ensemble_size is not None and m != self.fixed_ensemble_size:
             raise BackendError(f"{self.name}: engine was built for ensemble size {self.fixed_ensemble_size}, got {m}")
         return m
