@@ -183,8 +183,6 @@ def _check_value(spec: ParamSpec, value: Any) -> None:
     name = spec.name
     if spec.choices and value not in spec.choices:
         raise ParameterError(f"parameter '{name}' must be one of {', '.join(spec.choices)}; got {value!r}")
-    if name in ("num_steps", "ensemble_size") and value < 1:
-        raise ParameterError(f"parameter '{name}' must be >= 1, got {value}")
     if name == "processing_resolution" and (value < 0 or value % SIZE_MULTIPLE):
         raise ParameterError(f"parameter '{name}' must be 0 (native size) or a positive multiple of "
                              f"{SIZE_MULTIPLE}, got {value}")
