@@ -12,7 +12,9 @@ def _valid(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> np.ndar
         raise InputError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     valid = np.isfinite(pred) & np.isfinite(gt) & (gt > 0)
     if mask is not None:
-        valid &= mask.astype(bool)
+        if np.shape(mask) != gt.shape:
+            raise InputError(f"mask {np.shape(mask)} and ground truth {gt.shape} differ in shape")
+        valid &= np.asarray(mask, dtype=bool)
     if not valid.any():
         raise InputError("no valid ground-truth pixels to evaluate")
     return valid

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from depthfm_ros.cli.eval import format_table, main
+from depthfm_ros.errors import InputError
 from depthfm_ros.metrics import abs_rel, delta1, evaluate_log_aligned
 from depthfm_ros.training.data import ArrayDepthDataset, write_folder_dataset
 
@@ -17,6 +18,14 @@ def test_metrics_match_hand_computed_values():
     assert abs_rel(pred, gt) == pytest.approx((0.1 + 0.0 + 0.25) / 3)
     # delta1: ratios 1.1, 1.0, 4/3 -> two below 1.25
     assert delta1(pred, gt) == pytest.approx(2 / 3)
+
+
+def test_metrics_refuse_mismatched_shapes():
+    gt = np.ones((2, 2))
+    with pytest.raises(InputError, match="differ in shape"):
+        abs_rel(np.ones((2, 3)), gt)
+    with pytest.raises(InputError, match="mask"):
+        delta1(gt, gt, mask=np.ones((1, 4), bool))  # would broadcast or fail deep in numpy
 
 
 def test_log_alignment_recovers_scale_and_shift():
