@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, InputError
+from .processing import SIZE_MULTIPLE
 
 LATENT_SCALE = 0.18215
 LATENT_CHANNELS = 4
@@ -383,12 +384,13 @@ def load_vae(path: str | Path):
 
 
 def check_image_batch(rgb_bchw: torch.Tensor) -> None:
-    """Engine inputs are (b, 3, h, w) with h, w multiples of 64 (the UNet halves the latent at every level)."""
+    """Engine inputs are (b, 3, h, w) with h, w multiples of SIZE_MULTIPLE, 64 (the UNet halves the latent at every
+    level); :func:`processing.processing_size` snaps to the same constant."""
     if rgb_bchw.ndim != 4 or rgb_bchw.shape[1] != 3:
         raise InputError(f"expected images (b, 3, h, w), got {tuple(rgb_bchw.shape)}")
     h, w = rgb_bchw.shape[-2:]
-    if h % 64 or w % 64 or h == 0 or w == 0:
-        raise InputError(f"processing size must be a positive multiple of 64, got {h}x{w}")
+    if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE or h == 0 or w == 0:
+        raise InputError(f"processing size must be a positive multiple of {SIZE_MULTIPLE}, got {h}x{w}")
 
 
 # ------------------------------------------------------------------------------------------- tiny models
