@@ -83,10 +83,13 @@ class _Messages:
                                   data=np.ascontiguousarray(rgb_hwc_u8).reshape(-1))
 
     def camera_info(self, camera: PinholeCamera, header):
-        d = np.zeros(5) if camera.D.size == 0 else camera.D
+        # An empty or "none" model is written as plumb_bob with zero D (the rectified-camera convention).
+        model = camera.distortion_model if camera.D.size and camera.distortion_model not in ("none", "") \
+            else "plumb_bob"
+        d = camera.D if model == camera.distortion_model else np.zeros(5)
         roi = self.t["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
         return self.t[CAMERA_INFO_TYPE](
-            header=header, height=camera.height, width=camera.width, distortion_model="plumb_bob", d=d.astype(float),
+            header=header, height=camera.height, width=camera.width, distortion_model=model, d=d.astype(float),
             k=camera.K.ravel().astype(float), r=np.eye(3).ravel(),
             p=np.hstack([camera.K, np.zeros((3, 1))]).ravel().astype(float), binning_x=0, binning_y=0, roi=roi)
 

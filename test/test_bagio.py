@@ -67,6 +67,19 @@ def test_image_camera_info_and_cloud_decode_back(bag):
     assert 0.05 < ranges.min() and ranges.max() < 100.0
 
 
+def test_camera_info_keeps_the_distortion_model():
+    from depthfm_ros.camera import PinholeCamera
+
+    build = bagio._Messages(bagio.typestore())
+    header = build.header(0, bagio.CAMERA_FRAME)
+    K = default_camera(W, H).K
+    d8 = np.array([-0.3, 0.1, 0.001, 0.002, 0.01, 0.1, 0.02, 0.003])
+    info = build.camera_info(PinholeCamera(W, H, K, d8, "rational_polynomial"), header)
+    assert info.distortion_model == "rational_polynomial" and np.array_equal(info.d, d8)
+    plain = build.camera_info(PinholeCamera(W, H, K, np.zeros(0), "none"), header)
+    assert plain.distortion_model == "plumb_bob" and np.array_equal(plain.d, np.zeros(5))
+
+
 def test_tf_static_holds_the_lidar_extrinsic(bag):
     transforms = bagio.static_transforms(bag.path)
     T = bagio.transform_between(transforms, bagio.CAMERA_FRAME, bagio.LIDAR_FRAME)
