@@ -24,9 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from .errors import InputError
 from .metrics import evaluate_log_aligned
 from .model import DepthFM
-from .processing import resize_hw, to_model_input
+from .processing import read_rgb, resize_hw, to_model_input
 from .sampler import flow_to_depth_latent, latent_noise_shape
-from .training.data import read_rgb
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,14 @@ def check_rgb(rgb_hwc_u8: np.ndarray) -> np.ndarray:
     return rgb_hwc_u8
 
 
+def read_rgb(path) -> np.ndarray:
+    """RGB uint8 HxWx3 from an image file; InputError if it cannot be read as an image."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"cannot read image {path}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def processing_size(height: int, width: int, resolution: int) -> tuple[int, int]:
     """(h, w) the model runs at: longest side ``resolution`` (a multiple of 64), aspect kept to the nearest 64.
 

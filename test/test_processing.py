@@ -71,3 +71,20 @@ def test_colorize_nan_is_black_and_range_spans():
     assert rgb.shape == (10, 10, 3) and rgb.dtype == np.uint8
     assert rgb[0, 0].tolist() == [0, 0, 0]
     assert rgb[-1, -1].sum() > rgb[0, 1].sum()
+
+
+def test_read_rgb_returns_rgb_order_and_rejects_non_images(tmp_path):
+    import cv2
+
+    from depthfm_ros.processing import read_rgb
+
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[..., 2] = 200  # red in OpenCV's BGR order
+    cv2.imwrite(str(tmp_path / "red.png"), bgr)
+    rgb = read_rgb(tmp_path / "red.png")
+    assert rgb.shape == (4, 6, 3) and rgb[0, 0].tolist() == [200, 0, 0]
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(InputError, match="cannot read image"):
+        read_rgb(tmp_path / "text.png")
+    with pytest.raises(InputError):
+        read_rgb(tmp_path / "missing.png")

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..fusion import fit_log_depth
 from ..model import DepthFM, LATENT_CHANNELS, unet_config_from_ldm
 from ..processing import ensemble_stats, processing_size, relative_depth, resize_hw, to_model_input
 from ..sampler import latent_noise_shape
@@ -115,20 +116,6 @@ class TimedStages:
             return out
 
         return call
-
-
-def fusion_fn() -> tuple[str, Callable[[np.ndarray, np.ndarray], object]]:
-    """The LiDAR log-depth fit from ``depthfm_ros.fusion`` if present, else a least-squares placeholder."""
-    try:
-        from ..fusion import fit_log_depth
-
-        return "fusion.fit_log_depth", fit_log_depth
-    except ImportError:
-        def placeholder(z_hw, sparse_hw_m):
-            valid = sparse_hw_m > 0
-            return np.polyfit(z_hw[valid], np.log(sparse_hw_m[valid]), 1)
-
-        return "placeholder polyfit (depthfm_ros.fusion not available)", placeholder
 
 
 def time_backend(name: str, backend, stages: TimedStages | None, staged_run, rgb_hwc_u8: np.ndarray,
@@ -297,7 +284,7 @@ def _main(argv=None) -> int:
     model_name = (args.checkpoint or "tiny random model") + (", tiny VAE" if vae_kind == "tiny" else "")
     in_h, in_w = (int(v) for v in args.input_size.lower().split("x"))
     rgb = np.random.default_rng(0).integers(0, 256, (in_h, in_w, 3), dtype=np.uint8)
-    fusion_name, fusion = fusion_fn()
+    fusion_name, fusion = "fusion.fit_log_depth", fit_log_depth
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         backends = available_backends(model, args.height, args.width, args.steps, args.ensemble, Path(tmp),

@@ -11,14 +11,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..pipeline import DepthFMPipeline, DepthPrediction
-from ..processing import colorize
+from ..errors import InputError
+from ..processing import colorize, read_rgb
 from .common import add_model_args, backend_from_args, run_cli
-
-
-def read_rgb(path: Path) -> np.ndarray | None:
-    """RGB uint8 image from a file, or None if it cannot be read as an image."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def write_outputs(pred: DepthPrediction, rgb: np.ndarray, out_dir: Path, stem: str, formats: set[str]) -> list[Path]:
@@ -54,9 +49,10 @@ def _main(argv=None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in tqdm(args.images, desc="depthfm", unit="img"):
-        rgb = read_rgb(path)
-        if rgb is None:
-            tqdm.write(f"skipped {path}: not a readable image")
+        try:
+            rgb = read_rgb(path)
+        except InputError as exc:
+            tqdm.write(f"skipped {path}: {exc}")
             failed += 1
             continue
         pred = pipe(rgb)

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..errors import InputError
-from ..processing import check_rgb, to_model_input
+from ..processing import check_rgb, read_rgb, to_model_input
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIXES = (".npy", ".png")
@@ -104,13 +104,6 @@ class PairDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         rgb, depth, valid = self.pair(index % len(self))
         return make_sample(rgb, depth, valid, self.size_hw, self.low_pct, self.high_pct)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise InputError(f"cannot read image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_depth_m(path: Path, png_depth_scale_m: float = 1e-3) -> np.ndarray:
