@@ -215,6 +215,24 @@ class DepthFM(nn.Module):
         }
 
 
+def load_model(checkpoint: str | Path | None = None, vae: str | Path | None = None, *, tiny_model: bool = False,
+               vae_kind: str = "full", tiny_vae: str | Path | None = None, seed: int = 0) -> DepthFM:
+    """The DepthFM a user's settings describe (CLI arguments, node parameters): the small random model
+    (``tiny_model``, for demos and tests) or a checkpoint; ``tiny_vae`` (a folder) implies ``vae_kind`` 'tiny'."""
+    vae_kind = "tiny" if tiny_vae else vae_kind
+    if tiny_model:
+        model = build_tiny_depthfm(seed=seed)
+        if vae_kind == "tiny":  # a random test-size tiny VAE unless a folder is given
+            from .tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
+
+            model.set_tiny_vae(load_tiny_vae(tiny_vae) if tiny_vae else build_tiny_vae(TINY_TEST_CONFIG))
+        return model
+    if not checkpoint:
+        raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
+                              "or the tiny random model")
+    return DepthFM.load(checkpoint, vae, tiny_vae=tiny_vae, vae_kind=vae_kind)
+
+
 # ------------------------------------------------------------------------------------ official checkpoint
 def load_official_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate an official DepthFM checkpoint dict."""

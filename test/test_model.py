@@ -137,3 +137,14 @@ def test_missing_vae_folder(tmp_path, tiny_model):
 def test_not_a_model_folder(tmp_path):
     with pytest.raises(CheckpointError, match="depthfm.json"):
         DepthFM.from_pretrained(tmp_path)
+
+
+def test_load_model_from_settings(tmp_path, official_tiny):
+    from depthfm_ros.model import load_model
+
+    tiny = load_model(tiny_model=True, vae_kind="tiny", seed=3)
+    assert tiny.vae_kind == "tiny" and tiny.noising_step == 400
+    official = load_model(official_tiny / "tiny.ckpt", official_tiny / "vae")
+    assert official.vae_kind == "full" and official.noising_step == 0
+    with pytest.raises(CheckpointError, match="no model given"):
+        load_model()

@@ -253,13 +253,13 @@ def test_torch_threads_parameter_sets_torch_threads_at_start(graph_factory, torc
 
 
 def test_ensemble_size_reaches_tensorrt_engines_only(monkeypatch, tmp_path):
+    from depthfm_ros import backends
     from depthfm_ros.backends import create_backend
-    from depthfm_ros.cli import common
     from depthfm_ros.ros.node import load_backend
     from depthfm_ros.ros.params import validate
 
     calls = []
-    monkeypatch.setattr(common, "create_backend", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(backends, "create_backend", lambda *args, **kwargs: calls.append(kwargs))
     engine = tmp_path / "split"
     engine.mkdir()
     load_backend(validate({"engine": str(engine), "backend": "tensorrt", "ensemble_size": 4}))

@@ -79,4 +79,32 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
     return TensorRTBackend(engine, num_steps=num_steps, precision=dtype, **kwargs)
 
 
+
+def load_backend(backend: str = "torch", *, checkpoint: str | None = None, vae: str | None = None,
+                 engine: str | None = None, tiny_model: bool = False, vae_kind: str = "full",
+                 tiny_vae: str | None = None, num_steps: int = 2, dtype: str = "fp32",
+                 ensemble_size: int | None = None, seed: int = 0) -> Backend:
+    """The backend a user's settings describe (shared by the command-line tools and the ROS node).
+
+    ``tiny_model`` runs the small random model on torch; otherwise ``engine`` (an exported graph or TensorRT
+    engine) or ``checkpoint`` (+ ``vae``) feed :func:`create_backend`.
+    """
+    from ..errors import CheckpointError
+
+    if tiny_model:
+        from ..model import load_model
+        from .torch_backend import TorchBackend
+
+        model = load_model(tiny_model=True, vae_kind=vae_kind, tiny_vae=tiny_vae, seed=seed)
+        return TorchBackend(model, num_steps=num_steps, dtype=dtype)
+    if not checkpoint and not engine:
+        raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
+                              "an exported engine, or the tiny random model")
+    kwargs = {"engine": engine} if engine else {}
+    if engine and ensemble_size:  # split TensorRT engines size their member profile from it
+        kwargs["ensemble_size"] = ensemble_size
+    if (tiny_vae or vae_kind == "tiny") and not engine:
+        kwargs.update(tiny_vae=tiny_vae, vae_kind="tiny")
+    return create_backend(backend, checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
+
 __all__ = ["BACKENDS", "Backend", "choose_backend", "create_backend"]

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from ..backends import BACKENDS, Backend, create_backend
+from ..backends import BACKENDS, Backend, load_backend
 from ..errors import DepthFMError
 
 
@@ -36,44 +36,23 @@ def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> Non
     g.add_argument("--seed", type=int, default=0, help="noise seed (reproducible ensembles)")
 
 
-def _vae_choice(args: argparse.Namespace) -> tuple[str, str | None]:
-    tiny_vae = getattr(args, "tiny_vae", None) or None
-    return ("tiny" if tiny_vae else getattr(args, "vae_kind", "full")), tiny_vae
+def _model_settings(args: argparse.Namespace) -> dict:
+    return {"tiny_model": args.tiny_model, "vae_kind": getattr(args, "vae_kind", "full"),
+            "tiny_vae": getattr(args, "tiny_vae", None) or None}
 
 
 def model_from_args(args: argparse.Namespace, seed: int = 0):
-    """The DepthFM the checkpoint arguments describe: the tiny random model, or a checkpoint (+ VAE choice)."""
-    from ..model import DepthFM, build_tiny_depthfm
+    """The DepthFM the checkpoint arguments describe (:func:`depthfm_ros.model.load_model`)."""
+    from ..model import load_model
 
-    vae_kind, tiny_vae = _vae_choice(args)
-    if args.tiny_model:
-        model = build_tiny_depthfm(seed=seed)
-        if vae_kind == "tiny":  # a random test-size tiny VAE unless a folder is given
-            from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
-
-            model.set_tiny_vae(load_tiny_vae(tiny_vae) if tiny_vae else build_tiny_vae(TINY_TEST_CONFIG))
-        return model
-    if not args.checkpoint:
-        raise DepthFMError("give --checkpoint (and --vae for an official .ckpt) or --tiny-model")
-    return DepthFM.load(args.checkpoint, args.vae, tiny_vae=tiny_vae, vae_kind=vae_kind)
+    return load_model(args.checkpoint, args.vae, seed=seed, **_model_settings(args))
 
 
 def backend_from_args(args: argparse.Namespace) -> Backend:
-    """Build the backend the arguments ask for."""
-    if args.tiny_model:
-        from ..backends.torch_backend import TorchBackend
-
-        return TorchBackend(model_from_args(args, seed=args.seed), num_steps=args.steps, dtype=args.dtype)
-    if not args.checkpoint and not args.engine:
-        raise DepthFMError("give --checkpoint (and --vae for an official .ckpt), --engine, or --tiny-model")
-    vae_kind, tiny_vae = _vae_choice(args)
-    kwargs = {"engine": args.engine} if args.engine else {}
-    ensemble_size = getattr(args, "ensemble", None)
-    if args.engine and ensemble_size:  # split TensorRT engines size their member profile from it
-        kwargs["ensemble_size"] = ensemble_size
-    if vae_kind == "tiny" and not args.engine:
-        kwargs.update(tiny_vae=tiny_vae, vae_kind="tiny")
-    return create_backend(args.backend, args.checkpoint, args.vae, num_steps=args.steps, dtype=args.dtype, **kwargs)
+    """The backend the model arguments describe (:func:`depthfm_ros.backends.load_backend`)."""
+    return load_backend(args.backend, checkpoint=args.checkpoint, vae=args.vae, engine=args.engine,
+                        num_steps=args.steps, dtype=args.dtype, ensemble_size=getattr(args, "ensemble", None),
+                        seed=args.seed, **_model_settings(args))
 
 
 def run_cli(main_body, argv=None) -> int:

@@ -19,7 +19,6 @@ relative depth and says why in /diagnostics; the node keeps serving.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
@@ -33,6 +32,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+from .. import backends
 from ..backends import Backend
 from ..camera import PinholeCamera
 from ..errors import DepthFMError
@@ -61,15 +61,12 @@ def qos_profile(name: str) -> QoSProfile:
 
 
 def load_backend(config: NodeConfig) -> Backend:
-    """The engine the parameters ask for (the CLI's loader, so node and tools load models the same way)."""
-    from ..cli.common import backend_from_args
-
-    args = argparse.Namespace(tiny_model=config.model == "tiny", checkpoint=config.checkpoint or None,
-                              vae=config.vae or None, vae_kind=config.vae_kind, tiny_vae=config.tiny_vae or None,
-                              engine=config.engine or None, backend=config.backend,
-                              steps=config.num_steps, dtype=config.dtype, ensemble=config.ensemble_size,
-                              seed=max(config.seed, 0))
-    return backend_from_args(args)
+    """The engine the parameters ask for (the loader the command-line tools use too)."""
+    return backends.load_backend(config.backend, checkpoint=config.checkpoint or None, vae=config.vae or None,
+                                 engine=config.engine or None, tiny_model=config.model == "tiny",
+                                 vae_kind=config.vae_kind, tiny_vae=config.tiny_vae or None,
+                                 num_steps=config.num_steps, dtype=config.dtype,
+                                 ensemble_size=config.ensemble_size, seed=max(config.seed, 0))
 
 
 def apply_torch_threads(num_threads: int) -> None:
