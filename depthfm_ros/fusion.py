@@ -143,8 +143,12 @@ class LogDepthFit:
         return self.a * z_hw + self.b
 
     def depth_m(self, z_hw: np.ndarray) -> np.ndarray:
-        """Metric depth of the global fit, same dtype as ``z_hw``."""
-        return np.exp(self.a * z_hw + self.b).astype(np.asarray(z_hw).dtype, copy=False)
+        """Metric depth of the global fit, exp(a·z + b), float32; NaN where that is not a positive finite number
+        (REP-118)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            depth = np.exp(np.float32(self.a) * np.asarray(z_hw, np.float32) + np.float32(self.b)).astype(np.float32)
+        depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+        return depth
 
 
 def _check_image(name: str, arr, shape: tuple[int, ...] | None = None) -> np.ndarray:

@@ -13,11 +13,11 @@ from std_msgs.msg import Header
 
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.errors import InputError
-from depthfm_ros.fusion import transform_from_xyz_quat
+from depthfm_ros.fusion import LogDepthFit, transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
 from depthfm_ros.ros.conversions import (camera_to_camera_info, image_to_array, numpy_to_image,
                                          pointcloud2_to_xyz, xyz_to_pointcloud2)
-from depthfm_ros.ros.lidar import CloudImageSync, align_frame, depth_from_z, sparse_depth
+from depthfm_ros.ros.lidar import CloudImageSync, align_frame, sparse_depth
 from depthfm_ros.synthetic import T_CAM_LIDAR_DEFAULT, make_scene, simulate_lidar
 from ros_graph import OUTPUTS, Graph, stamp_ns
 
@@ -202,7 +202,8 @@ def test_without_clouds_depth_flows_relative_after_the_timeout_and_metric_resume
     assert stamp_ns(g.received["depth"][0]) == stamp and 0.0 <= depth.min() and depth.max() <= 1.0  # relative
     prediction, _, _ = expected_frame(tiny_model, scene, scan)
     points = pointcloud2_to_xyz(g.received["points"][0])  # the fixed points_scale / points_shift mapping
-    np.testing.assert_allclose(points[:, 2], depth_from_z(prediction.z, 2.0, 0.5).ravel(), rtol=1e-4)
+    fixed = LogDepthFit(2.0, 0.5, float("nan"), 0, 0)
+    np.testing.assert_allclose(points[:, 2], fixed.depth_m(prediction.z).ravel(), rtol=1e-4)
     g.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "LiDAR stale" in s.message and
                            {kv.key: kv.value for kv in s.values}["frames_unaligned"] == "1"
                            for s in alignment_statuses(g)), "stale diagnostics")

@@ -12,7 +12,6 @@ from depthfm_ros.fusion import LogDepthFit, metric_std
 from depthfm_ros.pipeline import DepthFMPipeline
 from depthfm_ros.pointcloud import FLOAT32, combined_mask, depth_to_points, unpack_rgb
 from depthfm_ros.ros.conversions import image_to_array, pointcloud2_to_xyz
-from depthfm_ros.ros.lidar import depth_from_z
 from ros_graph import OUTPUTS, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
 
 H, W = 96, 128
@@ -47,8 +46,9 @@ def first_cloud(g: Graph, stamp: int, info: CameraInfo | None = None) -> PointCl
 def expected_depth(tiny_model):
     """The node's first frame in fixed-scale metres: depth = exp(SCALE z + SHIFT) and its std."""
     prediction = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64, 2, seed=0)(rgb_frame(0))
-    depth = depth_from_z(prediction.z, SCALE, SHIFT)
-    return depth, metric_std(prediction.std, depth, LogDepthFit(SCALE, SHIFT, float("nan"), 0, 0))
+    fixed = LogDepthFit(SCALE, SHIFT, float("nan"), 0, 0)
+    depth = fixed.depth_m(prediction.z)
+    return depth, metric_std(prediction.std, depth, fixed)
 
 
 def camera(width: int, height: int) -> PinholeCamera:

@@ -166,14 +166,6 @@ def sparse_depth(points_n3: np.ndarray, camera: PinholeCamera, T_cam_lidar: np.n
                           max_depth_m=max_range_m if max_range_m > 0 else np.inf)
 
 
-def depth_from_z(z_hw: np.ndarray, a: float, b: float) -> np.ndarray:
-    """``exp(a·z + b)`` as float32 metres, NaN where the result is not a positive finite number (REP-118)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        depth = np.exp(a * z_hw.astype(np.float32) + np.float32(b)).astype(np.float32)
-    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-    return depth
-
-
 def align_frame(z_hw: np.ndarray, std_z_hw: np.ndarray, sparse_hw_m: np.ndarray, complete: bool = True) -> AlignedFrame:
     """Fit ``log d = a·z + b`` to the sparse depth (weighted by the ensemble std) and, with ``complete``, complete it
     (:func:`complete_frame`).
@@ -181,7 +173,7 @@ def align_frame(z_hw: np.ndarray, std_z_hw: np.ndarray, sparse_hw_m: np.ndarray,
     Raises AlignmentError when the fit is refused (too few or degenerate points).
     """
     fit = fit_log_depth(z_hw, sparse_hw_m, std_z_hw)
-    depth = depth_from_z(z_hw, fit.a, fit.b)
+    depth = fit.depth_m(z_hw)
     frame = AlignedFrame(depth, metric_std(std_z_hw, depth, fit), None, None, fit)
     return complete_frame(frame, z_hw, sparse_hw_m) if complete else frame
 

@@ -41,7 +41,7 @@ from ..pipeline import DepthFMPipeline, DepthPrediction
 from ..pointcloud import combined_mask, depth_to_points
 from . import conversions
 from .diagnostics import AlignmentStats, FrameStats, alignment_status, diagnostic_array, diagnostic_status
-from .lidar import (AlignedFrame, CloudImageSync, LidarExtrinsic, align_frame, complete_frame, depth_from_z,
+from .lidar import (AlignedFrame, CloudImageSync, LidarExtrinsic, align_frame, complete_frame,
                     sparse_depth)
 from .params import NodeConfig, ParameterError, declare_and_read
 
@@ -356,9 +356,9 @@ class DepthFMNode(Node):
         (a fixed calibration, not a measurement)."""
         if aligned is not None:
             return aligned.depth_hw_m, aligned.std_hw_m
-        scale, shift = self.config.points_scale, self.config.points_shift
-        depth = depth_from_z(prediction.z, scale, shift)
-        return depth, metric_std(prediction.std, depth, LogDepthFit(scale, shift, float("nan"), 0, 0))
+        fixed = LogDepthFit(self.config.points_scale, self.config.points_shift, float("nan"), 0, 0)
+        depth = fixed.depth_m(prediction.z)
+        return depth, metric_std(prediction.std, depth, fixed)
 
     def publish_points(self, prediction: DepthPrediction, header, camera: PinholeCamera,
                        aligned: AlignedFrame | None, rgb_hwc_u8: np.ndarray | None) -> bool:
