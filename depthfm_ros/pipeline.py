@@ -9,8 +9,9 @@ import numpy as np
 
 from .backends.base import Backend
 from .errors import InputError
-from .processing import check_rgb, ensemble_stats, processing_size, relative_depth, resize_hw, to_model_input
-from .sampler import latent_noise_shape
+from .processing import check_rgb, members_to_input_size, processing_size, relative_depth, to_model_input
+from .settings import ModelSettings
+from .shapes import latent_noise_shape
 
 
 @dataclass
@@ -56,6 +57,11 @@ class DepthFMPipeline:
         self.ensemble_size = ensemble_size
         self.rng = np.random.default_rng(seed)
 
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, backend: Backend) -> "DepthFMPipeline":
+        """The pipeline ``settings`` describe around ``backend`` (:func:`depthfm_ros.backends.load_backend`)."""
+        return cls(backend, settings.processing_resolution, settings.ensemble_size, seed=settings.seed)
+
     def size_for(self, height: int, width: int) -> tuple[int, int]:
         """Processing size for an input of ``height`` x ``width``."""
         if self.backend.fixed_size is not None:
@@ -86,12 +92,10 @@ class DepthFMPipeline:
         t1 = time.perf_counter()
         members = self.backend.run(rgb_bchw, noise)
         t2 = time.perf_counter()
-        z_bhw, std_bhw = ensemble_stats(members)
-        z_bhw = np.stack([resize_hw(z, h_in, w_in) for z in z_bhw])
-        std_bhw = np.stack([resize_hw(s, h_in, w_in) for s in std_bhw])
+        z_bhw, std_bhw = members_to_input_size(members, h_in, w_in)
         depth_bhw = relative_depth(z_bhw)
         t3 = time.perf_counter()
         timings = {"preprocess": 1e3 * (t1 - t0), "engine": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
-        return [DepthPrediction(z.astype(np.float32), d, s.astype(np.float32), (h, w), self.ensemble_size,
+        return [DepthPrediction(z, d, s, (h, w), self.ensemble_size,
                                 self.backend.num_steps, dict(timings))
                 for z, d, s in zip(z_bhw, depth_bhw, std_bhw)]

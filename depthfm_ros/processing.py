@@ -6,8 +6,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-
-SIZE_MULTIPLE = 64
+from .shapes import SIZE_MULTIPLE
 
 
 def check_rgb(rgb_hwc_u8: np.ndarray) -> np.ndarray:
@@ -63,6 +62,15 @@ def to_model_input(rgb_hwc_u8: np.ndarray, height: int, width: int) -> np.ndarra
 def ensemble_stats(z_members_bmhw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation over ensemble members (axis 1): log-depth z and its uncertainty, both (b, h, w)."""
     return z_members_bmhw.mean(axis=1), z_members_bmhw.std(axis=1)
+
+
+def members_to_input_size(z_members_bmhw: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ensemble mean z and std of engine output (b, M, h, w), each resized back to ``height`` x ``width``: float32
+    (b, height, width)."""
+    z_bhw, std_bhw = ensemble_stats(z_members_bmhw)
+    z_bhw = np.stack([resize_hw(z, height, width) for z in z_bhw]).astype(np.float32, copy=False)
+    std_bhw = np.stack([resize_hw(s, height, width) for s in std_bhw]).astype(np.float32, copy=False)
+    return z_bhw, std_bhw
 
 
 def relative_depth(z_bhw: np.ndarray) -> np.ndarray:

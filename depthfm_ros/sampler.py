@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from .errors import InputError
-from .model import LATENT_CHANNELS, VAE_DOWNSCALE, check_image_batch
+from .shapes import check_image_batch, ensemble_size_of
 
 VelocityFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -51,20 +51,6 @@ def flow_to_depth_latent(model, z_img: torch.Tensor, noise: torch.Tensor, num_st
     x0 = noise_augment(z_img, model.noising_step, noise.to(z_img))
     condition = z_img if condition is None else condition
     return euler_flow(lambda x, t: model.velocity(x, t, condition), x0, num_steps)
-
-
-def latent_noise_shape(batch: int, ensemble_size: int, height: int, width: int) -> tuple[int, int, int, int]:
-    """Noise shape for ``batch`` images of ``height`` x ``width`` with ``ensemble_size`` members each."""
-    return (batch * ensemble_size, LATENT_CHANNELS, height // VAE_DOWNSCALE, width // VAE_DOWNSCALE)
-
-
-def ensemble_size_of(noise_shape: tuple[int, ...], batch: int, height: int, width: int) -> int:
-    """Members per image M of noise shaped (b*M, 4, h/8, w/8) for ``batch`` images; InputError for any other shape."""
-    if len(noise_shape) != 4 or noise_shape[0] % batch or tuple(noise_shape[1:]) != \
-            latent_noise_shape(1, 1, height, width)[1:]:
-        raise InputError(f"noise must be (b*M, {LATENT_CHANNELS}, {height // VAE_DOWNSCALE}, "
-                         f"{width // VAE_DOWNSCALE}) for {batch} image(s), got {tuple(noise_shape)}")
-    return noise_shape[0] // batch
 
 
 def sample_members(model, rgb_bchw: torch.Tensor, noise: torch.Tensor, num_steps: int) -> torch.Tensor:

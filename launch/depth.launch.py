@@ -9,9 +9,10 @@ An empty parameter argument (the default) keeps the value from ``params_file``.
 import os
 
 import yaml
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 DEFAULT_PARAMS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config", "depthfm.yaml")
 

@@ -15,8 +15,8 @@ import torch
 from tqdm import tqdm
 
 from depthfm_ros.backends.torch_backend import TorchBackend
-from depthfm_ros.model import build_tiny_depthfm
-from depthfm_ros.sampler import latent_noise_shape
+from depthfm_ros.models.architectures import build_tiny_depthfm
+from depthfm_ros.shapes import latent_noise_shape
 
 
 def median_ms(fn, repeats: int) -> float:

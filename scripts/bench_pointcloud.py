@@ -13,9 +13,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from depthfm_ros.camera import PinholeCamera  # noqa: E402
-from depthfm_ros.pointcloud import (depth_to_points, edge_mask, pack_points, range_mask,  # noqa: E402
-                                    uncertainty_mask)
+from depthfm_ros.geometry.camera import PinholeCamera
+from depthfm_ros.geometry.masks import edge_mask, range_mask, uncertainty_mask
+from depthfm_ros.geometry.projection import depth_to_points
+from depthfm_ros.ros.wire import pack_points
 
 
 def synthetic_frame(height: int, width: int, seed: int = 0):

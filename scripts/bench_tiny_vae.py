@@ -24,11 +24,11 @@ import time
 import numpy as np
 import torch
 
-from depthfm_ros.cli.bench import FLOP_SIZES_HW, build_full_depthfm, format_table, stage_flops
-from depthfm_ros.distill import DistillConfig, SyntheticImageDataset, distill, evaluate_vae_kinds
-from depthfm_ros.model import build_tiny_depthfm
-from depthfm_ros.sampler import latent_noise_shape
-from depthfm_ros.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae
+from depthfm_ros.cli.bench import FLOP_SIZES_HW, format_table, stage_flops
+from depthfm_ros.models.architectures import build_full_depthfm, build_tiny_depthfm
+from depthfm_ros.models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae
+from depthfm_ros.shapes import latent_noise_shape
+from depthfm_ros.training.distill import DistillConfig, SyntheticImageDataset, distill, evaluate_vae_kinds
 
 
 def flop_rows(steps=(1, 2), members=(1, 4)) -> list[dict]:
@@ -95,8 +95,8 @@ def vae_latency_rows(size: int, repeats: int) -> list[dict]:
     """Real-size SD VAE vs TAESD-size tiny VAE (random weights), one image at ``size``^2, encode and decode."""
     from diffusers import AutoencoderKL
 
-    from depthfm_ros.cli.bench import FULL_VAE_CONFIG
-    from depthfm_ros.tiny_vae import tiny_decode, tiny_encode
+    from depthfm_ros.models.architectures import FULL_VAE_CONFIG
+    from depthfm_ros.models.tiny_vae import tiny_decode, tiny_encode
 
     torch.manual_seed(0)
     sd = AutoencoderKL(**FULL_VAE_CONFIG).eval()
@@ -112,7 +112,7 @@ def vae_latency_rows(size: int, repeats: int) -> list[dict]:
 
 
 def accuracy(distill_steps: int, size: int, held_out: int) -> tuple[dict, list[dict]]:
-    from depthfm_ros.synthetic import make_scene
+    from depthfm_ros.sim.synthetic import make_scene
 
     teacher = build_tiny_depthfm(0, noising_step=400)
     student = build_tiny_vae(TINY_TEST_CONFIG, seed=0)

@@ -30,10 +30,10 @@ done
 python3 - "$TEACHER" "$OUT/distill_tiny/tiny_vae" "$OUT/distill_taesd/tiny_vae" <<'EOF'
 import json, sys
 import numpy as np, torch
-from depthfm_ros.distill import evaluate_vae_kinds
-from depthfm_ros.model import DepthFM
+from depthfm_ros.training.distill import evaluate_vae_kinds
+from depthfm_ros.models.depthfm import DepthFM
 from depthfm_ros.processing import to_model_input
-from depthfm_ros.tiny_vae import load_tiny_vae
+from depthfm_ros.models.tiny_vae import load_tiny_vae
 from depthfm_ros.training.data import SyntheticDepthDataset
 
 model = DepthFM.load(sys.argv[1]).eval()

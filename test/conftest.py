@@ -38,6 +38,6 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_model():
     """A small random DepthFM with the real architecture and noise augmentation on (noising_step 400)."""
-    from depthfm_ros.model import build_tiny_depthfm
+    from depthfm_ros.models.architectures import build_tiny_depthfm
 
     return build_tiny_depthfm(seed=0, noising_step=400)

@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 
 from depthfm_ros.backends.export import export_graph, export_onnx, model_hash
-from depthfm_ros.model import build_tiny_depthfm
+from depthfm_ros.models.architectures import build_tiny_depthfm
 
 HEIGHT, WIDTH = 64, 128
 FUSED_CASES = ((1, 1), (2, 4))  # (num_steps k, ensemble_size M); split graphs cover the rest

@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
 
 from depthfm_ros import backends
 from depthfm_ros.backends import choose_backend, create_backend
@@ -15,8 +16,7 @@ from depthfm_ros.backends.export import read_sidecar
 from depthfm_ros.backends.onnx_backend import OnnxBackend
 from depthfm_ros.backends.tensorrt_backend import EngineSpec, TensorRTBackend, profile_shapes
 from depthfm_ros.errors import BackendError
-from depthfm_ros.sampler import latent_noise_shape
-from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
+from depthfm_ros.shapes import latent_noise_shape
 
 TOL_FP32 = 1e-3
 HAS_TENSORRT_GPU = backends.tensorrt_importable() and torch.cuda.is_available()

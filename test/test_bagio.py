@@ -4,11 +4,17 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from depthfm_ros import bagio
+from depthfm_ros.ros import bag as bagio
 from depthfm_ros.errors import InputError
-from depthfm_ros.pointcloud import unpack_xyz
-from depthfm_ros.synthetic import (T_CAM_LIDAR_DEFAULT, camera_path, default_camera, moved_scene, random_scene_spec,
-                                   render_scene)
+from depthfm_ros.ros.wire import unpack_xyz
+from depthfm_ros.sim.synthetic import (
+    T_CAM_LIDAR_DEFAULT,
+    camera_path,
+    default_camera,
+    moved_scene,
+    random_scene_spec,
+    render_scene,
+)
 
 W, H, N = 64, 48, 3
 
@@ -68,7 +74,7 @@ def test_image_camera_info_and_cloud_decode_back(bag):
 
 
 def test_camera_info_keeps_the_distortion_model():
-    from depthfm_ros.camera import PinholeCamera
+    from depthfm_ros.geometry.camera import PinholeCamera
 
     build = bagio._Messages(bagio.typestore())
     header = build.header(0, bagio.CAMERA_FRAME)

@@ -7,8 +7,8 @@ import pytest
 
 from depthfm_ros.cli.eval import format_table, main
 from depthfm_ros.errors import InputError
-from depthfm_ros.metrics import abs_rel, delta1, evaluate_log_aligned
 from depthfm_ros.training.data import ArrayDepthDataset, write_folder_dataset
+from depthfm_ros.training.metrics import abs_rel, delta1, evaluate_log_aligned
 
 
 def test_metrics_match_hand_computed_values():

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from depthfm_ros.completion import DepthCompletionFM, downsample_sparse_hw
 from depthfm_ros.errors import CheckpointError, InputError
-from depthfm_ros.model import DepthFM, build_tiny_depthfm
+from depthfm_ros.models.architectures import build_tiny_depthfm
+from depthfm_ros.models.completion import DepthCompletionFM, downsample_sparse_hw
+from depthfm_ros.models.depthfm import DepthFM
 from depthfm_ros.sampler import euler_flow, noise_augment
 
 
@@ -24,7 +25,12 @@ def inputs(h=48, w=80, seed=0):
 
 @pytest.mark.parametrize("density", [0.0, 0.02, 1.0])
 def test_complete_accepts_any_density(completion_model, density):
-    rgb, depth_m = inputs()
+    rgb, _ = inputs()
+    # Freshly widened, the model ignores the sparse input: its z is the same for every density (same seed), so a
+    # depth that is exactly exp(0.5 z + 1) must come back through the robust log-space fit.
+    z_hw = completion_model.complete(rgb, np.zeros(rgb.shape[:2]), num_steps=2, ensemble_size=2,
+                                     processing_resolution=64).z_hw
+    depth_m = np.exp(0.5 * z_hw.astype(np.float64) + 1.0)
     keep = np.random.default_rng(1).random(depth_m.shape) < density
     sparse = np.where(keep, depth_m, 0.0)
     out = completion_model.complete(rgb, sparse, num_steps=2, ensemble_size=2, processing_resolution=64)
@@ -34,7 +40,18 @@ def test_complete_accepts_any_density(completion_model, density):
     if density == 0.0:
         assert out.depth_hw_m is None and out.a is None
     else:
-        assert out.depth_hw_m.shape == depth_m.shape and (out.depth_hw_m > 0).all()
+        assert out.a == pytest.approx(0.5, abs=1e-3) and out.b == pytest.approx(1.0, abs=1e-3)
+        np.testing.assert_allclose(out.depth_hw_m, depth_m, rtol=1e-3)
+
+
+def test_completion_refuses_a_scale_that_contradicts_the_points(completion_model):
+    """Depth that falls as z rises is not metric: no depth instead of a wrong one (the least-squares fit this
+    replaced returned a negative scale here)."""
+    rgb, _ = inputs()
+    z_hw = completion_model.complete(rgb, np.zeros(rgb.shape[:2]), num_steps=1, processing_resolution=64).z_hw
+    sparse = np.exp(-0.7 * z_hw.astype(np.float64))
+    out = completion_model.complete(rgb, sparse, num_steps=1, processing_resolution=64)
+    assert out.depth_hw_m is None and out.a is None and out.num_sparse_points == sparse.size
 
 
 def test_nan_marks_missing_and_size_mismatch_is_refused(completion_model):

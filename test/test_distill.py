@@ -5,10 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from depthfm_ros.distill import (DistillConfig, ImageFolderDataset, SyntheticImageDataset, distill, evaluate_vae_kinds,
-                                 gradient_loss, teacher_targets)
-from depthfm_ros.model import build_tiny_depthfm
-from depthfm_ros.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
+from depthfm_ros.models.architectures import build_tiny_depthfm
+from depthfm_ros.models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
+from depthfm_ros.training.distill import (
+    DistillConfig,
+    ImageFolderDataset,
+    SyntheticImageDataset,
+    distill,
+    evaluate_vae_kinds,
+    gradient_loss,
+    teacher_targets,
+)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,21 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
 
 from depthfm_ros.backends.export import (
-    OPSET, FusedGraph, GraphInfo, export_graph, graph_op_types, graph_opset, model_hash, read_sidecar, sidecar_path)
-from depthfm_ros.backends.tensorrt_backend import (
-    TENSORRT_ONNX_OPS, check_parser_ready, tensorrt_unsupported_ops)
+    OPSET,
+    FusedGraph,
+    GraphInfo,
+    export_graph,
+    graph_op_types,
+    graph_opset,
+    model_hash,
+    read_sidecar,
+    sidecar_path,
+)
+from depthfm_ros.backends.tensorrt_backend import TENSORRT_ONNX_OPS, check_parser_ready, tensorrt_unsupported_ops
 from depthfm_ros.errors import BackendError
-from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
 
 
 @pytest.fixture(scope="session")
@@ -87,7 +95,7 @@ def test_sidecar_checks_name_the_mismatched_field(graphs, tmp_path):
 def test_model_hash_follows_weights_and_noising_step():
     a, b = tiny_model(0), tiny_model(1)
     assert model_hash(a) == model_hash(tiny_model(0)) != model_hash(b)
-    from depthfm_ros.model import DepthFM
+    from depthfm_ros.models.depthfm import DepthFM
 
     other_step = DepthFM(a.unet, a.vae, a.empty_text_embedding, noising_step=200)
     assert model_hash(other_step) != model_hash(a)

@@ -4,19 +4,14 @@ import cv2
 import numpy as np
 import pytest
 
-from depthfm_ros import synthetic
-from depthfm_ros.camera import PinholeCamera
+from depthfm_ros.sim import synthetic
 from depthfm_ros.cli.eval_fusion import lidar_only_depth
 from depthfm_ros.errors import AlignmentError, InputError
-from depthfm_ros.fusion import (
-    LogDepthFit,
-    complete_depth,
-    fit_log_depth,
-    metric_std,
-    project_points,
-    transform_from_xyz_quat,
-)
-from depthfm_ros.metrics import rmse
+from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth, metric_std
+from depthfm_ros.fusion.completion import complete_depth
+from depthfm_ros.geometry.camera import PinholeCamera
+from depthfm_ros.geometry.projection import project_points, transform_from_xyz_quat
+from depthfm_ros.training.metrics import rmse
 
 CAM = PinholeCamera(160, 120, np.array([[100.0, 0, 80], [0, 110.0, 60], [0, 0, 1]]))
 

@@ -3,9 +3,15 @@ import pytest
 import torch
 
 from depthfm_ros.errors import CheckpointError
-from depthfm_ros.model import (DepthFM, build_tiny_depthfm, ldm_hparams_from_unet, load_official_checkpoint,
-                               unet_from_ldm, unet_to_ldm_state_dict)
-from depthfm_ros.sampler import latent_noise_shape
+from depthfm_ros.models.architectures import build_tiny_depthfm
+from depthfm_ros.models.depthfm import DepthFM
+from depthfm_ros.models.ldm import (
+    ldm_hparams_from_unet,
+    load_official_checkpoint,
+    unet_from_ldm,
+    unet_to_ldm_state_dict,
+)
+from depthfm_ros.shapes import latent_noise_shape
 
 
 def _velocity_probe(model, seed=0):
@@ -140,11 +146,12 @@ def test_not_a_model_folder(tmp_path):
 
 
 def test_load_model_from_settings(tmp_path, official_tiny):
-    from depthfm_ros.model import load_model
+    from depthfm_ros.models.loading import load_model
+    from depthfm_ros.settings import ModelSettings
 
-    tiny = load_model(tiny_model=True, vae_kind="tiny", seed=3)
+    tiny = load_model(ModelSettings(tiny_model=True, vae_kind="tiny", seed=3))
     assert tiny.vae_kind == "tiny" and tiny.noising_step == 400
-    official = load_model(official_tiny / "tiny.ckpt", official_tiny / "vae")
+    official = load_model(ModelSettings(official_tiny / "tiny.ckpt", official_tiny / "vae"))
     assert official.vae_kind == "full" and official.noising_step == 0
     with pytest.raises(CheckpointError, match="no model given"):
-        load_model()
+        load_model(ModelSettings())

@@ -1,6 +1,6 @@
+import cv2
 import numpy as np
 import pytest
-import cv2
 
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.errors import InputError
@@ -66,7 +66,7 @@ def test_mixed_sizes_run_one_by_one(tiny_model):
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_reduced_precision_stays_close_to_fp32(tiny_model, dtype):
-    from depthfm_ros.model import build_tiny_depthfm
+    from depthfm_ros.models.architectures import build_tiny_depthfm
     rgb = _rgb(64, 64)
     ref = DepthFMPipeline(TorchBackend(build_tiny_depthfm(seed=0), num_steps=1), 64)(rgb)
     low = DepthFMPipeline(TorchBackend(build_tiny_depthfm(seed=0), num_steps=1, dtype=dtype), 64)(rgb)

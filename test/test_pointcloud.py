@@ -3,11 +3,22 @@
 import numpy as np
 import pytest
 
-from depthfm_ros.camera import PinholeCamera
 from depthfm_ros.errors import InputError
-from depthfm_ros.pointcloud import (FLOAT32, FLOAT64, INT8, UINT16, UINT32, PointFieldSpec, build_cloud_fields,
-                                    depth_to_points, edge_mask, finite_depth_mask, pack_points, range_mask,
-                                    uncertainty_mask, unpack_rgb, unpack_xyz)
+from depthfm_ros.geometry.camera import PinholeCamera
+from depthfm_ros.geometry.masks import edge_mask, finite_depth_mask, range_mask, uncertainty_mask
+from depthfm_ros.geometry.projection import depth_to_points
+from depthfm_ros.ros.wire import (
+    FLOAT32,
+    FLOAT64,
+    INT8,
+    UINT16,
+    UINT32,
+    PointFieldSpec,
+    build_cloud_fields,
+    pack_points,
+    unpack_rgb,
+    unpack_xyz,
+)
 
 H, W = 6, 8
 

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from depthfm_ros.errors import InputError
-from depthfm_ros.processing import (check_rgb, colorize, ensemble_stats, processing_size, relative_depth, resize_hw,
-                                    to_model_input)
+from depthfm_ros.processing import (
+    check_rgb,
+    colorize,
+    ensemble_stats,
+    processing_size,
+    relative_depth,
+    resize_hw,
+    to_model_input,
+)
 
 
 @pytest.mark.parametrize("hw,res,expected", [

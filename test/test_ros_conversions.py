@@ -13,13 +13,20 @@ import numpy as np  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from depthfm_ros.camera import PinholeCamera  # noqa: E402
 from depthfm_ros.errors import InputError  # noqa: E402
-from depthfm_ros.pointcloud import FLOAT32, FLOAT64, HOST_IS_BIGENDIAN  # noqa: E402
+from depthfm_ros.geometry.camera import PinholeCamera
 from depthfm_ros.ros import conversions  # noqa: E402
-from depthfm_ros.ros.conversions import (camera_info_to_camera, camera_to_camera_info,  # noqa: E402
-                                         compressed_image_to_rgb, image_to_array, image_to_rgb, numpy_to_image,
-                                         pointcloud2_to_xyz, xyz_to_pointcloud2)
+from depthfm_ros.ros.conversions import (  # noqa: E402
+    camera_info_to_camera,
+    camera_to_camera_info,
+    compressed_image_to_rgb,
+    image_to_array,
+    image_to_rgb,
+    numpy_to_image,
+    pointcloud2_to_xyz,
+    xyz_to_pointcloud2,
+)
+from depthfm_ros.ros.wire import FLOAT32, FLOAT64, HOST_IS_BIGENDIAN
 
 HEADER = Header(frame_id="camera_optical")
 HEADER.stamp.sec, HEADER.stamp.nanosec = 12, 345

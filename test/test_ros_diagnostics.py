@@ -2,9 +2,15 @@
 
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from depthfm_ros.fusion import LogDepthFit
-from depthfm_ros.ros.diagnostics import (RATE_WINDOW_SEC, AlignmentStats, FrameStats, alignment_status,
-                                         diagnostic_array, diagnostic_status)
+from depthfm_ros.fusion.alignment import LogDepthFit
+from depthfm_ros.ros.diagnostics import (
+    RATE_WINDOW_SEC,
+    AlignmentStats,
+    FrameStats,
+    alignment_status,
+    diagnostic_array,
+    diagnostic_status,
+)
 
 
 class FakeClock:

@@ -6,20 +6,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 from diagnostic_msgs.msg import DiagnosticStatus
+from ros_graph import OUTPUTS, Graph, stamp_ns
+from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.errors import InputError
-from depthfm_ros.fusion import LogDepthFit, transform_from_xyz_quat
+from depthfm_ros.fusion.alignment import LogDepthFit
+from depthfm_ros.fusion.frame import fuse_frame, sparse_depth
+from depthfm_ros.geometry.projection import transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
-from depthfm_ros.ros.conversions import (camera_to_camera_info, image_to_array, numpy_to_image,
-                                         pointcloud2_to_xyz, xyz_to_pointcloud2)
-from depthfm_ros.ros.lidar import CloudImageSync, align_frame, sparse_depth
-from depthfm_ros.synthetic import T_CAM_LIDAR_DEFAULT, make_scene, simulate_lidar
-from ros_graph import OUTPUTS, Graph, stamp_ns
+from depthfm_ros.ros.conversions import (
+    camera_to_camera_info,
+    image_to_array,
+    numpy_to_image,
+    pointcloud2_to_xyz,
+    xyz_to_pointcloud2,
+)
+from depthfm_ros.ros.sync import CloudImageSync
+from depthfm_ros.sim.synthetic import T_CAM_LIDAR_DEFAULT, make_scene, simulate_lidar
 
 H, W = 96, 128
 XYZ = T_CAM_LIDAR_DEFAULT[:3, 3].tolist()
@@ -74,10 +81,10 @@ def send_pair(g: Graph, pubs: dict, scene, points_n3, image_stamp: int, cloud_st
     """The image, then the cloud; or with ``cloud_first`` the cloud, and the image once the node has the cloud."""
     image = numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(image_stamp, "camera_optical"))
     cloud = xyz_to_pointcloud2(points_n3, header(cloud_stamp, "lidar"))
-    clouds_before = g.node.alignment.clouds_received
+    clouds_before = g.node.lidar.stats.clouds_received
     if cloud_first:
         pubs["cloud"].publish(cloud)
-        g.wait_for(lambda: g.node.alignment.clouds_received > clouds_before, "cloud received")
+        g.wait_for(lambda: g.node.lidar.stats.clouds_received > clouds_before, "cloud received")
         pubs["image"].publish(image)
     else:
         pubs["image"].publish(image)
@@ -88,8 +95,9 @@ def expected_frame(tiny_model, scene, scan):
     """What the node computes for the first frame: same model, seed, processing size and extrinsic."""
     pipeline = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64, 2, seed=0)
     prediction = pipeline(scene.rgb_hwc_u8)
-    sparse = sparse_depth(scan.points_n3, scene.camera, transform_from_xyz_quat(XYZ, QUAT), W, H)
-    return prediction, sparse, align_frame(prediction.z, prediction.std, sparse)
+    T_cam_lidar = transform_from_xyz_quat(XYZ, QUAT)
+    sparse = sparse_depth(scan.points_n3, scene.camera, T_cam_lidar, W, H)
+    return prediction, sparse, fuse_frame(prediction, scan.points_n3, scene.camera, T_cam_lidar)
 
 
 def test_lidar_pair_gives_metric_depth_uncertainty_and_completed_depth(fusion_graph, tiny_model, scene_and_scan):
@@ -152,14 +160,14 @@ def test_cloud_beyond_the_slop_is_not_fused_and_is_counted(fusion_graph, scene_a
     scene, scan = scene_and_scan
     g = fusion_graph()
     pubs = send(g, scene, scan.points_n3, 1_000_000_000, 2_000_000_000, cloud_first=True)  # 1 s apart
-    g.wait_for(lambda: g.node.alignment.unsynchronized >= 1, "the stale image counted")
+    g.wait_for(lambda: g.node.lidar.stats.unsynchronized >= 1, "the stale image counted")
     # a matching pair afterwards is fused: the only outputs are its own
     later = 3_000_000_000
     send_pair(g, pubs, scene, scan.points_n3, later, later + 10_000_000)
     g.wait_for(lambda: g.received["completed_depth"], "fused output of the matching pair")
     g.wait_for(lambda: g.received["depth"], "depth")
     assert [stamp_ns(m) for m in g.received["depth"]] == [later]
-    assert g.node.alignment.pairs == 1 and g.node.stats.processed == 1
+    assert g.node.lidar.stats.pairs == 1 and g.node.stats.processed == 1
     g.wait_for(lambda: any(int(v["unsynchronized_dropped"]) >= 2 for v in g.diagnostics(": lidar alignment")),
                "unsynchronized in diagnostics")  # the 1 s image and the 2 s cloud
 
@@ -179,7 +187,7 @@ def test_negative_stamps_are_counted_and_pairing_goes_on(fusion_graph, scene_and
     send_pair(g, pubs, scene, scan.points_n3, later, later)
     g.wait_for(lambda: g.received["completed_depth"], "fused output after the bad stamps")
     assert [stamp_ns(m) for m in g.received["depth"]] == [later]
-    assert "negative header stamp" in g.node.stats.last_error and g.node.alignment.unsynchronized == 0
+    assert "negative header stamp" in g.node.stats.last_error and g.node.lidar.stats.unsynchronized == 0
 
 
 def alignment_statuses(g: Graph) -> list:
@@ -194,7 +202,7 @@ def test_without_clouds_depth_flows_relative_after_the_timeout_and_metric_resume
     pubs = publishers(g)
     stamp = 1_000_000_000
     pubs["info"].publish(camera_to_camera_info(scene.camera, header(stamp, "camera_optical")))
-    g.wait_for(lambda: g.node._camera_info is not None and g.node.alignment.is_stale(), "camera_info, stale LiDAR")
+    g.wait_for(lambda: g.node._camera_info is not None and g.node.lidar.stats.is_stale(), "camera_info, stale LiDAR")
     # no cloud ever: the image goes out alone, as without LiDAR
     pubs["image"].publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(stamp, "camera_optical")))
     g.wait_for(lambda: g.received["depth"] and g.received["points"], "depth and points without LiDAR")
@@ -207,7 +215,7 @@ def test_without_clouds_depth_flows_relative_after_the_timeout_and_metric_resume
     g.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "LiDAR stale" in s.message and
                            {kv.key: kv.value for kv in s.values}["frames_unaligned"] == "1"
                            for s in alignment_statuses(g)), "stale diagnostics")
-    assert not g.received["completed_depth"] and g.node.alignment.aligned == 0
+    assert not g.received["completed_depth"] and g.node.lidar.stats.aligned == 0
 
     # clouds return: pairs are aligned again (cloud first, then the usual order: image, then its cloud)
     for k, cloud_first in enumerate((True, False)):
@@ -233,7 +241,7 @@ def test_zero_timeout_keeps_strict_pairing(fusion_graph, scene_and_scan):
         pub.publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(1_000_000_000 + k, "camera_optical")))
     g.wait_for(lambda: g.node.stats.received == 3, "images received")
     g.wait_for(lambda: any("waiting for LiDAR clouds" in s.message for s in alignment_statuses(g)), "diagnostics")
-    assert not g.received["depth"] and not g.node.alignment.is_stale()
+    assert not g.received["depth"] and not g.node.lidar.stats.is_stale()
 
 
 class _Msg:
@@ -268,8 +276,8 @@ def test_sync_refuses_negative_stamps():
 
 
 def test_completion_checkpoint_gives_the_completion_models_depth(fusion_graph, tiny_model, scene_and_scan, tmp_path):
-    from depthfm_ros.completion import DepthCompletionFM
-    from depthfm_ros.model import build_tiny_depthfm
+    from depthfm_ros.models.architectures import build_tiny_depthfm
+    from depthfm_ros.models.completion import DepthCompletionFM
 
     # from_depthfm widens the UNet it is given in place: never hand it the shared tiny_model
     widened = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=1, noising_step=400))

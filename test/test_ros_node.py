@@ -11,6 +11,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.context import Context
 from rclpy.parameter import Parameter
+from ros_graph import Graph, H, W, camera_info_msg, image_msg, rgb_frame, stamp_ns
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from depthfm_ros.backends.base import Backend
@@ -19,7 +20,6 @@ from depthfm_ros.ros.conversions import image_to_array
 from depthfm_ros.ros.graph import InProcessGraph
 from depthfm_ros.ros.node import DepthFMNode, main
 from depthfm_ros.ros.params import ParameterError
-from ros_graph import H, W, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
 
 
 class SlowBackend(Backend):
@@ -255,14 +255,14 @@ def test_torch_threads_parameter_sets_torch_threads_at_start(graph_factory, torc
 def test_ensemble_size_reaches_tensorrt_engines_only(monkeypatch, tmp_path):
     from depthfm_ros import backends
     from depthfm_ros.backends import create_backend
-    from depthfm_ros.ros.node import load_backend
+    from depthfm_ros.backends import load_backend
     from depthfm_ros.ros.params import validate
 
     calls = []
     monkeypatch.setattr(backends, "create_backend", lambda *args, **kwargs: calls.append(kwargs))
     engine = tmp_path / "split"
     engine.mkdir()
-    load_backend(validate({"engine": str(engine), "backend": "tensorrt", "ensemble_size": 4}))
+    load_backend(validate({"engine": str(engine), "backend": "tensorrt", "ensemble_size": 4}).model_settings())
     assert calls[-1]["ensemble_size"] == 4 and calls[-1]["engine"] == str(engine)
     # backends that take any M (or read it from the graph) are not given it
     monkeypatch.setattr("depthfm_ros.backends.torch_backend.TorchBackend.from_checkpoint",

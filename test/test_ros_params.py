@@ -34,7 +34,7 @@ def test_processing_resolution_multiples_of_64_and_native(resolution):
     ("lidar_timeout_sec", -0.5), ("lidar_timeout_sec", float("inf")),
     ("lidar_to_camera_xyz", [0.0, 0.0]), ("lidar_to_camera_xyz", [0.0, "a", 0.0]),
     ("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 0.0]), ("lidar_to_camera_quat_xyzw", 1.0),
-    ("lidar_min_range", -0.1), ("points_stride", 0), ("points_max_std_m", -1.0),
+    ("lidar_min_range_m", -0.1), ("points_stride", 0), ("points_max_std_m", -1.0),
     ("points_edge_ratio", 0.5), ("points_scale", float("inf")), ("completion_checkpoint", "/no/such/folder"),
 ])
 def test_bad_values_are_refused_naming_the_parameter(name, value):
@@ -49,7 +49,7 @@ def test_lidar_and_points_parameters():
     assert validate({"model": "tiny"}).lidar_to_camera_quat_xyzw == (0.0, 0.0, 0.0, 1.0)
     assert validate({"model": "tiny"}).lidar_timeout_sec == 1.0
     assert validate({"model": "tiny", "lidar_timeout_sec": 0}).lidar_timeout_sec == 0.0  # 0 = strict pairing
-    with pytest.raises(ParameterError, match="'points_min_range'.*'points_max_range'"):
+    with pytest.raises(ParameterError, match="'points_min_range_m'.*'points_max_range_m'"):
         validate({"model": "tiny", "points_min_range": 5.0, "points_max_range": 2.0})
 
 
@@ -123,7 +123,7 @@ def test_rclpy_declaration_reads_overrides(ros_context):
 
 
 @pytest.mark.parametrize("name, value", [("num_steps", 0), ("ensemble_size", 0), ("processing_resolution", 96),
-                                         ("backend", "cuda"), ("num_steps", "two"), ("diagnostics_period_sec", 1)])
+                                         ("backend", "cuda"), ("num_steps", "two"), ("diagnostics_period_sec", "fast")])
 def test_rclpy_declaration_refuses_bad_values(ros_context, name, value):
     with pytest.raises(ParameterError, match=f"'{name}'"):
         _declare(ros_context, {"model": "tiny", name: value})

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ros_graph import OUTPUTS, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depthfm_ros.backends.torch_backend import TorchBackend
-from depthfm_ros.camera import PinholeCamera
-from depthfm_ros.fusion import LogDepthFit, metric_std
+from depthfm_ros.fusion.alignment import LogDepthFit, metric_std
+from depthfm_ros.geometry.camera import PinholeCamera
+from depthfm_ros.geometry.masks import combined_mask
+from depthfm_ros.geometry.projection import depth_to_points
 from depthfm_ros.pipeline import DepthFMPipeline
-from depthfm_ros.pointcloud import FLOAT32, combined_mask, depth_to_points, unpack_rgb
 from depthfm_ros.ros.conversions import image_to_array, pointcloud2_to_xyz
-from ros_graph import OUTPUTS, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
+from depthfm_ros.ros.wire import FLOAT32, unpack_rgb
 
 H, W = 96, 128
 SCALE, SHIFT = 1.5, 0.7
@@ -57,7 +59,7 @@ def camera(width: int, height: int) -> PinholeCamera:
 
 
 def test_dense_cloud_layout_filters_and_header(points_graph, tiny_model):
-    filters = {"points_max_relative_std": 0.05, "points_edge_ratio": 1.05, "points_max_range": 10.0}
+    filters = {"points_max_relative_std": 0.05, "points_edge_ratio": 1.05, "points_max_range_m": 10.0}
     g = points_graph(**filters)
     stamp = 1_700_000_000_250_000_000
     cloud = first_cloud(g, stamp, camera_info_msg(2 * W, 2 * H))  # calibrated at twice the streamed size
@@ -83,7 +85,7 @@ def test_dense_cloud_layout_filters_and_header(points_graph, tiny_model):
 
 
 def test_organized_strided_cloud_without_rgb(points_graph, tiny_model):
-    g = points_graph(points_organized=True, points_stride=3, points_rgb=False, points_min_range=2.0)
+    g = points_graph(points_organized=True, points_stride=3, points_rgb=False, points_min_range_m=2.0)
     cloud = first_cloud(g, 77, camera_info_msg(W, H))
     rows, cols = -(-H // 3), -(-W // 3)
     assert (cloud.height, cloud.width, cloud.point_step, cloud.row_step) == (rows, cols, 12, 12 * cols)

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from depthfm_ros.errors import InputError
-from depthfm_ros.sampler import cosine_alpha_bar, euler_flow, latent_noise_shape, noise_augment, sample_members
+from depthfm_ros.sampler import cosine_alpha_bar, euler_flow, noise_augment, sample_members
+from depthfm_ros.shapes import latent_noise_shape
 
 
 def test_euler_is_exact_for_a_constant_field():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from depthfm_ros.errors import InputError
-from depthfm_ros.sync import ApproximateTimeSync
+from depthfm_ros.ros.sync import ApproximateTimeSync
 
 
 def test_matches_within_slop_and_not_beyond():

@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from depthfm_ros.errors import CheckpointError
-from depthfm_ros.model import DepthFM, build_tiny_depthfm
-from depthfm_ros.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, check_tiny_vae, from_taesd, tiny_decode, tiny_encode
+from depthfm_ros.models.architectures import build_tiny_depthfm
+from depthfm_ros.models.depthfm import DepthFM
+from depthfm_ros.models.tiny_vae import (
+    TINY_TEST_CONFIG,
+    build_tiny_vae,
+    check_tiny_vae,
+    from_taesd,
+    tiny_decode,
+    tiny_encode,
+)
 
 
 @pytest.fixture(scope="module")

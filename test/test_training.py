@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from depthfm_ros.model import DepthFM, build_tiny_depthfm, unet_config_from_ldm, TINY_LDM_HPARAMS
+from depthfm_ros.models.architectures import TINY_LDM_HPARAMS, build_tiny_depthfm
+from depthfm_ros.models.depthfm import DepthFM
+from depthfm_ros.models.ldm import unet_config_from_ldm, widen_conv_in
 from depthfm_ros.training.data import ArrayDepthDataset, collate
-from depthfm_ros.training.trainer import (EMA, TRAINER_STATE_FILE, TrainConfig, Trainer, depthfm_from_sd,
-                                          export_model, widen_conv_in)
+from depthfm_ros.training.trainer import EMA, TRAINER_STATE_FILE, TrainConfig, Trainer, depthfm_from_sd, export_model
 
 
 def tiny_dataset(n: int = 4) -> ArrayDepthDataset:

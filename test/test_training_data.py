@@ -6,9 +6,17 @@ import pytest
 import torch
 
 from depthfm_ros.errors import InputError
-from depthfm_ros.training.data import (ArrayDepthDataset, FolderDepthDataset, TeacherDepthDataset, collate,
-                                       encode_batch, make_sample, mixture_dataset, normalize_log_depth,
-                                       write_folder_dataset)
+from depthfm_ros.training.data import (
+    ArrayDepthDataset,
+    FolderDepthDataset,
+    TeacherDepthDataset,
+    collate,
+    encode_batch,
+    make_sample,
+    mixture_dataset,
+    normalize_log_depth,
+    write_folder_dataset,
+)
 
 
 def scene(seed: int, h: int = 64, w: int = 64):
@@ -137,7 +145,7 @@ def test_encode_batch_shapes(tiny_model):
 
 
 def test_synthetic_dataset_when_available():
-    pytest.importorskip("depthfm_ros.synthetic")
+    pytest.importorskip("depthfm_ros.sim.synthetic")
     from depthfm_ros.training.data import SyntheticDepthDataset
 
     ds = SyntheticDepthDataset(2, 64, 64, seed=3)

@@ -6,10 +6,11 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from ..errors import BackendError
+from ..errors import BackendError, CheckpointError, InputError
+from ..models.loading import load_model
+from ..settings import BACKENDS, ModelSettings
 from .base import Backend
-
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+from .torch_backend import TorchBackend
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
     torch takes any M, so they drop it.
     """
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
+        raise InputError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "auto":
         ort_cuda = engine is not None and onnxruntime_cuda_available()
         name, reason = choose_backend(engine, tensorrt_importable(), cuda_available(), ort_cuda)
@@ -67,8 +68,6 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
     if name != "tensorrt":
         kwargs.pop("ensemble_size", None)
     if name == "torch":
-        from .torch_backend import TorchBackend
-
         return TorchBackend.from_checkpoint(checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
     if name == "onnxruntime":
         from .onnx_backend import OnnxBackend
@@ -80,31 +79,24 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
 
 
 
-def load_backend(backend: str = "torch", *, checkpoint: str | None = None, vae: str | None = None,
-                 engine: str | None = None, tiny_model: bool = False, vae_kind: str = "full",
-                 tiny_vae: str | None = None, num_steps: int = 2, dtype: str = "fp32",
-                 ensemble_size: int | None = None, seed: int = 0) -> Backend:
-    """The backend a user's settings describe (shared by the command-line tools and the ROS node).
+def load_backend(settings: ModelSettings) -> Backend:
+    """The backend ``settings`` describe (the command-line tools and the ROS node both call this).
 
     ``tiny_model`` runs the small random model on torch; otherwise ``engine`` (an exported graph or TensorRT
     engine) or ``checkpoint`` (+ ``vae``) feed :func:`create_backend`.
     """
-    from ..errors import CheckpointError
-
-    if tiny_model:
-        from ..model import load_model
-        from .torch_backend import TorchBackend
-
-        model = load_model(tiny_model=True, vae_kind=vae_kind, tiny_vae=tiny_vae, seed=seed)
-        return TorchBackend(model, num_steps=num_steps, dtype=dtype)
-    if not checkpoint and not engine:
+    if settings.tiny_model:
+        return TorchBackend(load_model(settings), num_steps=settings.num_steps, dtype=settings.dtype)
+    if not settings.checkpoint and not settings.engine:
         raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
                               "an exported engine, or the tiny random model")
-    kwargs = {"engine": engine} if engine else {}
-    if engine and ensemble_size:  # split TensorRT engines size their member profile from it
-        kwargs["ensemble_size"] = ensemble_size
-    if (tiny_vae or vae_kind == "tiny") and not engine:
-        kwargs.update(tiny_vae=tiny_vae, vae_kind="tiny")
-    return create_backend(backend, checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
+    kwargs = {}
+    if settings.engine:  # split TensorRT engines size their member profile from the ensemble size
+        kwargs.update(engine=settings.engine, ensemble_size=settings.ensemble_size)
+    elif settings.vae_kind == "tiny":
+        kwargs.update(tiny_vae=settings.tiny_vae, vae_kind="tiny")
+    return create_backend(settings.backend, settings.checkpoint, settings.vae, num_steps=settings.num_steps,
+                          dtype=settings.dtype, **kwargs)
 
-__all__ = ["BACKENDS", "Backend", "choose_backend", "create_backend"]
+
+__all__ = ["BACKENDS", "Backend", "choose_backend", "create_backend", "load_backend"]

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..errors import BackendError, InputError
-from ..sampler import ensemble_size_of
+from ..shapes import ensemble_size_of
 
 
 class Backend(ABC):

@@ -39,8 +39,9 @@ import torch
 from torch import nn
 
 from ..errors import BackendError, InputError
-from ..model import LATENT_CHANNELS, DepthFM, check_image_batch
-from ..sampler import flow_to_depth_latent, latent_noise_shape
+from ..models.depthfm import DepthFM
+from ..sampler import flow_to_depth_latent
+from ..shapes import LATENT_CHANNELS, check_image_batch, latent_noise_shape
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,7 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
     ``progress`` is an optional tqdm bar that gets one update per sub-stage (trace, check, simplify).
     """
     if kind not in GRAPH_KINDS:
-        raise ValueError(f"kind must be one of {GRAPH_KINDS}, got {kind!r}")
+        raise InputError(f"kind must be one of {GRAPH_KINDS}, got {kind!r}")
     check_image_batch(torch.empty(1, 3, height, width, device="meta"))
     if kind == "fused":
         if num_steps is None or num_steps < 1 or ensemble_size is None or ensemble_size < 1:
@@ -295,7 +296,7 @@ def export_onnx(model: DepthFM, out_dir: str | Path, height: int, width: int, nu
     from tqdm.auto import tqdm
 
     if not (fused or split):
-        raise ValueError("nothing to export: fused and split are both off")
+        raise InputError("nothing to export: fused and split are both off")
     out_dir = Path(out_dir)
     kinds = (["fused"] if fused else []) + (["encoder", "step", "decoder"] if split else [])
     mhash = model_hash(model)

@@ -31,7 +31,7 @@ def onnxruntime_providers(device: str = "auto") -> list[str]:
 
     available = ort.get_available_providers()
     if device not in ("auto", *PROVIDERS):
-        raise ValueError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
+        raise InputError(f"device must be 'auto', 'cuda' or 'cpu', got {device!r}")
     if device == "cuda" and PROVIDERS["cuda"] not in available:
         raise BackendError(f"onnxruntime has no CUDA provider here (available: {available}); "
                            "install onnxruntime-gpu or use device 'cpu'")

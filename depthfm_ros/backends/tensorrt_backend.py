@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BackendError
-from ..sampler import latent_noise_shape
+from ..errors import BackendError, InputError
+from ..shapes import latent_noise_shape
 from .base import Backend
 from .export import GraphInfo, graph_op_types, graph_opset, read_sidecar, sidecar_path
 from .onnx_backend import read_split_infos, resolve_graphs
@@ -96,7 +96,7 @@ class EngineSpec:
         if self.precision not in PRECISIONS:
             raise BackendError(f"TensorRT precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.max_batch < 1 or self.ensemble_size < 1:
-            raise ValueError(f"max_batch and ensemble_size must be >= 1, got {self.max_batch}, {self.ensemble_size}")
+            raise InputError(f"max_batch and ensemble_size must be >= 1, got {self.max_batch}, {self.ensemble_size}")
 
     @classmethod
     def for_graph(cls, info: GraphInfo, precision: str, tensorrt_version: str, ensemble_size: int = 1,

@@ -8,17 +8,18 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..model import DepthFM
+from ..models.depthfm import DepthFM
+from ..settings import DTYPES
 from .base import Backend
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TORCH_DTYPES = dict(zip(DTYPES, (torch.float32, torch.float16, torch.bfloat16)))
 
 
 def torch_dtype(name: str) -> torch.dtype:
     """'fp32' | 'fp16' | 'bf16' -> torch dtype."""
-    if name not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {name!r}")
-    return DTYPES[name]
+    if name not in TORCH_DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
+    return TORCH_DTYPES[name]
 
 
 class TorchBackend(Backend):

@@ -25,11 +25,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..fusion import fit_log_depth
-from ..model import DepthFM, LATENT_CHANNELS, unet_config_from_ldm
+from ..fusion.alignment import fit_log_depth
+from ..models.depthfm import DepthFM
+from ..models.ldm import unet_config_from_ldm
 from ..processing import ensemble_stats, processing_size, relative_depth, resize_hw, to_model_input
-from ..sampler import latent_noise_shape
-from .common import add_checkpoint_args, model_from_args, run_cli
+from ..shapes import LATENT_CHANNELS, latent_noise_shape
+from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
 
 # DepthFM = SD 2.1 UNet (8 input channels: depth latent + image latent) and the SD AutoencoderKL.
 FULL_LDM_HPARAMS = {
@@ -82,7 +83,7 @@ def flop_table(num_steps: int, ensemble_size: int, vae_kind: str = "full") -> li
     """GFLOP rows for the full architecture at the FLOP_SIZES_HW processing sizes (``vae_kind`` 'tiny': TAESD VAE)."""
     model = build_full_depthfm("meta")
     if vae_kind == "tiny":
-        from ..tiny_vae import build_tiny_vae
+        from ..models.tiny_vae import build_tiny_vae
 
         with torch.device("meta"):
             model.set_tiny_vae(build_tiny_vae(seed=None))
@@ -258,8 +259,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_checkpoint_args(p, tiny_help="the small RANDOM model (the default when no --checkpoint is given)")
     p.add_argument("--height", type=int, default=256, help="processing height (multiple of 64)")
     p.add_argument("--width", type=int, default=256, help="processing width (multiple of 64)")
-    p.add_argument("--steps", type=int, default=2, help="Euler steps k")
-    p.add_argument("--ensemble", type=int, default=1, help="ensemble members M")
+    add_sampling_args(p)
     p.add_argument("--repeats", type=int, default=5, help="timed runs per backend (after one warm-up)")
     p.add_argument("--input-size", default="480x640", help="camera image HxW fed to preprocess")
     p.add_argument("--no-onnx", action="store_true", help="torch only (skip export and onnxruntime)")
@@ -287,12 +287,12 @@ def _main(argv=None) -> int:
     fusion_name, fusion = "fusion.fit_log_depth", fit_log_depth
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        backends = available_backends(model, args.height, args.width, args.steps, args.ensemble, Path(tmp),
+        backends = available_backends(model, args.height, args.width, args.num_steps, args.ensemble_size, Path(tmp),
                                       with_onnx=not args.no_onnx)
         for name, backend, stages, staged_run in tqdm(backends, desc="latency", unit="backend"):
             rows.append(time_backend(name, backend, stages, staged_run, rgb, args.height, args.width,
-                                     args.ensemble, args.repeats, fusion))
-    title = (f"{model_name}, {args.height}x{args.width}, k={args.steps}, M={args.ensemble}, "
+                                     args.ensemble_size, args.repeats, fusion))
+    title = (f"{model_name}, {args.height}x{args.width}, k={args.num_steps}, M={args.ensemble_size}, "
              f"{torch.get_num_threads()} threads")
     print(f"\nLatency (ms, median of {args.repeats}; {title}; fusion: {fusion_name})")
     print(format_table(rows, ["backend", *STAGES, "engine", "total", "fps"]))
@@ -300,10 +300,10 @@ def _main(argv=None) -> int:
     flop_rows = []
     if not args.no_flops:
         with tqdm(total=1, desc="FLOPs (full model, meta device)") as bar:
-            flop_rows = flop_table(args.steps, args.ensemble, vae_kind)
+            flop_rows = flop_table(args.num_steps, args.ensemble_size, vae_kind)
             bar.update(1)
         vae_name = "TAESD-size tiny VAE" if vae_kind == "tiny" else "SD VAE"
-        print(f"\nFLOPs of the full DepthFM (SD 2.1 UNet + {vae_name}), per image, k={args.steps}, M={args.ensemble}")
+        print(f"\nFLOPs of the full DepthFM (SD 2.1 UNet + {vae_name}), per image, k={args.num_steps}, M={args.ensemble_size}")
         print(format_table(flop_rows, ["input", "processing_hw", "encode_gflop", "step_gflop", "steps_gflop",
                                        "decode_gflop", "total_gflop"], "{:.0f}"))
         write_csv(out / "bench_flops.csv", flop_rows)

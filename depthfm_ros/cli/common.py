@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 
-from ..backends import BACKENDS, Backend, load_backend
+from ..backends import Backend, load_backend
 from ..errors import DepthFMError
+from ..models.loading import load_model
+from ..pipeline import DepthFMPipeline
+from ..settings import BACKENDS, DTYPES, VAE_KINDS, ModelSettings
 
 
 def add_checkpoint_args(group, *, tiny_help: str = "use a small RANDOM model (no weights needed): shows the "
@@ -17,42 +21,63 @@ def add_checkpoint_args(group, *, tiny_help: str = "use a small RANDOM model (no
     group.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an official .ckpt")
     group.add_argument("--tiny-model", action="store_true", help=tiny_help)
     if vae_kinds:
-        group.add_argument("--vae-kind", choices=["full", "tiny"], default="full",
+        group.add_argument("--vae-kind", choices=VAE_KINDS, default="full",
                            help="full: the SD VAE; tiny: the distilled tiny VAE (docs/tiny_vae.md), ~3x fewer FLOPs")
         group.add_argument("--tiny-vae", help="tiny VAE folder from depthfm-distill-vae (implies --vae-kind tiny)")
 
 
+def add_sampling_args(group, *, ensemble: int = 1, what: str = "") -> None:
+    """--num-steps (alias --steps) and --ensemble-size (alias --ensemble): k and M, one name on every surface."""
+    group.add_argument("--num-steps", "--steps", dest="num_steps", type=int, default=2,
+                       help=f"Euler steps k{what} (1-2 are enough, paper Table 3); --steps is an alias")
+    group.add_argument("--ensemble-size", "--ensemble", dest="ensemble_size", type=int, default=ensemble,
+                       help=f"ensemble members M{what}; their std is the uncertainty; --ensemble is an alias")
+
+
 def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> None:
-    """Checkpoint arguments, --backend/--engine, --steps/--ensemble/--processing-resolution/--dtype/--seed."""
+    """Checkpoint arguments, --backend/--engine, --num-steps/--ensemble-size/--processing-resolution/--dtype/--seed."""
     g = parser.add_argument_group("model")
     add_checkpoint_args(g)
     g.add_argument("--backend", default="torch", choices=BACKENDS, help="inference engine (default: torch)")
     g.add_argument("--engine", help="exported .onnx / TensorRT .engine for the onnxruntime/tensorrt backends")
-    g.add_argument("--steps", type=int, default=2, help="Euler steps (1-2 are enough, paper Table 3)")
-    g.add_argument("--ensemble", type=int, default=ensemble, help="ensemble members; their std is the uncertainty")
+    add_sampling_args(g, ensemble=ensemble)
     g.add_argument("--processing-resolution", type=int, default=512,
                    help="longest side the model sees, multiple of 64 (0: input size)")
-    g.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"])
-    g.add_argument("--seed", type=int, default=0, help="noise seed (reproducible ensembles)")
+    g.add_argument("--dtype", default="fp32", choices=DTYPES)
+    g.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads at start (0: torch's default)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed (reproducible ensembles); -1: fresh entropy")
 
 
-def _model_settings(args: argparse.Namespace) -> dict:
-    return {"tiny_model": args.tiny_model, "vae_kind": getattr(args, "vae_kind", "full"),
-            "tiny_vae": getattr(args, "tiny_vae", None) or None}
+def _seed(seed: int | None) -> int | None:
+    return None if seed is None or seed < 0 else seed
+
+
+def settings_from_args(args: argparse.Namespace) -> ModelSettings:
+    """The :class:`ModelSettings` the model arguments describe (what the node builds from its parameters)."""
+    return ModelSettings(checkpoint=args.checkpoint, vae=args.vae, engine=getattr(args, "engine", None),
+                         tiny_model=args.tiny_model, vae_kind=getattr(args, "vae_kind", "full"),
+                         tiny_vae=getattr(args, "tiny_vae", None), backend=getattr(args, "backend", "torch"),
+                         dtype=getattr(args, "dtype", "fp32"), num_steps=getattr(args, "num_steps", 2),
+                         ensemble_size=getattr(args, "ensemble_size", 1),
+                         processing_resolution=getattr(args, "processing_resolution", 512),
+                         seed=_seed(getattr(args, "seed", 0)), torch_threads=getattr(args, "torch_threads", 0))
 
 
 def model_from_args(args: argparse.Namespace, seed: int = 0):
-    """The DepthFM the checkpoint arguments describe (:func:`depthfm_ros.model.load_model`)."""
-    from ..model import load_model
-
-    return load_model(args.checkpoint, args.vae, seed=seed, **_model_settings(args))
+    """The DepthFM the checkpoint arguments describe (:func:`depthfm_ros.models.loading.load_model`)."""
+    return load_model(replace(settings_from_args(args), seed=seed))
 
 
 def backend_from_args(args: argparse.Namespace) -> Backend:
     """The backend the model arguments describe (:func:`depthfm_ros.backends.load_backend`)."""
-    return load_backend(args.backend, checkpoint=args.checkpoint, vae=args.vae, engine=args.engine,
-                        num_steps=args.steps, dtype=args.dtype, ensemble_size=getattr(args, "ensemble", None),
-                        seed=args.seed, **_model_settings(args))
+    settings = settings_from_args(args)
+    settings.apply_torch_threads()
+    return load_backend(settings)
+
+
+def pipeline_from_args(args: argparse.Namespace) -> DepthFMPipeline:
+    """Backend + pipeline of the model arguments."""
+    return DepthFMPipeline.from_settings(settings_from_args(args), backend_from_args(args))
 
 
 def run_cli(main_body, argv=None) -> int:

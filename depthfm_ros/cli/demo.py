@@ -14,14 +14,16 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..processing import colorize
-from ..synthetic import camera_path, default_camera, moved_scene, random_scene_spec, render_scene
-from .common import add_model_args, run_cli
+from ..ros.params import parameters_from_settings
+from ..sim.synthetic import camera_path, default_camera, moved_scene, random_scene_spec, render_scene
+from .common import add_model_args, run_cli, settings_from_args
 
 CAMERA_NS = "/depthfm_demo/camera"
 
@@ -47,12 +49,10 @@ def _parse(argv):
 
 def node_parameters(args: argparse.Namespace) -> dict:
     """depthfm_node parameters for the command-line model arguments (tiny unless a checkpoint/engine is given)."""
-    tiny = args.tiny_model or not (args.checkpoint or args.engine)
-    return {"model": "tiny" if tiny else "checkpoint", "checkpoint": args.checkpoint or "", "vae": args.vae or "",
-            "vae_kind": args.vae_kind, "tiny_vae": args.tiny_vae or "", "engine": args.engine or "",
-            "backend": args.backend, "dtype": args.dtype, "num_steps": args.steps,
-            "ensemble_size": args.ensemble, "processing_resolution": args.processing_resolution, "seed": args.seed,
-            "output_qos": "reliable", "input_qos": "reliable"}
+    settings = settings_from_args(args)
+    if not (settings.checkpoint or settings.engine):
+        settings = replace(settings, tiny_model=True)
+    return {**parameters_from_settings(settings), "output_qos": "reliable", "input_qos": "reliable"}
 
 
 def _main(argv=None) -> int:

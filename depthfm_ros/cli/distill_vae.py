@@ -13,8 +13,8 @@ import argparse
 import sys
 from dataclasses import asdict, fields
 
-from ..distill import DistillConfig, ImageFolderDataset, SyntheticImageDataset, distill
 from ..errors import DepthFMError
+from ..training.distill import DistillConfig, ImageFolderDataset, SyntheticImageDataset, distill
 from .common import add_checkpoint_args, model_from_args, run_cli
 
 
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(argv=None) -> int:
-    from ..tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, from_taesd
+    from ..models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, from_taesd
 
     args = build_parser().parse_args(argv)
     config = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})

@@ -14,9 +14,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DepthFMError
-from ..metrics import evaluate_log_aligned
 from ..pipeline import DepthFMPipeline
-from .common import add_model_args, backend_from_args, run_cli
+from ..training.metrics import evaluate_log_aligned
+from .common import add_model_args, pipeline_from_args, run_cli
 
 METRICS = (("abs_rel", "AbsRel ↓"), ("delta1", "δ1 ↑"))
 
@@ -67,16 +67,16 @@ def _main(argv=None) -> int:
     g.add_argument("--json", type=Path, help="also write the results as JSON here")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    nfes = args.nfe or [args.steps]
+    nfes = args.nfe or [args.num_steps]
     if any(n < 1 for n in nfes):
         parser.error("--nfe values must be >= 1")
     dataset = dataset_from_args(args)
     results = {}
     for nfe in nfes:
-        args.steps = nfe
-        pipe = DepthFMPipeline(backend_from_args(args), args.processing_resolution, args.ensemble, args.seed)
+        args.num_steps = nfe
+        pipe = pipeline_from_args(args)
         results[nfe] = evaluate_pipeline(pipe, dataset, progress=not args.quiet)
-    print(f"{len(dataset)} images, ensemble {args.ensemble}, processing resolution {args.processing_resolution}, "
+    print(f"{len(dataset)} images, ensemble {args.ensemble_size}, processing resolution {args.processing_resolution}, "
           "least-squares scale and shift in log space")
     print(format_table(results))
     if args.json:

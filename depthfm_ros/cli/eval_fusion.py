@@ -15,7 +15,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .. import fusion, metrics, synthetic
+from ..fusion.alignment import fit_log_depth
+from ..fusion.completion import complete_depth
+from ..geometry.projection import project_points
+from ..sim import synthetic
+from ..training import metrics
 
 METHODS = ("lidar_nearest", "global", "completion")
 
@@ -44,15 +48,15 @@ def evaluate_scene(seed: int, pattern: str, args: argparse.Namespace) -> list[di
         scene, pattern, rng, range_noise_m=args.range_noise, outlier_fraction=args.outlier_fraction
     )
     pred = synthetic.simulate_prediction(scene, np.random.default_rng([seed, 99]))
-    sparse = fusion.project_points(scan.points_n3, scene.camera, scan.T_cam_lidar)
+    sparse = project_points(scan.points_n3, scene.camera, scan.T_cam_lidar)
 
     t0 = time.process_time()
     lidar_only = lidar_only_depth(sparse)
     t1 = time.process_time()
-    fit = fusion.fit_log_depth(pred.z_hw, sparse, pred.std_z_hw)
+    fit = fit_log_depth(pred.z_hw, sparse, pred.std_z_hw)
     global_depth = fit.depth_m(pred.z_hw)
     t2 = time.process_time()
-    completed = fusion.complete_depth(pred.z_hw, sparse, fit)
+    completed = complete_depth(pred.z_hw, sparse, fit)
     t3 = time.process_time()
 
     gt = scene.depth_hw_m

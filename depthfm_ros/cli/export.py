@@ -1,6 +1,6 @@
 """depthfm-export: write the ONNX graphs (fused k-step graph and/or split stages) and optionally TensorRT engines.
 
-    depthfm-export --checkpoint depthfm-v1.ckpt --vae sd-vae --height 512 --width 640 --steps 2 --ensemble 4 \\
+    depthfm-export --checkpoint depthfm-v1.ckpt --vae sd-vae --height 512 --width 640 --num-steps 2 --ensemble-size 4 \\
         --out models/depthfm_512x640 [--tensorrt --precision fp16]
 
 See docs/backends.md for running the result on a robot.
@@ -12,7 +12,7 @@ import argparse
 import logging
 
 from ..backends.export import OPSET, export_onnx
-from .common import add_checkpoint_args, model_from_args, run_cli
+from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
 
 log = logging.getLogger("depthfm_ros.cli.export")
 
@@ -22,8 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_checkpoint_args(p, tiny_help="export the small RANDOM model (tests, demos)")
     p.add_argument("--height", type=int, default=512, help="processing height, multiple of 64")
     p.add_argument("--width", type=int, default=512, help="processing width, multiple of 64")
-    p.add_argument("--steps", type=int, default=2, help="Euler steps k baked into the fused graph")
-    p.add_argument("--ensemble", type=int, default=1, help="ensemble size M baked into the fused graph")
+    add_sampling_args(p, what=" baked into the fused graph")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-fused", action="store_true", help="skip the fused graph")
     p.add_argument("--no-split", action="store_true", help="skip the encoder/step/decoder graphs")
@@ -43,7 +42,7 @@ def _main(argv=None) -> int:
     simplify = not args.no_simplify and importlib.util.find_spec("onnxslim") is not None
     if not args.no_simplify and not simplify:
         log.warning("onnxslim is not installed: graphs are not simplified (pip install '.[simplify]')")
-    paths = export_onnx(model, args.out, args.height, args.width, args.steps, args.ensemble,
+    paths = export_onnx(model, args.out, args.height, args.width, args.num_steps, args.ensemble_size,
                         fused=not args.no_fused, split=not args.no_split, opset=args.opset, simplify=simplify)
     for kind, path in paths.items():
         print(f"{kind:8s} {path}")
@@ -51,7 +50,7 @@ def _main(argv=None) -> int:
         from ..backends.tensorrt_backend import engine_for
 
         for kind, path in paths.items():
-            print(f"{kind:8s} {engine_for(path, args.precision, args.ensemble, args.max_batch)}")
+            print(f"{kind:8s} {engine_for(path, args.precision, args.ensemble_size, args.max_batch)}")
     return 0
 
 

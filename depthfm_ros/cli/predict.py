@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..pipeline import DepthFMPipeline, DepthPrediction
 from ..errors import InputError
+from ..pipeline import DepthPrediction
 from ..processing import colorize, read_rgb
-from .common import add_model_args, backend_from_args, run_cli
+from .common import add_model_args, pipeline_from_args, run_cli
 
 
 def write_outputs(pred: DepthPrediction, rgb: np.ndarray, out_dir: Path, stem: str, formats: set[str]) -> list[Path]:
@@ -45,7 +45,7 @@ def _main(argv=None) -> int:
     if not formats <= {"png", "npy"}:
         parser.error(f"--format takes png and/or npy, got {args.format}")
 
-    pipe = DepthFMPipeline(backend_from_args(args), args.processing_resolution, args.ensemble, args.seed)
+    pipe = pipeline_from_args(args)
     args.output.mkdir(parents=True, exist_ok=True)
     failed = 0
     for path in tqdm(args.images, desc="depthfm", unit="img"):

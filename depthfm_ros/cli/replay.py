@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import yaml
 
-from .. import bagio
+from ..ros import bag as bagio
 from ..errors import InputError
 from ..processing import colorize
 from .common import add_model_args, run_cli

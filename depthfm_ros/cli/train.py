@@ -31,7 +31,8 @@ def load_callable(spec: str):
 
 def build_model(args: argparse.Namespace):
     """The model training starts from: a tiny random model, Stable Diffusion, or a DepthFM checkpoint."""
-    from ..model import DepthFM, META_FILE, build_tiny_depthfm
+    from ..models.architectures import build_tiny_depthfm
+    from ..models.depthfm import META_FILE, DepthFM
 
     if args.init == "tiny":
         return build_tiny_depthfm(seed=args.seed, noising_step=args.noising_step)
@@ -46,7 +47,7 @@ def build_model(args: argparse.Namespace):
     path = Path(args.checkpoint)
     if path.is_dir() and "completion" in json.loads((path / META_FILE).read_text() if (path / META_FILE).is_file()
                                                     else "{}"):
-        from ..completion import DepthCompletionFM
+        from ..models.completion import DepthCompletionFM
 
         return DepthCompletionFM.from_pretrained(path)
     return DepthFM.load(path, args.vae)
@@ -104,7 +105,8 @@ def _main(argv=None) -> int:
     g.add_argument("--completion", action="store_true", help="train the depth-completion model (sparse depth input)")
     g.add_argument("--sparse-density", type=float, default=0.02, help="fraction of valid pixels given as sparse input")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, default=defaults.max_steps, help="optimizer steps")
+    g.add_argument("--max-steps", "--steps", dest="max_steps", type=int, default=defaults.max_steps,
+                   help="optimizer steps (--steps is an alias)")
     g.add_argument("--batch-size", type=int, default=defaults.batch_size, help="per process and micro step")
     g.add_argument("--grad-accum", type=int, default=defaults.grad_accum_steps)
     g.add_argument("--lr", type=float, default=defaults.lr)
@@ -127,7 +129,7 @@ def _main(argv=None) -> int:
 
     import torch
 
-    from ..training.trainer import Trainer, TRAINER_STATE_FILE, fit_autoencoder
+    from ..training.trainer import TRAINER_STATE_FILE, Trainer, fit_autoencoder
 
     torch.manual_seed(args.seed)
     model = build_model(args)
@@ -138,7 +140,7 @@ def _main(argv=None) -> int:
             raise DepthFMError("--vae-warmup-steps is for --init tiny only (real models keep the SD VAE frozen)")
         vae_dir = args.output / "init" / "vae"
         if resume and (vae_dir / "config.json").is_file():
-            from ..model import load_vae
+            from ..models.depthfm import load_vae
 
             model.vae = load_vae(vae_dir)
         else:
@@ -146,14 +148,14 @@ def _main(argv=None) -> int:
                                      seed=args.seed, progress=not args.quiet)
             print(f"tiny VAE warm-up: reconstruction loss {losses[0]:.4f} -> {losses[-1]:.4f}")
     if args.completion:
-        from ..completion import DepthCompletionFM
+        from ..models.completion import DepthCompletionFM
 
         if not isinstance(model, DepthCompletionFM):
             model = DepthCompletionFM.from_depthfm(model, args.sparse_density)
         model.sparse_density = args.sparse_density
     if not resume:
         model.save_pretrained(args.output / "init")
-    config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
+    config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
                          lr=args.lr, weight_decay=args.weight_decay, lr_warmup_steps=args.lr_warmup_steps,
                          ema_decay=args.ema_decay, sigma_min=args.sigma_min, mixed_precision=args.mixed_precision,
                          seed=args.seed, num_workers=args.num_workers, output_dir=str(args.output),

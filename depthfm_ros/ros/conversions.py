@@ -10,10 +10,9 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
-from ..camera import PinholeCamera
 from ..errors import InputError
-from ..pointcloud import (HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, finite_rows, pack_points, strided_view,
-                          unpack_xyz)
+from ..geometry.camera import PinholeCamera
+from .wire import HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, finite_rows, pack_points, strided_view, unpack_xyz
 
 try:
     from cv_bridge import CvBridge
@@ -203,3 +202,27 @@ def xyz_to_pointcloud2(points: np.ndarray, header, rgb: np.ndarray | None = None
                                for f in fields],
                        is_bigendian=HOST_IS_BIGENDIAN, point_step=point_step, row_step=point_step * width,
                        data=data, is_dense=bool(np.isfinite(points).all()))
+
+
+def output_camera(info: CameraInfo | None, width: int, height: int) -> tuple[PinholeCamera | None, str]:
+    """``info``'s intrinsics at ``width`` x ``height``, or (None, why not)."""
+    if info is None:
+        return None, "no camera_info received yet"
+    try:
+        camera = camera_info_to_camera(info)
+    except InputError as exc:
+        return None, str(exc)
+    return (camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)), ""
+
+
+def output_camera_info(info: CameraInfo, camera: PinholeCamera, header) -> CameraInfo:
+    """``info`` with ``header`` for the output ``camera`` (:func:`output_camera`): as is when the sizes match, else
+    ``camera``'s scaled intrinsics."""
+    if (info.width, info.height) != (camera.width, camera.height):
+        return camera_to_camera_info(camera, header)
+    out = CameraInfo()
+    out.header = header
+    out.height, out.width = info.height, info.width
+    out.distortion_model, out.d, out.k, out.r, out.p = info.distortion_model, info.d, info.k, info.r, info.p
+    out.binning_x, out.binning_y, out.roi = info.binning_x, info.binning_y, info.roi
+    return out

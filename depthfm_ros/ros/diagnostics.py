@@ -20,6 +20,7 @@ class StatsSnapshot:
     dropped: int
     conversion_errors: int
     inference_errors: int
+    publishing_errors: int
     input_rate_hz: float
     output_rate_hz: float
     latency_ms: float  # mean receive -> publish over the window (waiting for the worker included)
@@ -39,7 +40,7 @@ class FrameStats:
         self._clock = clock
         self._lock = threading.Lock()
         self.received = self.processed = self.dropped = 0
-        self.conversion_errors = self.inference_errors = 0
+        self.conversion_errors = self.inference_errors = self.publishing_errors = 0
         self.last_error = ""
         self.last_latency_ms = self.points_ms = float("nan")
         self._received_t: deque[float] = deque()
@@ -86,6 +87,11 @@ class FrameStats:
             self.inference_errors += 1
             self.last_error = f"inference: {message}"
 
+    def publishing_failed(self, message: str) -> None:
+        with self._lock:
+            self.publishing_errors += 1
+            self.last_error = f"publishing: {message}"
+
     def snapshot(self) -> StatsSnapshot:
         """Current numbers; the ``new_*`` fields count what happened since the previous call."""
         with self._lock:
@@ -99,6 +105,7 @@ class FrameStats:
             return StatsSnapshot(
                 received=self.received, processed=self.processed, dropped=self.dropped,
                 conversion_errors=self.conversion_errors, inference_errors=self.inference_errors,
+                publishing_errors=self.publishing_errors,
                 input_rate_hz=len(self._received_t) / span, output_rate_hz=len(self._done) / span,
                 latency_ms=sum(lat) / len(lat) if lat else float("nan"),
                 inference_ms=sum(inf) / len(inf) if inf else float("nan"),
@@ -144,6 +151,7 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
         "frames_dropped": str(snap.dropped),
         "conversion_errors": str(snap.conversion_errors),
         "inference_errors": str(snap.inference_errors),
+        "publishing_errors": str(snap.publishing_errors),
         "last_error": snap.last_error,
     }
     return _status(level_and_message(snap), name, hardware_id, values)

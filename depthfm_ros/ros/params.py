@@ -7,18 +7,17 @@ refuses to start the node with a :class:`ParameterError` whose message names the
 from __future__ import annotations
 
 import array
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from ..backends import BACKENDS
 from ..errors import DepthFMError
-from ..processing import SIZE_MULTIPLE
+from ..settings import BACKENDS, DTYPES, VAE_KINDS, ModelSettings
+from ..shapes import SIZE_MULTIPLE
 
 MODELS = ("checkpoint", "tiny")
-VAE_KINDS = ("full", "tiny")
-DTYPES = ("fp32", "fp16", "bf16")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable")
 
@@ -29,14 +28,23 @@ class ParameterError(DepthFMError, ValueError):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """One declared parameter. The default's Python type is the parameter type (bool, int, float, str); a list of
-    floats is a double array of exactly that length."""
+    """One declared parameter and its rules. The default's Python type is the parameter type (bool, int, float,
+    str); a list of floats is a double array of exactly that length. Every number must be finite.
+
+    ``choices``: allowed strings. ``integer_range``: (from, to, step) as rcl_interfaces/IntegerRange (step counts
+    from ``from``). ``minimum`` (floats): lowest value, excluded with ``exclusive_minimum``; ``or_zero``: 0 (off)
+    is allowed below ``minimum``. ``check``: one more rule, returning what is wrong ("" when fine).
+    """
 
     name: str
     default: bool | int | float | str | list[float]
     description: str
     choices: tuple[str, ...] = ()
-    integer_range: tuple[int, int, int] | None = None  # (from, to, step), as rcl_interfaces/IntegerRange
+    integer_range: tuple[int, int, int] | None = None
+    minimum: float | None = None
+    exclusive_minimum: bool = False
+    or_zero: bool = False
+    check: Callable[[Any], str] | None = None
 
     @property
     def constraints(self) -> str:
@@ -47,7 +55,40 @@ class ParamSpec:
             return f"{lo} <= value <= {hi}" + (f", multiple of {step}" if step > 1 else "")
         if isinstance(self.default, list):
             return f"{len(self.default)} numbers"
+        if self.minimum is not None:
+            bound = f"finite, {'>' if self.exclusive_minimum else '>='} {self.minimum:g}"
+            return bound + (", or 0 (off)" if self.or_zero else "")
         return ""
+
+    def violation(self, value: Any) -> str:
+        """What is wrong with an already type-checked ``value`` ("" when it is allowed)."""
+        numbers = value if isinstance(value, tuple) else (value,) if type(value) is float else ()
+        if not all(math.isfinite(v) for v in numbers):
+            return f"must hold finite numbers, got {list(value) if isinstance(value, tuple) else value}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}; got {value!r}"
+        if self.integer_range:
+            lo, hi, step = self.integer_range
+            if not lo <= value <= hi or (value - lo) % step:
+                return f"must be {self.constraints}, got {value}"
+        if self.minimum is not None and not (self.or_zero and value == 0):
+            low = value <= self.minimum if self.exclusive_minimum else value < self.minimum
+            if low:
+                return f"must be {self.constraints}, got {value}"
+        return self.check(value) if self.check else ""
+
+
+def _unit_quaternion(value) -> str:
+    return "" if math.hypot(*value) >= 1e-6 else f"must be a unit quaternion x, y, z, w, got {list(value)}"
+
+
+def _seconds(name: str, default: float, description: str, *, minimum: float = 0.0, exclusive: bool = True,
+             **kwargs) -> ParamSpec:
+    return ParamSpec(name, default, description, minimum=minimum, exclusive_minimum=exclusive, **kwargs)
+
+
+def _metres(name: str, default: float, description: str) -> ParamSpec:
+    return ParamSpec(name, default, description, minimum=0.0)
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -68,14 +109,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               integer_range=(1, 64, 1)),
     ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64",
               integer_range=(0, 8192, SIZE_MULTIPLE)),
-    ParamSpec("seed", 0, "seed of the noise generator; -1 draws fresh entropy"),
+    ParamSpec("seed", 0, "seed of the noise generator; -1 draws fresh entropy", integer_range=(-1, 2**31 - 1, 1)),
     ParamSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' subscribes "
               "sensor_msgs/CompressedImage on '<image>/compressed'", IMAGE_TRANSPORTS),
     ParamSpec("input_qos", "sensor_data", "QoS of image/camera_info subscriptions (sensor_data = best effort)",
               QOS_PROFILES),
     ParamSpec("output_qos", "reliable", "QoS of the depth, uncertainty and camera_info publishers", QOS_PROFILES),
-    ParamSpec("diagnostics_period_sec", 1.0, "period of the /diagnostics status"),
-    ParamSpec("log_throttle_sec", 5.0, "at most one log line per this period for repeated bad-input errors"),
+    _seconds("diagnostics_period_sec", 1.0, "period of the /diagnostics status (steady clock), at least 0.05 s",
+             minimum=0.05, exclusive=False),
+    _seconds("log_throttle_sec", 5.0, "at most one log line per this period for repeated bad-input errors"),
     ParamSpec("torch_threads", 0, "torch intra-op threads set at start (torch.set_num_threads); 0 keeps torch's "
               "default. On a loaded CPU 1-2 threads can be ~10x faster than the default",
               integer_range=(0, 256, 1)),
@@ -83,19 +125,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to it and "
               "publish metric depth/uncertainty and depthfm/completed_depth for synchronized image+cloud pairs; "
               "see lidar_timeout_sec for images while no cloud arrives"),
-    ParamSpec("lidar_slop_sec", 0.05, "largest stamp difference of a synchronized image + cloud pair"),
-    ParamSpec("lidar_timeout_sec", 1.0, "when no cloud has arrived for this long (counting from start), images "
+    _seconds("lidar_slop_sec", 0.05, "largest stamp difference of a synchronized image + cloud pair"),
+    _seconds("lidar_timeout_sec", 1.0, "when no cloud has arrived for this long (counting from start), images "
               "are processed alone and published as without LiDAR (relative depth; points with points_scale/"
-              "points_shift) until clouds return; 0 = strict pairing: no cloud, no depth"),
+              "points_shift) until clouds return; 0 = strict pairing: no cloud, no depth", or_zero=True),
     ParamSpec("lidar_queue_size", 10, "messages per stream the synchronizer keeps", integer_range=(1, 1000, 1)),
-    ParamSpec("lidar_tf_timeout_sec", 0.05, "how long to wait for the tf2 transform cloud frame -> image frame "
+    _seconds("lidar_tf_timeout_sec", 0.05, "how long to wait for the tf2 transform cloud frame -> image frame "
               "at the image stamp before using lidar_to_camera_xyz/_quat_xyzw"),
     ParamSpec("lidar_to_camera_xyz", [0.0, 0.0, 0.0], "translation of T_camera_lidar (LiDAR points -> camera "
               "optical frame), metres; used when tf2 is unavailable or has no transform"),
     ParamSpec("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 1.0], "rotation of T_camera_lidar as a quaternion "
-              "x, y, z, w; used with lidar_to_camera_xyz"),
-    ParamSpec("lidar_min_range", 0.1, "LiDAR points closer than this along the camera axis are ignored (m)"),
-    ParamSpec("lidar_max_range", 0.0, "LiDAR points farther than this are ignored (m); 0 = no limit"),
+              "x, y, z, w; used with lidar_to_camera_xyz", check=_unit_quaternion),
+    _metres("lidar_min_range_m", 0.1, "LiDAR points closer than this along the camera axis are ignored (m)"),
+    _metres("lidar_max_range_m", 0.0, "LiDAR points farther than this are ignored (m); 0 = no limit"),
     ParamSpec("completion_checkpoint", "", "folder of a DepthCompletionFM (depthfm-train --completion); when set, "
               "depthfm/completed_depth comes from that model (torch) instead of the log-residual interpolation"),
     # Point cloud (docs/ros.md, "Point cloud")
@@ -107,15 +149,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("points_organized", False, "true: one point per (strided) pixel, NaN where filtered (organized "
               "cloud); false: only valid points (dense cloud)"),
     ParamSpec("points_rgb", True, "add the field rgb (image colour) to every point"),
-    ParamSpec("points_min_range", 0.0, "drop points nearer than this depth (m)"),
-    ParamSpec("points_max_range", 0.0, "drop points farther than this depth (m); 0 = no limit"),
-    ParamSpec("points_max_std_m", 0.0, "drop points whose depth std exceeds this (m); 0 = off"),
-    ParamSpec("points_max_relative_std", 0.0, "drop points whose depth std / depth exceeds this; 0 = off"),
+    _metres("points_min_range_m", 0.0, "drop points nearer than this depth (m)"),
+    _metres("points_max_range_m", 0.0, "drop points farther than this depth (m); 0 = no limit"),
+    _metres("points_max_std_m", 0.0, "drop points whose depth std exceeds this (m); 0 = off"),
+    ParamSpec("points_max_relative_std", 0.0, "drop points whose depth std / depth exceeds this; 0 = off",
+              minimum=0.0),
     ParamSpec("points_edge_ratio", 0.0, "flying-pixel filter: drop both pixels of a 4-neighbour depth jump larger "
-              "than this ratio (e.g. 1.1); 0 = off"),
+              "than this ratio (e.g. 1.1); 0 = off", minimum=1.0, or_zero=True),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+#: documented old names -> current names (a value under the old name is used as the new one)
+ALIASES = {"lidar_min_range": "lidar_min_range_m", "lidar_max_range": "lidar_max_range_m",
+           "points_min_range": "points_min_range_m", "points_max_range": "points_max_range_m"}
+#: parameters rclpy itself declares (or reads) on every node
+ROS_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_services")
 
 
 @dataclass(frozen=True)
@@ -147,8 +196,8 @@ class NodeConfig:
     lidar_tf_timeout_sec: float
     lidar_to_camera_xyz: tuple[float, ...]
     lidar_to_camera_quat_xyzw: tuple[float, ...]
-    lidar_min_range: float
-    lidar_max_range: float
+    lidar_min_range_m: float
+    lidar_max_range_m: float
     completion_checkpoint: str
     publish_points: bool
     points_scale: float
@@ -156,11 +205,30 @@ class NodeConfig:
     points_stride: int
     points_organized: bool
     points_rgb: bool
-    points_min_range: float
-    points_max_range: float
+    points_min_range_m: float
+    points_max_range_m: float
     points_max_std_m: float
     points_max_relative_std: float
     points_edge_ratio: float
+
+
+    def model_settings(self) -> ModelSettings:
+        """The model part of the parameters, as the command-line tools build it too."""
+        return ModelSettings(checkpoint=self.checkpoint, vae=self.vae, engine=self.engine,
+                             tiny_model=self.model == "tiny", vae_kind=self.vae_kind, tiny_vae=self.tiny_vae,
+                             backend=self.backend, dtype=self.dtype, num_steps=self.num_steps,
+                             ensemble_size=self.ensemble_size, processing_resolution=self.processing_resolution,
+                             seed=None if self.seed < 0 else self.seed, torch_threads=self.torch_threads)
+
+
+def parameters_from_settings(settings: ModelSettings) -> dict[str, Any]:
+    """Node parameter values for ``settings`` (the inverse of :meth:`NodeConfig.model_settings`)."""
+    return {"model": "tiny" if settings.tiny_model else "checkpoint", "checkpoint": settings.checkpoint or "",
+            "vae": settings.vae or "", "vae_kind": settings.vae_kind, "tiny_vae": settings.tiny_vae or "",
+            "engine": settings.engine or "", "backend": settings.backend, "dtype": settings.dtype,
+            "num_steps": settings.num_steps, "ensemble_size": settings.ensemble_size,
+            "processing_resolution": settings.processing_resolution,
+            "seed": -1 if settings.seed is None else settings.seed, "torch_threads": settings.torch_threads}
 
 
 def _check_type(spec: ParamSpec, value: Any) -> Any:
@@ -179,38 +247,8 @@ def _check_type(spec: ParamSpec, value: Any) -> Any:
     return value
 
 
-def _check_value(spec: ParamSpec, value: Any) -> None:
-    name = spec.name
-    if spec.choices and value not in spec.choices:
-        raise ParameterError(f"parameter '{name}' must be one of {', '.join(spec.choices)}; got {value!r}")
-    if name == "processing_resolution" and (value < 0 or value % SIZE_MULTIPLE):
-        raise ParameterError(f"parameter '{name}' must be 0 (native size) or a positive multiple of "
-                             f"{SIZE_MULTIPLE}, got {value}")
-    if spec.integer_range and not spec.integer_range[0] <= value <= spec.integer_range[1]:
-        raise ParameterError(f"parameter '{name}' must be in [{spec.integer_range[0]}, {spec.integer_range[1]}], "
-                             f"got {value}")
-    if name == "seed" and value < -1:
-        raise ParameterError(f"parameter '{name}' must be >= 0, or -1 for fresh entropy; got {value}")
-    if name.endswith("_sec") and name not in _NON_NEGATIVE and not (math.isfinite(value) and value > 0):
-        raise ParameterError(f"parameter '{name}' must be a finite number > 0 seconds, got {value}")
-    if isinstance(value, tuple) and not all(math.isfinite(v) for v in value):
-        raise ParameterError(f"parameter '{name}' must hold finite numbers, got {list(value)}")
-    if type(value) is float and name in _NON_NEGATIVE and not (math.isfinite(value) and value >= 0):
-        raise ParameterError(f"parameter '{name}' must be a finite number >= 0, got {value}")
-    if name == "points_edge_ratio" and 0 < value < 1:
-        raise ParameterError(f"parameter '{name}' must be 0 (off) or >= 1 (a depth ratio), got {value}")
-    if name in ("points_scale", "points_shift") and not math.isfinite(value):
-        raise ParameterError(f"parameter '{name}' must be finite, got {value}")
-    if name == "lidar_to_camera_quat_xyzw" and math.hypot(*value) < 1e-6:
-        raise ParameterError(f"parameter '{name}' must be a unit quaternion x, y, z, w, got {list(value)}")
-
-
-_NON_NEGATIVE = ("lidar_timeout_sec", "lidar_min_range", "lidar_max_range", "points_min_range", "points_max_range", "points_max_std_m",
-                 "points_max_relative_std", "points_edge_ratio")
-
-
 def _check_ranges(config: NodeConfig) -> None:
-    for near, far in (("lidar_min_range", "lidar_max_range"), ("points_min_range", "points_max_range")):
+    for near, far in (("lidar_min_range_m", "lidar_max_range_m"), ("points_min_range_m", "points_max_range_m")):
         lo, hi = getattr(config, near), getattr(config, far)
         if hi and lo > hi:
             raise ParameterError(f"parameter '{near}' ({lo}) is larger than '{far}' ({hi})")
@@ -236,20 +274,51 @@ def _check_model_files(config: NodeConfig) -> None:
                              "needs the Stable Diffusion VAE folder (diffusers format)")
 
 
+def canonical_names(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` under current names: aliases renamed; ParameterError for an unknown name (with the closest valid
+    names) or for a parameter given under both names."""
+    out = {}
+    for name, value in values.items():
+        if name in ROS_PARAMETERS or name.startswith("qos_overrides."):
+            continue
+        current = ALIASES.get(name, name)
+        if current not in SPECS:
+            close = difflib.get_close_matches(name, [*SPECS, *ALIASES], n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise ParameterError(f"parameter '{name}' is not a depthfm node parameter{hint} "
+                                 f"(known: {', '.join(SPECS)})")
+        if current in out:
+            raise ParameterError(f"parameter '{current}' is given twice (also as its old name "
+                                 f"'{next(a for a, c in ALIASES.items() if c == current)}')")
+        out[current] = value
+    return out
+
+
 def validate(values: Mapping[str, Any]) -> NodeConfig:
     """Defaults + ``values`` -> :class:`NodeConfig`, or a :class:`ParameterError` naming the bad parameter."""
-    unknown = sorted(set(values) - set(SPECS))
-    if unknown:
-        raise ParameterError(f"parameter '{unknown[0]}' is not a depthfm node parameter; known: {', '.join(SPECS)}")
+    values = canonical_names(values)
     checked = {}
     for spec in PARAMETERS:
         value = _check_type(spec, values.get(spec.name, spec.default))
-        _check_value(spec, value)
+        problem = spec.violation(value)
+        if problem:
+            raise ParameterError(f"parameter '{spec.name}' {problem}")
         checked[spec.name] = value
     config = NodeConfig(**checked)
     _check_ranges(config)
     _check_model_files(config)
     return config
+
+
+def coerce(name: str, value: Any) -> Any:
+    """``value`` as the declared type of parameter ``name`` where that is lossless (a whole number for a decimal
+    parameter: ``lidar_timeout_sec:=0``); anything else is left for :func:`validate` to judge."""
+    spec = SPECS.get(ALIASES.get(name, name))
+    if spec is not None and type(spec.default) is float and type(value) is int:
+        return float(value)
+    if spec is not None and isinstance(spec.default, list) and isinstance(value, (list, tuple)):
+        return [float(v) if type(v) is int else v for v in value]
+    return value
 
 
 def descriptor(spec: ParamSpec):
@@ -259,8 +328,11 @@ def descriptor(spec: ParamSpec):
     types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING,
              list: ParameterType.PARAMETER_DOUBLE_ARRAY}
+    # Decimal parameters take any type at declaration so that a whole number (lidar_timeout_sec:=0) reaches
+    # validate(), which takes it as the decimal it means; every other type is refused there with the name.
+    numeric = type(spec.default) is float or isinstance(spec.default, list)
     desc = ParameterDescriptor(name=spec.name, type=types[type(spec.default)], description=spec.description,
-                               additional_constraints=spec.constraints, read_only=True)
+                               additional_constraints=spec.constraints, read_only=True, dynamic_typing=numeric)
     if spec.integer_range:
         lo, hi, step = spec.integer_range
         desc.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
@@ -268,17 +340,24 @@ def descriptor(spec: ParamSpec):
 
 
 def declare_and_read(node) -> NodeConfig:
-    """Declare every parameter on an rclpy node and return the validated values (ParameterError if any is bad)."""
+    """Declare every parameter on an rclpy node and return the validated values (ParameterError if any is bad).
+
+    Overrides under an unknown name refuse the start; old names (:data:`ALIASES`) give their value to the new
+    name; a whole number given for a decimal parameter is taken as that decimal.
+    """
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
+    overrides = {name: param.value for name, param in getattr(node, "_parameter_overrides", {}).items()}
+    given = canonical_names(overrides)
     values = {}
     for spec in PARAMETERS:
+        default = list(spec.default) if isinstance(spec.default, list) else spec.default
+        if spec.name in given and spec.name not in overrides:  # given under its old name only
+            default = coerce(spec.name, given[spec.name])
         try:
-            default = list(spec.default) if isinstance(spec.default, list) else spec.default
             values[spec.name] = node.declare_parameter(spec.name, default, descriptor(spec)).value
         except InvalidParameterTypeException as exc:
             raise ParameterError(f"parameter '{spec.name}' must be {type(spec.default).__name__}: {exc}") from exc
         except InvalidParameterValueException as exc:
             raise ParameterError(f"parameter '{spec.name}' must be {spec.constraints} ({exc})") from exc
     return validate(values)
-

@@ -161,7 +161,7 @@ class FolderDepthDataset(PairDataset):
 
 
 class SyntheticDepthDataset(PairDataset):
-    """``num_scenes`` scenes from :mod:`depthfm_ros.synthetic` (exact depth); scene i is fixed by ``(seed, i)``."""
+    """``num_scenes`` scenes from :mod:`depthfm_ros.sim.synthetic` (exact depth); scene i is fixed by ``(seed, i)``."""
 
     def __init__(self, num_scenes: int, height: int = 64, width: int = 64, seed: int = 0,
                  low_pct: float = 2.0, high_pct: float = 98.0, cache: bool = True):
@@ -177,7 +177,7 @@ class SyntheticDepthDataset(PairDataset):
     def pair(self, index):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        from ..synthetic import make_scene
+        from ..sim.synthetic import make_scene
 
         scene = make_scene(np.random.default_rng([self.seed, index]), self.width, self.height)
         out = (scene.rgb_hwc_u8, scene.depth_hw_m, None)

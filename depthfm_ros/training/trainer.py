@@ -23,8 +23,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import CheckpointError, InputError
-from ..model import LATENT_CHANNELS, LATENT_SCALE, DepthFM, load_vae
+from ..models.depthfm import DepthFM, load_vae
 from ..sampler import noise_augment
+from ..shapes import LATENT_CHANNELS, LATENT_SCALE
 from .data import collate, encode_batch
 
 TRAINER_STATE_FILE = "trainer_state.pt"

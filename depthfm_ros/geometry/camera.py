@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "none", "")
 

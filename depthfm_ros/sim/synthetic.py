@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .camera import PinholeCamera
-from .errors import InputError
+from ..errors import InputError
+from ..geometry.camera import PinholeCamera
 
 # Elevation rings in degrees: Velodyne VLP-16, HDL-32E, Ouster OS1-64; "random2pct" samples 2% of pixels.
 LIDAR_ELEVATIONS_DEG = {

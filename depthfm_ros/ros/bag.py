@@ -22,12 +22,19 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from .camera import PinholeCamera
-from .errors import InputError
-from .fusion import transform_from_xyz_quat
-from .pointcloud import HOST_IS_BIGENDIAN, build_cloud_fields, pack_points
-from .synthetic import (T_CAM_LIDAR_DEFAULT, camera_path, default_camera, moved_scene, random_scene_spec,
-                        render_scene, simulate_lidar)
+from ..errors import InputError
+from ..geometry.camera import PinholeCamera
+from ..geometry.projection import transform_from_xyz_quat
+from ..sim.synthetic import (
+    T_CAM_LIDAR_DEFAULT,
+    camera_path,
+    default_camera,
+    moved_scene,
+    random_scene_spec,
+    render_scene,
+    simulate_lidar,
+)
+from .wire import HOST_IS_BIGENDIAN, build_cloud_fields, pack_points
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"

@@ -6,8 +6,9 @@ The UNet input grows from cat[x_t, z_img] (8 channels) to cat[x_t, z_img, z_spar
 widened model predicts exactly what the DepthFM it came from predicts; fine-tuning teaches it to use the points.
 
 At inference the sparse depth is normalised with its own 2/98% log percentiles (training uses the ground-truth
-percentiles, which a 2% sample estimates well) and the prediction is brought to metres by log-space least squares
-on the sparse points. Any density works: 0% gives relative depth only (``depth_hw_m`` None), 100% is dense.
+percentiles, which a 2% sample estimates well) and the prediction is brought to metres by the LiDAR alignment's
+robust log-space fit (:func:`depthfm_ros.fusion.alignment.fit_log_depth`) on the sparse points. Any density
+works: 0% gives relative depth only (``depth_hw_m`` None), 100% is dense.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .metrics import align_log_depth
-from .model import LATENT_CHANNELS, META_FILE, VAE_DOWNSCALE, DepthFM
-from .processing import check_rgb, ensemble_stats, processing_size, resize_hw, to_model_input
-from .sampler import flow_to_depth_latent, latent_noise_shape
-from .training.data import normalize_log_depth
+from ..errors import AlignmentError, InputError
+from ..fusion.alignment import fit_log_depth
+from ..processing import check_rgb, members_to_input_size, processing_size, to_model_input
+from ..sampler import flow_to_depth_latent
+from ..settings import ModelSettings
+from ..shapes import LATENT_CHANNELS, VAE_DOWNSCALE, latent_noise_shape
+from ..training.data import normalize_log_depth
+from .depthfm import META_FILE, DepthFM
+from .ldm import widen_conv_in
 
 MASK_CHANNELS = 1
 DEFAULT_SPARSE_DENSITY = 0.02
@@ -69,8 +73,6 @@ class DepthCompletionFM(DepthFM):
     @classmethod
     def from_depthfm(cls, model: DepthFM, sparse_density: float = DEFAULT_SPARSE_DENSITY) -> "DepthCompletionFM":
         """Widen a trained DepthFM's conv_in 8 -> 13 with zero weights on the new inputs (same output at init)."""
-        from .training.trainer import widen_conv_in
-
         unet = widen_conv_in(model.unet, LATENT_CHANNELS + cls.condition_channels, "zero")
         out = cls(unet, model.vae, model.empty_text_embedding.cpu(), model.noising_step, model.latent_scale)
         out.set_tiny_vae(getattr(model, "tiny_vae", None))
@@ -144,12 +146,30 @@ class DepthCompletionFM(DepthFM):
         noise = torch.randn(latent_noise_shape(1, ensemble_size, h, w), generator=gen).to(device, dtype)
         x1 = flow_to_depth_latent(self, cond[:, :LATENT_CHANNELS], noise, num_steps, condition=cond)
         members = self.decode(x1).float().cpu().numpy().reshape(1, ensemble_size, h, w)
-        z_bhw, std_bhw = ensemble_stats(members)
-        z_hw = resize_hw(z_bhw[0], h_in, w_in).astype(np.float32)
-        std_hw = resize_hw(std_bhw[0], h_in, w_in).astype(np.float32)
+        z_bhw, std_bhw = members_to_input_size(members, h_in, w_in)
+        z_hw, std_hw = z_bhw[0], std_bhw[0]
         n_points = int(valid_in.sum())
-        if n_points < MIN_POINTS_FOR_METRIC:
+        try:  # the same robust log-space fit as the LiDAR alignment
+            fit = fit_log_depth(z_hw, np.where(valid_in, sparse, np.nan).astype(np.float32),
+                                min_points=MIN_POINTS_FOR_METRIC)
+        except AlignmentError:
             return CompletionResult(z_hw, std_hw, None, None, None, n_points)
-        a, b = align_log_depth(z_hw, np.where(valid_in, sparse, 0.0), valid_in)
-        depth_hw_m = np.exp(a * z_hw.astype(np.float64) + b).astype(np.float32)
-        return CompletionResult(z_hw, std_hw, depth_hw_m, a, b, n_points)
+        return CompletionResult(z_hw, std_hw, fit.depth_m(z_hw), fit.a, fit.b, n_points)
+
+
+def completion_fn(folder: str, settings: ModelSettings):
+    """(rgb_hwc_u8, sparse_hw_m) -> completed depth (H, W) metres or None, from the DepthCompletionFM in
+    ``folder`` (on the GPU when there is one) run with ``settings``' k, M, resolution and seed; None without a
+    folder."""
+    if not folder:
+        return None
+    model = DepthCompletionFM.from_pretrained(folder)
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+    def complete(rgb_hwc_u8: np.ndarray, sparse_hw_m: np.ndarray) -> np.ndarray | None:
+        result = model.complete(rgb_hwc_u8, sparse_hw_m, num_steps=settings.num_steps,
+                                ensemble_size=settings.ensemble_size, seed=settings.seed,
+                                processing_resolution=settings.processing_resolution)
+        return result.depth_hw_m
+
+    return complete

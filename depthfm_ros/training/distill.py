@@ -1,4 +1,4 @@
-"""Distil the tiny VAE (:mod:`depthfm_ros.tiny_vae`) from the SD VAE of a DepthFM model.
+"""Distil the tiny VAE (:mod:`depthfm_ros.models.tiny_vae`) from the SD VAE of a DepthFM model.
 
 The teacher is the full DepthFM (SD VAE + UNet). For each batch of images it gives
   - the image latent ``encode(rgb)`` -> target of the tiny encoder (latent MSE),
@@ -21,11 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import InputError
+from ..errors import InputError
+from ..models.depthfm import DepthFM
+from ..processing import read_rgb, resize_hw, to_model_input
+from ..sampler import flow_to_depth_latent
+from ..shapes import latent_noise_shape
 from .metrics import evaluate_log_aligned
-from .model import DepthFM
-from .processing import read_rgb, resize_hw, to_model_input
-from .sampler import flow_to_depth_latent, latent_noise_shape
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,10 @@ class ImageFolderDataset(Dataset):
 
 
 class SyntheticImageDataset(Dataset):
-    """Fallback without a photo folder: ``count`` ray-cast synthetic scenes (:mod:`depthfm_ros.synthetic`)."""
+    """Fallback without a photo folder: ``count`` ray-cast synthetic scenes (:mod:`depthfm_ros.sim.synthetic`)."""
 
     def __init__(self, count: int, size: int, seed: int = 0):
-        from .synthetic import make_scene
+        from ..sim.synthetic import make_scene
 
         self.images = [to_model_input(make_scene(np.random.default_rng((seed, i)), size, size).rgb_hwc_u8, size, size)
                        for i in range(count)]
@@ -108,7 +109,7 @@ class TeacherTargets:
 def teacher_targets(teacher: DepthFM, rgb_bchw: torch.Tensor, noise: torch.Tensor, num_steps: int) -> TeacherTargets:
     """The full model's image latent, flowed depth latent and decoded z for one batch (one member per image)."""
     if teacher.tiny_vae is not None:
-        raise ValueError("the teacher must use the full SD VAE (vae_kind 'full')")
+        raise InputError("the teacher must use the full SD VAE (vae_kind 'full')")
     image_latent = teacher.encode(rgb_bchw).to(teacher.dtype)
     depth_latent = flow_to_depth_latent(teacher, image_latent, noise, num_steps)
     return TeacherTargets(image_latent.float(), depth_latent.float(), teacher.decode(depth_latent).float())
@@ -129,7 +130,7 @@ class TinyVAEStudent(nn.Module):
         self.vae = tiny_vae
 
     def forward(self, rgb_bchw: torch.Tensor, depth_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from .tiny_vae import tiny_decode, tiny_encode
+        from ..models.tiny_vae import tiny_decode, tiny_encode
 
         return tiny_encode(self.vae, rgb_bchw), tiny_decode(self.vae, depth_latent)
 

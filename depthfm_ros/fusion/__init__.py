@@ -1,0 +1,1 @@
+"""LiDAR fusion without ROS: log-depth alignment, completion, and one frame from prediction + cloud."""

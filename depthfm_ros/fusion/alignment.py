@@ -1,0 +1,152 @@
+"""Metric alignment without ROS: DepthFM's ``z`` is affine in log depth, so sparse metric depth fixes
+``log d ≈ a·z + b`` per frame (the paper's evaluation protocol).
+
+:func:`fit_log_depth` is robust (least-median-of-squares start, Huber IRLS weighted by the ensemble uncertainty)
+and refuses with :class:`~depthfm_ros.errors.AlignmentError` when it cannot be trusted. :class:`LogDepthFit` maps
+z to metres (REP-118: NaN where unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import AlignmentError, InputError
+
+
+@dataclass(frozen=True)
+class LogDepthFit:
+    """Metric alignment ``log depth_m ≈ a·z + b``; ``rms_log`` is the inlier residual RMS in log space."""
+
+    a: float
+    b: float
+    rms_log: float
+    num_inliers: int
+    num_points: int
+
+    def log_depth(self, z_hw: np.ndarray) -> np.ndarray:
+        return self.a * z_hw + self.b
+
+    def depth_m(self, z_hw: np.ndarray) -> np.ndarray:
+        """Metric depth of the global fit, exp(a·z + b), float32; NaN where that is not a positive finite number
+        (REP-118)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            depth = np.exp(np.float32(self.a) * np.asarray(z_hw, np.float32) + np.float32(self.b)).astype(np.float32)
+        depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+        return depth
+
+
+def check_float_map(name: str, arr, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(f"{name} must be a float (H, W) array, got {arr.dtype} {arr.shape}")
+    if shape is not None and arr.shape != shape:
+        raise InputError(f"{name} has shape {arr.shape}, expected {shape} (same as z)")
+    return arr
+
+
+def _weighted_line(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    """Weighted least squares y ≈ a·z + b; returns (a, b, weighted variance of z)."""
+    sw = w.sum()
+    zm, ym = (w * z).sum() / sw, (w * y).sum() / sw
+    dz = z - zm
+    var_z = (w * dz * dz).sum() / sw
+    a = (w * dz * (y - ym)).sum() / sw / var_z if var_z > 0 else 0.0
+    return float(a), float(ym - a * zm), float(var_z)
+
+
+def fit_log_depth(
+    z_hw: np.ndarray,
+    sparse_depth_hw_m: np.ndarray,
+    std_z_hw: np.ndarray | None = None,
+    *,
+    min_points: int = 20,
+    min_z_spread: float = 1e-3,
+    allow_negative_scale: bool = False,
+    num_samples: int = 128,
+    outlier_k: float = 3.0,
+    huber_k: float = 1.345,
+    max_iters: int = 30,
+    seed: int = 0,
+) -> LogDepthFit:
+    """Fit ``log d ≈ a·z + b`` on the LiDAR pixels, robust to gross outliers and weighted by model uncertainty.
+
+    Least-median-of-squares over random point pairs gives a start with 50% breakdown; IRLS with Huber weights,
+    times ``1/(std_z² + eps)`` when ``std_z_hw`` is given, refines it on the points within ``outlier_k`` robust
+    standard deviations (MAD). Residuals are compared after scaling by the relative precision ``1/std_z``. Raises :class:`AlignmentError` with fewer than ``min_points`` valid or inlier
+    points, when z varies less than ``min_z_spread`` (z units, std) over them, or when ``a <= 0`` and
+    ``allow_negative_scale`` is False. Deterministic for a given ``seed``.
+    """
+    z_hw = check_float_map("z_hw", z_hw)
+    sparse = check_float_map("sparse_depth_hw_m", sparse_depth_hw_m, z_hw.shape)
+    valid = np.isfinite(sparse) & (sparse > 0) & np.isfinite(z_hw)
+    if std_z_hw is not None:
+        std_z_hw = check_float_map("std_z_hw", std_z_hw, z_hw.shape)
+        valid &= np.isfinite(std_z_hw)
+    z = z_hw[valid].astype(np.float64)
+    y = np.log(sparse[valid].astype(np.float64))
+    n = len(z)
+    if n < max(min_points, 2):
+        raise AlignmentError(f"too few LiDAR points for alignment: {n} valid, need at least {min_points}")
+    if z.std() < min_z_spread:
+        raise AlignmentError(
+            f"degenerate alignment: z is nearly constant on the {n} LiDAR points (std {z.std():.3g} < {min_z_spread})"
+        )
+    if std_z_hw is None:
+        w0 = np.ones(n)
+    else:
+        var = std_z_hw[valid].astype(np.float64) ** 2
+        w0 = 1.0 / (var + 0.01 * np.median(var) + 1e-12)  # eps: no point weighs more than 100x the median one
+
+    precision = np.sqrt(w0 / np.median(w0))  # residual x precision: comparable across points
+
+    # Least median of squares on random pairs (scored on at most 2048 points), plus the plain weighted fit.
+    rng = np.random.default_rng(seed)
+    sub = rng.choice(n, size=min(n, 2048), replace=False)
+    i, j = rng.integers(0, n, size=(2, num_samples))
+    dz = z[i] - z[j]
+    ok = np.abs(dz) > 1e-12
+    a_s = np.append((y[i][ok] - y[j][ok]) / dz[ok], _weighted_line(z, y, w0)[0])
+    z_ref = np.append(z[i][ok], z.mean())
+    y_ref = np.append(y[i][ok], np.average(y, weights=w0))
+    b_s = y_ref - a_s * z_ref
+    if not allow_negative_scale:
+        keep = a_s > 0
+        a_s, b_s = (a_s[keep], b_s[keep]) if keep.any() else (a_s, b_s)
+    abs_res = np.abs(y[sub][None, :] - (a_s[:, None] * z[sub][None, :] + b_s[:, None])) * precision[sub][None, :]
+    med = np.median(abs_res, axis=1)
+    best = int(np.argmin(med))
+    a, b = float(a_s[best]), float(b_s[best])
+
+    inliers = np.ones(n, dtype=bool)
+    for _ in range(max_iters):
+        e = np.abs(y - (a * z + b)) * precision
+        scale = max(1.4826 * float(np.median(e)), 1e-9)
+        inliers = e <= outlier_k * scale
+        u = e / (huber_k * scale)
+        w = w0 * inliers / np.maximum(u, 1.0)
+        if inliers.sum() < 2:
+            break
+        a_new, b_new, _ = _weighted_line(z, y, w)
+        done = abs(a_new - a) + abs(b_new - b) < 1e-12 * (1 + abs(a) + abs(b))
+        a, b = a_new, b_new
+        if done:
+            break
+
+    r = y - (a * z + b)
+    num_inliers = int(inliers.sum())
+    if num_inliers < max(min_points, 2):
+        raise AlignmentError(f"only {num_inliers} of {n} LiDAR points agree with the alignment; need {min_points}")
+    if z[inliers].std() < min_z_spread:
+        raise AlignmentError(f"degenerate alignment: z is nearly constant on the {num_inliers} inlier points")
+    if a <= 0 and not allow_negative_scale:
+        raise AlignmentError(f"alignment gives a = {a:.4g} <= 0 (depth would fall as z rises); refusing the fit")
+    return LogDepthFit(a, b, float(np.sqrt(np.mean(r[inliers] ** 2))), num_inliers, n)
+
+
+def metric_std(std_z_hw: np.ndarray, depth_hw_m: np.ndarray, fit: LogDepthFit) -> np.ndarray:
+    """Depth std in metres, first order through ``d = exp(a·z + b)``: ``|a|·std_z·depth``; float32."""
+    std_z_hw = check_float_map("std_z_hw", std_z_hw)
+    depth_hw_m = check_float_map("depth_hw_m", depth_hw_m, std_z_hw.shape)
+    return (abs(fit.a) * std_z_hw * depth_hw_m).astype(np.float32)

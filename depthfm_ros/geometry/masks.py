@@ -1,0 +1,87 @@
+"""Validity masks of a metric depth map: pure functions returning a boolean ``keep`` of the depth's shape.
+
+Invalid depth (NaN, inf, 0 and below, REP-118) never passes. Combine masks with ``&``; :func:`combined_mask` is what
+the node's ``points_*`` parameters select.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def finite_depth_mask(depth_hw_m: np.ndarray) -> np.ndarray:
+    """True where depth is a usable measurement: finite and > 0 (REP-118 NaN/inf/0 are not)."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(depth_hw_m) & (depth_hw_m > 0)
+
+
+def range_mask(depth_hw_m: np.ndarray, min_range_m: float = 0.0, max_range_m: float = np.inf) -> np.ndarray:
+    """True where ``min_range_m <= depth <= max_range_m`` (range along the optical axis, as depth_image_proc)."""
+    if not 0 <= min_range_m <= max_range_m:
+        raise InputError(f"need 0 <= min_range_m <= max_range_m, got {min_range_m}, {max_range_m}")
+    with np.errstate(invalid="ignore"):
+        return (depth_hw_m >= min_range_m) & (depth_hw_m <= max_range_m)
+
+
+def uncertainty_mask(depth_hw_m: np.ndarray, std_hw_m: np.ndarray, max_std_m: float | None = None,
+                     max_relative_std: float | None = None) -> np.ndarray:
+    """True where the depth standard deviation is small enough.
+
+    ``max_std_m`` bounds the metric std (metres); ``max_relative_std`` bounds std / depth. None skips a test.
+    A NaN std fails every test that is enabled.
+    """
+    if std_hw_m.shape != depth_hw_m.shape:
+        raise InputError(f"std shape {std_hw_m.shape} differs from depth shape {depth_hw_m.shape}")
+    keep = np.ones(depth_hw_m.shape, bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if max_std_m is not None:
+            keep &= std_hw_m <= max_std_m
+        if max_relative_std is not None:
+            keep &= std_hw_m <= max_relative_std * depth_hw_m
+    return keep
+
+
+def edge_mask(depth_hw_m: np.ndarray, max_neighbour_ratio: float = 1.1) -> np.ndarray:
+    """Flying-pixel test: False where depth jumps to a 4-neighbour by more than ``max_neighbour_ratio``.
+
+    The ratio ``max(d, d_n) / min(d, d_n)`` is the depth gradient relative to depth, so one threshold serves near
+    and far. Both pixels either side of a jump are dropped; invalid neighbours (NaN, inf, <= 0) and the image border
+    never drop a pixel.
+    """
+    if not max_neighbour_ratio >= 1:
+        raise InputError(f"max_neighbour_ratio must be >= 1, got {max_neighbour_ratio}")
+    depth = np.where(finite_depth_mask(depth_hw_m), depth_hw_m, np.nan)
+    keep = np.ones(depth.shape, bool)
+    with np.errstate(invalid="ignore"):
+        across = _jumps(depth[:, :-1], depth[:, 1:], max_neighbour_ratio)
+        keep[:, :-1] &= ~across
+        keep[:, 1:] &= ~across
+        down = _jumps(depth[:-1], depth[1:], max_neighbour_ratio)
+        keep[:-1] &= ~down
+        keep[1:] &= ~down
+    return keep
+
+
+def _jumps(a: np.ndarray, b: np.ndarray, max_ratio: float) -> np.ndarray:
+    return np.maximum(a, b) > max_ratio * np.minimum(a, b)
+
+
+def combined_mask(depth_hw_m: np.ndarray, std_hw_m: np.ndarray | None = None, *, min_range_m: float = 0.0,
+                  max_range_m: float = 0.0, max_std_m: float = 0.0, max_relative_std: float = 0.0,
+                  edge_ratio: float = 0.0) -> np.ndarray:
+    """The filters above and-ed with finite_depth_mask, each off when its threshold is 0 (the node's parameters).
+
+    ``std_hw_m`` (metres) is needed only when ``max_std_m`` or ``max_relative_std`` is set.
+    """
+    keep = finite_depth_mask(depth_hw_m)
+    if min_range_m > 0 or max_range_m > 0:
+        keep &= range_mask(depth_hw_m, min_range_m, max_range_m if max_range_m > 0 else np.inf)
+    if max_std_m > 0 or max_relative_std > 0:
+        if std_hw_m is None:
+            raise InputError("an uncertainty filter is set but no std was given")
+        keep &= uncertainty_mask(depth_hw_m, std_hw_m, max_std_m or None, max_relative_std or None)
+    if edge_ratio > 0:
+        keep &= edge_mask(depth_hw_m, edge_ratio)
+    return keep

@@ -1,0 +1,74 @@
+"""What a user chooses about the model, in one place: the command-line tools and the ROS node both build a
+:class:`ModelSettings` and hand it to :func:`depthfm_ros.backends.load_backend` (or
+:func:`depthfm_ros.models.loading.load_model`). The choice lists below are the only copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InputError
+from .shapes import SIZE_MULTIPLE
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+DTYPES = ("fp32", "fp16", "bf16")
+VAE_KINDS = ("full", "tiny")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which DepthFM to run and how.
+
+    Model: ``tiny_model`` (small random model, demos and tests), else ``checkpoint`` (official ``.ckpt`` with the SD
+    ``vae`` folder, or a converted folder) and/or ``engine`` (exported ``.onnx``, split folder or TensorRT
+    ``.engine``). ``vae_kind`` 'tiny' uses the distilled tiny VAE (``tiny_vae`` folder; giving one implies 'tiny').
+    Run: ``backend``, ``dtype``, ``num_steps`` (k Euler steps), ``ensemble_size`` (M members),
+    ``processing_resolution`` (longest side, multiple of 64; 0 = input size), ``seed`` (None = fresh entropy),
+    ``torch_threads`` (0 = torch's default). Empty strings count as not given. Bad values raise InputError.
+    """
+
+    checkpoint: str | None = None
+    vae: str | None = None
+    engine: str | None = None
+    tiny_model: bool = False
+    vae_kind: str = "full"
+    tiny_vae: str | None = None
+    backend: str = "torch"
+    dtype: str = "fp32"
+    num_steps: int = 2
+    ensemble_size: int = 1
+    processing_resolution: int = 512
+    seed: int | None = 0
+    torch_threads: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoint", "vae", "engine", "tiny_vae"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, str(value) if value not in (None, "") else None)
+        if self.tiny_vae:
+            object.__setattr__(self, "vae_kind", "tiny")
+        for name, choices in (("backend", BACKENDS), ("dtype", DTYPES), ("vae_kind", VAE_KINDS)):
+            if getattr(self, name) not in choices:
+                raise InputError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        for name, lo in (("num_steps", 1), ("ensemble_size", 1), ("torch_threads", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise InputError(f"{name} must be an integer >= {lo}, got {value!r}")
+        res = self.processing_resolution
+        if isinstance(res, bool) or not isinstance(res, int) or res < 0 or res % SIZE_MULTIPLE:
+            raise InputError(f"processing_resolution must be 0 (input size) or a positive multiple of "
+                             f"{SIZE_MULTIPLE}, got {res!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise InputError(f"seed must be an integer >= 0 or None (fresh entropy), got {self.seed!r}")
+
+    @property
+    def model_seed(self) -> int:
+        """Seed of the tiny random model's weights (0 when the noise seed is fresh entropy)."""
+        return self.seed or 0
+
+    def apply_torch_threads(self) -> None:
+        """``torch.set_num_threads(torch_threads)`` unless 0 (keep torch's default)."""
+        if self.torch_threads > 0:
+            import torch
+
+            torch.set_num_threads(self.torch_threads)

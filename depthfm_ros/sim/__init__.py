@@ -1,0 +1,1 @@
+"""Synthetic scenes with exact depth for tests, demos and evaluation."""
