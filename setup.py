@@ -47,7 +47,7 @@ setup(
         "tensorrt": ["tensorrt>=10", "cuda-python>=12"],
         "train": ["accelerate>=0.30", "tensorboard>=2.15"],
         "simplify": ["onnxslim>=0.1.30"],
-        "test": ["pytest>=8", "onnxscript>=0.1", "onnxslim>=0.1.30", "accelerate>=0.30", "tensorboard>=2.15"],
+        "test": ["pytest>=8", "ruff>=0.6", "onnxscript>=0.1", "onnxslim>=0.1.30", "accelerate>=0.30", "tensorboard>=2.15"],
     },
     zip_safe=True,
     maintainer="depthfm_ros maintainers",

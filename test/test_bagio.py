@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from depthfm_ros.ros import bag as bagio
 from depthfm_ros.errors import InputError
+from depthfm_ros.ros import bag as bagio
 from depthfm_ros.ros.wire import unpack_xyz
 from depthfm_ros.sim.synthetic import (
     T_CAM_LIDAR_DEFAULT,

@@ -7,9 +7,9 @@ import cv2
 import pytest
 from rosbags.rosbag2 import Writer
 
-from depthfm_ros.ros import bag as bagio
 from depthfm_ros.cli.replay import main, numeric_values, parse_param, replay_parameters, summary
 from depthfm_ros.errors import InputError
+from depthfm_ros.ros import bag as bagio
 from depthfm_ros.ros.params import SPECS
 
 W, H, N = 128, 96, 6
@@ -89,7 +89,8 @@ def test_bad_arguments_exit_2(synthetic_bag, tmp_path, capsys):
 
 def test_parameters_are_only_the_declared_ones(synthetic_bag):
     args = SimpleNamespace(tiny_model=True, checkpoint=None, vae=None, engine=None, backend="torch", dtype="fp32",
-                           num_steps=1, ensemble_size=2, processing_resolution=64, seed=0, vae_kind="full", tiny_vae=None,
+                           num_steps=1, ensemble_size=2, processing_resolution=64, seed=0, vae_kind="full",
+                           tiny_vae=None,
                            no_points=False, rate=0.5, param=["seed:=7", "diagnostics_period_sec:=1"])
     topics = bagio.pick_topics(bagio.bag_topics(synthetic_bag.path))
     params = replay_parameters(args, synthetic_bag.path, topics)

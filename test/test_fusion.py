@@ -4,13 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from depthfm_ros.sim import synthetic
 from depthfm_ros.cli.eval_fusion import lidar_only_depth
 from depthfm_ros.errors import AlignmentError, InputError
 from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth, metric_std
 from depthfm_ros.fusion.completion import complete_depth
 from depthfm_ros.geometry.camera import PinholeCamera
 from depthfm_ros.geometry.projection import project_points, transform_from_xyz_quat
+from depthfm_ros.sim import synthetic
 from depthfm_ros.training.metrics import rmse
 
 CAM = PinholeCamera(160, 120, np.array([[100.0, 0, 80], [0, 110.0, 60], [0, 0, 1]]))
@@ -69,7 +69,8 @@ def test_behind_outside_nonfinite_and_out_of_range_points_are_dropped():
 
 @pytest.mark.parametrize(
     "model, D",
-    [("plumb_bob", [0.1, -0.3, 0.001, -0.002, 0.05]), ("rational_polynomial", [0.2, -0.1, 0.001, 0.002, 0.01, 0.05, 0.02, 0.01])],
+    [("plumb_bob", [0.1, -0.3, 0.001, -0.002, 0.05]),
+     ("rational_polynomial", [0.2, -0.1, 0.001, 0.002, 0.01, 0.05, 0.02, 0.01])],
 )
 def test_distorted_projection_matches_cv2(model, D):
     cam = PinholeCamera(160, 120, CAM.K, np.array(D), model)
@@ -97,7 +98,8 @@ def test_distortion_fold_back_from_far_outside_the_view_is_dropped():
 def test_size_wh_uses_the_scaled_camera():
     big = PinholeCamera(320, 240, np.array([[200.0, 0, 159.5], [0, 220.0, 119.5], [0, 0, 1]]))
     points = np.random.default_rng(1).uniform([-2, -1, 2], [2, 1, 8], (300, 3))
-    np.testing.assert_array_equal(project_points(points, big, size_wh=(160, 120)), project_points(points, big.scaled(160, 120)))
+    np.testing.assert_array_equal(project_points(points, big, size_wh=(160, 120)),
+                                  project_points(points, big.scaled(160, 120)))
 
 
 # --- alignment --------------------------------------------------------------------------------------------------

@@ -254,8 +254,7 @@ def test_torch_threads_parameter_sets_torch_threads_at_start(graph_factory, torc
 
 def test_ensemble_size_reaches_tensorrt_engines_only(monkeypatch, tmp_path):
     from depthfm_ros import backends
-    from depthfm_ros.backends import create_backend
-    from depthfm_ros.backends import load_backend
+    from depthfm_ros.backends import create_backend, load_backend
     from depthfm_ros.ros.params import validate
 
     calls = []

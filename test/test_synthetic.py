@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from depthfm_ros.sim import synthetic
 from depthfm_ros.errors import InputError
 from depthfm_ros.geometry.projection import project_points
+from depthfm_ros.sim import synthetic
 from depthfm_ros.sim.synthetic import Box, Plane, SceneSpec
 
 CAM = synthetic.default_camera(160, 120)

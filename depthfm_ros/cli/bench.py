@@ -303,7 +303,8 @@ def _main(argv=None) -> int:
             flop_rows = flop_table(args.num_steps, args.ensemble_size, vae_kind)
             bar.update(1)
         vae_name = "TAESD-size tiny VAE" if vae_kind == "tiny" else "SD VAE"
-        print(f"\nFLOPs of the full DepthFM (SD 2.1 UNet + {vae_name}), per image, k={args.num_steps}, M={args.ensemble_size}")
+        print(f"\nFLOPs of the full DepthFM (SD 2.1 UNet + {vae_name}), per image, k={args.num_steps}, "
+              f"M={args.ensemble_size}")
         print(format_table(flop_rows, ["input", "processing_hw", "encode_gflop", "step_gflop", "steps_gflop",
                                        "decode_gflop", "total_gflop"], "{:.0f}"))
         write_csv(out / "bench_flops.csv", flop_rows)

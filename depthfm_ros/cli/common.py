@@ -18,7 +18,8 @@ def add_checkpoint_args(group, *, tiny_help: str = "use a small RANDOM model (no
                         "mechanics, not real depth", vae_kinds: bool = True) -> None:
     """--checkpoint/--vae/--tiny-model (+ --vae-kind/--tiny-vae): which DepthFM to load."""
     group.add_argument("--checkpoint", help="official DepthFM .ckpt, or a folder written by save_pretrained")
-    group.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an official .ckpt")
+    group.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an "
+                       "official .ckpt")
     group.add_argument("--tiny-model", action="store_true", help=tiny_help)
     if vae_kinds:
         group.add_argument("--vae-kind", choices=VAE_KINDS, default="full",

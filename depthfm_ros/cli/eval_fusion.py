@@ -34,7 +34,8 @@ def lidar_only_depth(sparse_depth_hw_m: np.ndarray) -> np.ndarray:
         return np.full(sparse_depth_hw_m.shape, np.nan, dtype=np.float32)
     _, labels = cv2.distanceTransformWithLabels(empty_hw_u8, cv2.DIST_L2, cv2.DIST_MASK_5,
                                                 labelType=cv2.DIST_LABEL_PIXEL)
-    return sparse_depth_hw_m[empty_hw_u8 == 0][labels - 1].astype(np.float32)  # labels count LiDAR pixels in raster order
+    # labels count LiDAR pixels in raster order
+    return sparse_depth_hw_m[empty_hw_u8 == 0][labels - 1].astype(np.float32)
 
 
 def evaluate_scene(seed: int, pattern: str, args: argparse.Namespace) -> list[dict]:

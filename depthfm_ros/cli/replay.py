@@ -26,9 +26,9 @@ import cv2
 import numpy as np
 import yaml
 
-from ..ros import bag as bagio
 from ..errors import InputError
 from ..processing import colorize
+from ..ros import bag as bagio
 from .common import add_model_args, run_cli
 from .demo import node_parameters
 

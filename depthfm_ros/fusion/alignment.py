@@ -74,7 +74,8 @@ def fit_log_depth(
 
     Least-median-of-squares over random point pairs gives a start with 50% breakdown; IRLS with Huber weights,
     times ``1/(std_z² + eps)`` when ``std_z_hw`` is given, refines it on the points within ``outlier_k`` robust
-    standard deviations (MAD). Residuals are compared after scaling by the relative precision ``1/std_z``. Raises :class:`AlignmentError` with fewer than ``min_points`` valid or inlier
+    standard deviations (MAD). Residuals are compared after scaling by the relative precision ``1/std_z``.
+    Raises :class:`AlignmentError` with fewer than ``min_points`` valid or inlier
     points, when z varies less than ``min_z_spread`` (z units, std) over them, or when ``a <= 0`` and
     ``allow_negative_scale`` is False. Deterministic for a given ``seed``.
     """

@@ -218,4 +218,5 @@ def complete_depth(
     if keep_lidar:
         lidar_mask[rows, cols] = True
         depth_hw_m[rows, cols] = sparse[rows, cols]
-    return CompletedDepth(depth_hw_m, correction.astype(np.float32), support.astype(np.float32), lidar_mask, num_rejected)
+    return CompletedDepth(depth_hw_m, correction.astype(np.float32), support.astype(np.float32), lidar_mask,
+                          num_rejected)

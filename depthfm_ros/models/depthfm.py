@@ -67,7 +67,8 @@ class DepthFM(nn.Module):
         self.tiny_vae = None  # set_tiny_vae: a distilled AutoencoderTiny used by encode/decode instead of ``vae``
 
     def set_tiny_vae(self, tiny_vae) -> "DepthFM":
-        """Use a distilled tiny VAE (``depthfm_ros.models.tiny_vae``) in ``encode``/``decode``; None restores the SD VAE."""
+        """Use a distilled tiny VAE (``depthfm_ros.models.tiny_vae``) in ``encode``/``decode``; None restores the
+        SD VAE."""
         if tiny_vae is not None:
             check_tiny_vae(tiny_vae)
             # nn.Module.to: diffusers' ModelMixin.to warns about dtype casts even for this all-fp32-safe model

@@ -2,7 +2,8 @@
 
 The tiny encoder maps an image in [-1, 1] to the SD *scaled* latent (posterior mode x 0.18215), the space the UNet
 works in; the tiny decoder maps a depth latent straight to the single log-depth channel z (``out_channels=1``,
-where the SD decoder gives 3 channels that DepthFM averages). :mod:`depthfm_ros.training.distill` trains both against the SD VAE.
+where the SD decoder gives 3 channels that DepthFM averages). :mod:`depthfm_ros.training.distill` trains both
+against the SD VAE.
 
 Latent conventions, explicitly:
 

@@ -106,7 +106,8 @@ def _yaw_matrix(yaw: float) -> np.ndarray:
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
-def cast_rays(spec: SceneSpec, origins_n3: np.ndarray, dirs_n3: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cast_rays(spec: SceneSpec, origins_n3: np.ndarray,
+              dirs_n3: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest hit along ``origin + t·dir`` (t > 0): returns ``t_n`` (inf on miss), surface ids, unit normals."""
     o = np.broadcast_to(np.asarray(origins_n3, dtype=np.float64), np.shape(dirs_n3))
     d = np.asarray(dirs_n3, dtype=np.float64)
