@@ -83,17 +83,29 @@ class DepthFMPipeline:
         out = self._run_batch(batch)
         return out[0] if single else out
 
+    def preprocess(self, batch: list[np.ndarray], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Engine inputs for same-size RGB images at the processing size: images (b, 3, h, w) in [-1, 1] and the
+        ensemble noise (b*M, 4, h/8, w/8) from this pipeline's generator."""
+        rgb_bchw = np.stack([to_model_input(rgb, height, width) for rgb in batch])
+        noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, height, width),
+                                         dtype=np.float32)
+        return rgb_bchw, noise
+
+    @staticmethod
+    def postprocess(members_bmhw: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Engine output (b, M, h, w) -> z, its ensemble std and the relative depth, each (b, height, width)."""
+        z_bhw, std_bhw = members_to_input_size(members_bmhw, height, width)
+        return z_bhw, std_bhw, relative_depth(z_bhw)
+
     def _run_batch(self, batch: list[np.ndarray]) -> list[DepthPrediction]:
         t0 = time.perf_counter()
         h_in, w_in = batch[0].shape[:2]
         h, w = self.size_for(h_in, w_in)
-        rgb_bchw = np.stack([to_model_input(rgb, h, w) for rgb in batch])
-        noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, h, w), dtype=np.float32)
+        rgb_bchw, noise = self.preprocess(batch, h, w)
         t1 = time.perf_counter()
         members = self.backend.run(rgb_bchw, noise)
         t2 = time.perf_counter()
-        z_bhw, std_bhw = members_to_input_size(members, h_in, w_in)
-        depth_bhw = relative_depth(z_bhw)
+        z_bhw, std_bhw, depth_bhw = self.postprocess(members, h_in, w_in)
         t3 = time.perf_counter()
         timings = {"preprocess": 1e3 * (t1 - t0), "engine": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
         return [DepthPrediction(z, d, s, (h, w), self.ensemble_size,

@@ -2,9 +2,9 @@
 """Full SD VAE vs distilled tiny VAE: FLOPs of the full-size model, CPU latency and accuracy cost of the tiny one.
 
 1. FLOPs (``torch.utils.flop_counter.FlopCounterMode`` on the meta device, random weights, nothing downloaded) of
-   the SD-2.1-size DepthFM (``depthfm_ros.cli.bench.build_full_depthfm``) with the SD VAE and with the TAESD-size tiny
-   VAE (``tiny_vae.TAESD_DEPTH_CONFIG``), at 512x512 and 640x480 -- which runs at 512x640, sides rounded to
-   multiples of 64 by ``processing.processing_size`` -- for k = 1, 2 steps and M = 1, 4 members.
+   the SD-2.1-size DepthFM (``depthfm_ros.models.architectures.build_full_depthfm``) with the SD VAE and with the
+   TAESD-size tiny VAE (``tiny_vae.TAESD_DEPTH_CONFIG``), at 512x512 and 640x480 -- which runs at 512x640, sides
+   rounded to multiples of 64 by ``processing.processing_size`` -- for k = 1, 2 steps and M = 1, 4 members.
 2. CPU latency (torch) of the tiny random test model with its tiny SD-style VAE vs the test-size tiny VAE, and of the
    real-size SD VAE vs the TAESD-size tiny VAE alone (encode, decode) at a small size.
 3. Accuracy cost: the test-size tiny VAE is distilled briefly from the tiny random teacher on synthetic scenes, then
@@ -24,7 +24,8 @@ import time
 import numpy as np
 import torch
 
-from depthfm_ros.cli.bench import FLOP_SIZES_HW, format_table, stage_flops
+from depthfm_ros.backends.benchmark import FLOP_SIZES_HW, stage_flops
+from depthfm_ros.cli.bench import format_table
 from depthfm_ros.models.architectures import build_full_depthfm, build_tiny_depthfm
 from depthfm_ros.models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae
 from depthfm_ros.shapes import latent_noise_shape

@@ -3,8 +3,8 @@
 import cv2
 import numpy as np
 
-from depthfm_ros.cli.demo import _parse, camera_path, main, moved_scene, node_parameters
-from depthfm_ros.sim.synthetic import default_camera, random_scene_spec, render_scene
+from depthfm_ros.cli.demo import _parse, main, node_parameters
+from depthfm_ros.sim.synthetic import camera_path, default_camera, moved_scene, random_scene_spec, render_scene
 
 
 def test_demo_writes_depth_and_uncertainty_pngs(tmp_path, capsys, one_torch_thread):

@@ -107,10 +107,11 @@ class OnnxBackend(Backend):
             if names != GRAPH_IO[kind][0]:
                 raise BackendError(f"{path} has inputs {names}, expected {GRAPH_IO[kind][0]} for a {kind} graph")
         if not self.fused:
-            self.staged = StagedModel(self._stage("encoder"), self._stage("step"), self._stage("decoder"),
+            self.staged = StagedModel(self.stage("encoder"), self.stage("step"), self.stage("decoder"),
                                       self.noising_step)
 
-    def _stage(self, kind: str):
+    def stage(self, kind: str):
+        """The graph ``kind`` (encoder, step, decoder) of a split export as a torch -> torch callable."""
         session, names = self.sessions[kind], GRAPH_IO[kind][0]
 
         def call(*tensors: torch.Tensor) -> torch.Tensor:

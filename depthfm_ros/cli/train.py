@@ -10,51 +10,23 @@ logs in ``OUTPUT/logs``. See docs/training.md for a CPU recipe.
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
 from pathlib import Path
 
 from ..errors import DepthFMError
 from .common import run_cli
 
 
-def load_callable(spec: str):
-    """``package.module:function`` -> the function (e.g. a teacher depth model)."""
-    module_name, _, attr = spec.partition(":")
-    if not attr:
-        raise DepthFMError(f"teacher must be given as module:callable, got {spec!r}")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise DepthFMError(f"cannot import {spec}: {exc}") from exc
-
-
 def build_model(args: argparse.Namespace):
-    """The model training starts from: a tiny random model, Stable Diffusion, or a DepthFM checkpoint."""
-    from ..models.architectures import build_tiny_depthfm
-    from ..models.depthfm import META_FILE, DepthFM
+    """The model training starts from (:func:`depthfm_ros.training.trainer.initial_model`)."""
+    from ..training.trainer import initial_model
 
-    if args.init == "tiny":
-        return build_tiny_depthfm(seed=args.seed, noising_step=args.noising_step)
-    if args.init == "sd":
-        from ..training.trainer import depthfm_from_sd
-
-        if not args.sd or not args.empty_text_embedding:
-            raise DepthFMError("--init sd needs --sd (SD 2.1 folder or its unet/) and --empty-text-embedding (.npy)")
-        return depthfm_from_sd(args.sd, args.vae, args.empty_text_embedding, args.noising_step)
-    if not args.checkpoint:
-        raise DepthFMError("--init depthfm needs --checkpoint (official .ckpt with --vae, or a model folder)")
-    path = Path(args.checkpoint)
-    if path.is_dir() and "completion" in json.loads((path / META_FILE).read_text() if (path / META_FILE).is_file()
-                                                    else "{}"):
-        from ..models.completion import DepthCompletionFM
-
-        return DepthCompletionFM.from_pretrained(path)
-    return DepthFM.load(path, args.vae)
+    return initial_model(args.init, seed=args.seed, noising_step=args.noising_step, sd=args.sd, vae=args.vae,
+                         empty_text_embedding=args.empty_text_embedding, checkpoint=args.checkpoint)
 
 
 def build_dataset(args: argparse.Namespace):
-    from ..training.data import FolderDepthDataset, SyntheticDepthDataset, TeacherDepthDataset, mixture_dataset
+    from ..training.data import FolderDepthDataset, SyntheticDepthDataset, TeacherDepthDataset, load_callable
+    from ..training.data import mixture_dataset
 
     size = tuple(args.size) if args.size else None
     if args.synthetic:

@@ -17,6 +17,7 @@ D^u labelled by a teacher depth model (:class:`TeacherDepthDataset`, :func:`mixt
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -285,3 +286,14 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     if len(shapes) > 1:
         raise InputError(f"samples of different sizes {sorted(shapes)} in one batch: give the dataset a size_hw")
     return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+def load_callable(spec: str):
+    """``package.module:function`` -> the function (e.g. a teacher depth model)."""
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise InputError(f"teacher must be given as module:callable, got {spec!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError(f"cannot import {spec}: {exc}") from exc

@@ -10,6 +10,7 @@ so a resumed run replays exactly the run it continues.
 from __future__ import annotations
 
 import copy
+import json
 import random
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -23,7 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import CheckpointError, InputError
-from ..models.depthfm import DepthFM, load_vae
+from ..models.architectures import build_tiny_depthfm
+from ..models.completion import DepthCompletionFM
+from ..models.depthfm import META_FILE, DepthFM, load_vae
 from ..sampler import noise_augment
 from ..shapes import LATENT_CHANNELS, LATENT_SCALE
 from .data import collate, encode_batch
@@ -101,6 +104,26 @@ def depthfm_from_sd(unet_or_folder, vae_or_folder, empty_text_embedding, noising
     if isinstance(empty_text_embedding, (str, Path)):
         empty_text_embedding = np.load(empty_text_embedding)
     return DepthFM(unet, vae, empty_text_embedding, noising_step)
+
+
+def initial_model(init: str, *, seed: int = 0, noising_step: int = 400, sd=None, vae=None,
+                  empty_text_embedding=None, checkpoint=None) -> DepthFM:
+    """The model training starts from: ``init`` 'tiny' (a tiny random model), 'sd' (Stable Diffusion 2.1 with
+    conv_in widened, needs ``sd``, ``vae`` and ``empty_text_embedding``) or 'depthfm' (``checkpoint``: an official
+    .ckpt with ``vae``, a model folder, or a depth-completion folder)."""
+    if init == "tiny":
+        return build_tiny_depthfm(seed=seed, noising_step=noising_step)
+    if init == "sd":
+        if not sd or not empty_text_embedding:
+            raise InputError("--init sd needs --sd (SD 2.1 folder or its unet/) and --empty-text-embedding (.npy)")
+        return depthfm_from_sd(sd, vae, empty_text_embedding, noising_step)
+    if not checkpoint:
+        raise InputError("--init depthfm needs --checkpoint (official .ckpt with --vae, or a model folder)")
+    path = Path(checkpoint)
+    meta = path / META_FILE
+    if path.is_dir() and meta.is_file() and "completion" in json.loads(meta.read_text()):
+        return DepthCompletionFM.from_pretrained(path)
+    return DepthFM.load(path, vae)
 
 
 # ------------------------------------------------------------------------------------------------- loss

@@ -1,5 +1,6 @@
 """depthfm-replay: a synthetic bag through depthfm_node in an in-process ROS 2 graph (tiny model), the report."""
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -7,10 +8,12 @@ import cv2
 import pytest
 from rosbags.rosbag2 import Writer
 
-from depthfm_ros.cli.replay import main, numeric_values, parse_param, replay_parameters, summary
+from depthfm_ros.cli.replay import main
 from depthfm_ros.errors import InputError
 from depthfm_ros.ros import bag as bagio
 from depthfm_ros.ros.params import SPECS
+from depthfm_ros.ros.replay import ReplayOptions, numeric_values, parse_param, replay_parameters, summary
+from depthfm_ros.settings import ModelSettings
 
 W, H, N = 128, 96, 6
 FAST = ["--tiny-model", "--processing-resolution", "64", "--steps", "1", "--drain-timeout", "10"]
@@ -88,10 +91,9 @@ def test_bad_arguments_exit_2(synthetic_bag, tmp_path, capsys):
 
 
 def test_parameters_are_only_the_declared_ones(synthetic_bag):
-    args = SimpleNamespace(tiny_model=True, checkpoint=None, vae=None, engine=None, backend="torch", dtype="fp32",
-                           num_steps=1, ensemble_size=2, processing_resolution=64, seed=0, vae_kind="full",
-                           tiny_vae=None,
-                           no_points=False, rate=0.5, param=["seed:=7", "diagnostics_period_sec:=1"])
+    settings = ModelSettings(tiny_model=True, num_steps=1, ensemble_size=2, processing_resolution=64, seed=0)
+    args = ReplayOptions(synthetic_bag.path, settings, no_points=False, rate=0.5,
+                         param=("seed:=7", "diagnostics_period_sec:=1"))
     topics = bagio.pick_topics(bagio.bag_topics(synthetic_bag.path))
     params = replay_parameters(args, synthetic_bag.path, topics)
     assert set(params) <= set(SPECS)
@@ -99,7 +101,7 @@ def test_parameters_are_only_the_declared_ones(synthetic_bag):
     assert params["diagnostics_period_sec"] == 1.0 and isinstance(params["diagnostics_period_sec"], float)
     # the LiDAR timeout counts bag time: longer at half speed, strict pairing in lockstep
     assert params["lidar_timeout_sec"] == 2 * SPECS["lidar_timeout_sec"].default
-    assert replay_parameters(SimpleNamespace(**{**vars(args), "rate": 0.0}), synthetic_bag.path,
+    assert replay_parameters(dataclasses.replace(args, rate=0.0), synthetic_bag.path,
                              topics)["lidar_timeout_sec"] == 0.0
 
 
