@@ -25,24 +25,23 @@ def build_model(args: argparse.Namespace):
 
 
 def build_dataset(args: argparse.Namespace):
-    from ..training.data import FolderDepthDataset, SyntheticDepthDataset, TeacherDepthDataset, load_callable
-    from ..training.data import mixture_dataset
+    from ..training import data
 
     size = tuple(args.size) if args.size else None
     if args.synthetic:
         h, w = size or (64, 64)
-        dataset = SyntheticDepthDataset(args.synthetic, h, w, seed=args.synthetic_seed)
+        dataset = data.SyntheticDepthDataset(args.synthetic, h, w, seed=args.synthetic_seed)
     elif args.data:
-        dataset = FolderDepthDataset(args.data, size, args.png_depth_scale)
+        dataset = data.FolderDepthDataset(args.data, size, args.png_depth_scale)
     else:
         raise DepthFMError("give training data: --synthetic N and/or --data FOLDER")
     if args.teacher:
         if not args.teacher_images:
             raise DepthFMError("--teacher needs --teacher-images (a folder of unlabelled images)")
         teacher_size = size or ((dataset.height, dataset.width) if args.synthetic else None)
-        teacher = TeacherDepthDataset(args.teacher_images, load_callable(args.teacher), args.teacher_output,
+        teacher = data.TeacherDepthDataset(args.teacher_images, data.load_callable(args.teacher), args.teacher_output,
                                       teacher_size)
-        dataset = mixture_dataset(dataset, teacher, args.k, args.seed)
+        dataset = data.mixture_dataset(dataset, teacher, args.k, args.seed)
     return dataset
 
 
