@@ -18,15 +18,16 @@ from .shapes import latent_noise_shape
 class DepthPrediction:
     """One image's result. All maps are (H, W) float32 at the input resolution.
 
-    ``z``: decoded log-depth value (ensemble mean), affine in log metric depth.
-    ``depth``: the official relative depth, min-max of exp(z) in [0, 1].
-    ``std``: per-pixel ensemble standard deviation of z (0 for one member), in z units.
+    ``z_hw``: decoded log-depth value (ensemble mean), affine in log metric depth (log d = a·z + b).
+    ``relative_depth_hw``: the official relative depth, per-image min-max of exp(z) in [0, 1] (0 near, 1 far).
+    ``std_z_hw``: per-pixel ensemble standard deviation of z (0 for one member), in z units.
+    ``processing_size``: (h, w) the engine ran at; ``ensemble_size``: M; ``num_steps``: k.
     ``timings_ms``: preprocess / engine / postprocess wall times of the batch this image came in.
     """
 
-    z: np.ndarray
-    depth: np.ndarray
-    std: np.ndarray
+    z_hw: np.ndarray
+    relative_depth_hw: np.ndarray
+    std_z_hw: np.ndarray
     processing_size: tuple[int, int]
     ensemble_size: int
     num_steps: int

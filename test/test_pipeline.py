@@ -17,24 +17,24 @@ def test_reproduces_the_official_outputs(official_tiny):
         backend = TorchBackend.from_checkpoint(official_tiny / "tiny.ckpt", official_tiny / "vae", num_steps=steps)
         out = DepthFMPipeline(backend, processing_resolution=0)(rgb)
         ref = np.load(official_tiny / f"ref_depth_s{steps}.npy")
-        assert out.depth.shape == ref.shape == (128, 192)
-        assert np.abs(out.depth - ref).max() < 1e-5, steps
+        assert out.relative_depth_hw.shape == ref.shape == (128, 192)
+        assert np.abs(out.relative_depth_hw - ref).max() < 1e-5, steps
 
 
 def test_outputs_are_at_input_size_with_ensemble_uncertainty(tiny_model):
     pipe = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), processing_resolution=128, ensemble_size=3)
     out = pipe(_rgb(97, 131))
     assert out.processing_size == (64, 128)  # 97x131 -> long side 128, short 95 -> 64
-    for arr in (out.z, out.depth, out.std):
+    for arr in (out.z_hw, out.relative_depth_hw, out.std_z_hw):
         assert arr.shape == (97, 131) and arr.dtype == np.float32 and np.isfinite(arr).all()
-    assert out.depth.min() == 0.0 and out.depth.max() == pytest.approx(1.0)
-    assert out.std.min() >= 0 and out.std.mean() > 1e-3
+    assert out.relative_depth_hw.min() == 0.0 and out.relative_depth_hw.max() == pytest.approx(1.0)
+    assert out.std_z_hw.min() >= 0 and out.std_z_hw.mean() > 1e-3
     assert set(out.timings_ms) == {"preprocess", "engine", "postprocess"}
 
 
 def test_single_member_has_zero_uncertainty(tiny_model):
     out = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64, ensemble_size=1)(_rgb(64, 64))
-    assert np.all(out.std == 0)
+    assert np.all(out.std_z_hw == 0)
 
 
 def test_seed_makes_runs_reproducible(tiny_model):
@@ -42,8 +42,8 @@ def test_seed_makes_runs_reproducible(tiny_model):
     a = DepthFMPipeline(backend, 64, ensemble_size=2, seed=5)(_rgb(64, 64))
     b = DepthFMPipeline(backend, 64, ensemble_size=2, seed=5)(_rgb(64, 64))
     c = DepthFMPipeline(backend, 64, ensemble_size=2, seed=6)(_rgb(64, 64))
-    np.testing.assert_array_equal(a.z, b.z)
-    assert np.abs(a.z - c.z).max() > 1e-4
+    np.testing.assert_array_equal(a.z_hw, b.z_hw)
+    assert np.abs(a.z_hw - c.z_hw).max() > 1e-4
 
 
 def test_batch_of_images_matches_single_calls_with_the_same_noise(tiny_model):
@@ -56,12 +56,12 @@ def test_batch_of_images_matches_single_calls_with_the_same_noise(tiny_model):
     from depthfm_ros.processing import to_model_input
     for i, rgb in enumerate(images):
         members = backend.run(to_model_input(rgb, 64, 128)[None], noise[2 * i:2 * i + 2])
-        np.testing.assert_allclose(batched[i].z, members.mean(axis=1)[0], atol=1e-4)
+        np.testing.assert_allclose(batched[i].z_hw, members.mean(axis=1)[0], atol=1e-4)
 
 
 def test_mixed_sizes_run_one_by_one(tiny_model):
     outs = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64)([_rgb(64, 64), _rgb(32, 48)])
-    assert [o.z.shape for o in outs] == [(64, 64), (32, 48)]
+    assert [o.z_hw.shape for o in outs] == [(64, 64), (32, 48)]
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
@@ -70,8 +70,8 @@ def test_reduced_precision_stays_close_to_fp32(tiny_model, dtype):
     rgb = _rgb(64, 64)
     ref = DepthFMPipeline(TorchBackend(build_tiny_depthfm(seed=0), num_steps=1), 64)(rgb)
     low = DepthFMPipeline(TorchBackend(build_tiny_depthfm(seed=0), num_steps=1, dtype=dtype), 64)(rgb)
-    assert np.isfinite(low.z).all()
-    assert np.corrcoef(ref.z.ravel(), low.z.ravel())[0, 1] > 0.98
+    assert np.isfinite(low.z_hw).all()
+    assert np.corrcoef(ref.z_hw.ravel(), low.z_hw.ravel())[0, 1] > 0.98
 
 
 def test_bad_inputs_raise_typed_errors(tiny_model):

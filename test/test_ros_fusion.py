@@ -211,7 +211,7 @@ def test_without_clouds_depth_flows_relative_after_the_timeout_and_metric_resume
     prediction, _, _ = expected_frame(tiny_model, scene, scan)
     points = pointcloud2_to_xyz(g.received["points"][0])  # the fixed points_scale / points_shift mapping
     fixed = LogDepthFit(2.0, 0.5, float("nan"), 0, 0)
-    np.testing.assert_allclose(points[:, 2], fixed.depth_m(prediction.z).ravel(), rtol=1e-4)
+    np.testing.assert_allclose(points[:, 2], fixed.depth_m(prediction.z_hw).ravel(), rtol=1e-4)
     g.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "LiDAR stale" in s.message and
                            {kv.key: kv.value for kv in s.values}["frames_unaligned"] == "1"
                            for s in alignment_statuses(g)), "stale diagnostics")

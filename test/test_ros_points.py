@@ -49,8 +49,8 @@ def expected_depth(tiny_model):
     """The node's first frame in fixed-scale metres: depth = exp(SCALE z + SHIFT) and its std."""
     prediction = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64, 2, seed=0)(rgb_frame(0))
     fixed = LogDepthFit(SCALE, SHIFT, float("nan"), 0, 0)
-    depth = fixed.depth_m(prediction.z)
-    return depth, metric_std(prediction.std, depth, fixed)
+    depth = fixed.depth_m(prediction.z_hw)
+    return depth, metric_std(prediction.std_z_hw, depth, fixed)
 
 
 def camera(width: int, height: int) -> PinholeCamera:

@@ -28,7 +28,7 @@ def evaluate_pipeline(pipe: DepthFMPipeline, dataset, progress: bool = True) -> 
         rgb, depth_m, mask = dataset.pair(i)
         pred = pipe(rgb)
         gt = np.where(np.isfinite(depth_m), depth_m, 0.0)
-        per_image.append(evaluate_log_aligned(pred.z, gt, mask))
+        per_image.append(evaluate_log_aligned(pred.z_hw, gt, mask))
     return {key: float(np.mean([r[key] for r in per_image])) for key, _ in METRICS} | {"num_images": len(per_image)}
 
 

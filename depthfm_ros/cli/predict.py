@@ -21,13 +21,13 @@ def write_outputs(pred: DepthPrediction, rgb: np.ndarray, out_dir: Path, stem: s
     written = []
     if "png" in formats:
         path = out_dir / f"{stem}_depth.png"
-        cv2.imwrite(str(path), np.round(pred.depth * 65535).astype(np.uint16))
+        cv2.imwrite(str(path), np.round(pred.relative_depth_hw * 65535).astype(np.uint16))
         written.append(path)
     if "npy" in formats:
         path = out_dir / f"{stem}_depth.npz"
-        np.savez_compressed(path, z=pred.z, depth=pred.depth, uncertainty=pred.std)
+        np.savez_compressed(path, z=pred.z_hw, depth=pred.relative_depth_hw, uncertainty=pred.std_z_hw)
         written.append(path)
-    preview = np.concatenate([rgb, colorize(pred.depth, 0, 1), colorize(pred.std, 0)], axis=1)
+    preview = np.concatenate([rgb, colorize(pred.relative_depth_hw, 0, 1), colorize(pred.std_z_hw, 0)], axis=1)
     path = out_dir / f"{stem}_preview.png"
     cv2.imwrite(str(path), cv2.cvtColor(preview, cv2.COLOR_RGB2BGR))
     written.append(path)

@@ -5,8 +5,8 @@
       -> log d = a·z + b (fusion.alignment.fit_log_depth) -> depth and its std in metres
       -> completed depth (fusion.completion.complete_depth, or a DepthCompletionFM's)
 
-The node only converts the result to messages. :func:`frame_points` turns a frame's metric depth into the point
-cloud the ``points_*`` parameters ask for.
+The node only converts the result to messages (and :func:`depthfm_ros.geometry.projection.points_from_depth` turns
+a frame's metric depth into the point cloud the ``points_*`` parameters ask for).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import numpy as np
 
 from ..errors import DepthFMError
 from ..geometry.camera import PinholeCamera
-from ..geometry.masks import combined_mask
-from ..geometry.projection import CameraPoints, depth_to_points, project_points
+from ..geometry.projection import project_points
 from ..pipeline import DepthPrediction
 from .alignment import LogDepthFit, fit_log_depth, metric_std
 from .completion import complete_depth
@@ -77,20 +76,20 @@ def fuse_frame(prediction: DepthPrediction, points_n3: np.ndarray, camera: Pinho
     maps; it never raises for bad data.
     """
     t0 = time.perf_counter()
-    height, width = prediction.z.shape
+    height, width = prediction.z_hw.shape
     num_points = 0
     try:
         sparse = sparse_depth(points_n3, camera, T_cam_lidar, width, height, min_range_m, max_range_m)
         num_points = int(np.isfinite(sparse).sum())
         t1 = time.perf_counter()
-        fit = fit_log_depth(prediction.z, sparse, prediction.std)
-        depth_hw_m, std_hw_m = metric_maps(fit, prediction.z, prediction.std)
+        fit = fit_log_depth(prediction.z_hw, sparse, prediction.std_z_hw)
+        depth_hw_m, std_hw_m = metric_maps(fit, prediction.z_hw, prediction.std_z_hw)
         t2 = time.perf_counter()
         completed, lidar_mask = None, None
         if completion_fn is not None and rgb_hwc_u8 is not None:
             completed = completion_fn(rgb_hwc_u8, sparse)
         if completed is None:
-            result = complete_depth(prediction.z, sparse, fit)
+            result = complete_depth(prediction.z_hw, sparse, fit)
             completed, lidar_mask = result.depth_hw_m, result.lidar_mask_hw
         t3 = time.perf_counter()
     except DepthFMError as exc:  # AlignmentError, a cloud that does not project, ...
@@ -100,29 +99,3 @@ def fuse_frame(prediction: DepthPrediction, points_n3: np.ndarray, camera: Pinho
                "completion": 1e3 * (t3 - t2)}
     return FusedFrame(depth_hw_m, std_hw_m, completed.astype(np.float32, copy=False), lidar_mask, fit, "",
                       num_points, timings)
-
-
-@dataclass(frozen=True)
-class PointsOptions:
-    """Which pixels become points: every ``stride``-th; ``organized`` keeps the grid (NaN where filtered); ``rgb``
-    adds colour; depth within [``min_range_m``, ``max_range_m``] (0 = no limit); std at most ``max_std_m`` and
-    ``max_relative_std`` of depth (0 = off); flying pixels across a neighbour ratio ``edge_ratio`` (0 = off)."""
-
-    stride: int = 1
-    organized: bool = False
-    rgb: bool = True
-    min_range_m: float = 0.0
-    max_range_m: float = 0.0
-    max_std_m: float = 0.0
-    max_relative_std: float = 0.0
-    edge_ratio: float = 0.0
-
-
-def frame_points(depth_hw_m: np.ndarray, std_hw_m: np.ndarray, camera: PinholeCamera, options: PointsOptions,
-                 rgb_hwc_u8: np.ndarray | None = None) -> CameraPoints:
-    """Metric depth -> filtered points in the camera optical frame (``camera`` at the depth's size, rectified)."""
-    keep = combined_mask(depth_hw_m, std_hw_m, min_range_m=options.min_range_m, max_range_m=options.max_range_m,
-                         max_std_m=options.max_std_m, max_relative_std=options.max_relative_std,
-                         edge_ratio=options.edge_ratio)
-    return depth_to_points(depth_hw_m, camera, options.stride, rgb_hwc_u8 if options.rgb else None,
-                           options.organized, keep)

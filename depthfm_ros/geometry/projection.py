@@ -6,6 +6,7 @@ coordinates (OpenCV). A *sparse depth image* is ``(H, W) float32`` metres with N
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import cv2
@@ -15,7 +16,7 @@ from scipy.spatial.transform import Rotation
 from ..errors import InputError
 from ..processing import check_rgb
 from .camera import PinholeCamera
-from .masks import finite_depth_mask
+from .masks import combined_mask, finite_depth_mask
 
 
 class CameraPoints(NamedTuple):
@@ -171,3 +172,29 @@ def depth_to_points(depth_hw_m: np.ndarray, camera: PinholeCamera, stride: int =
     xyz = np.stack([(ray_x[None, :] * z).reshape(-1).take(kept), (ray_y[:, None] * z).reshape(-1).take(kept),
                     z.reshape(-1).take(kept)], axis=1)
     return CameraPoints(xyz, None if rgb is None else rgb.reshape(-1, 3).take(kept, axis=0))
+
+
+@dataclass(frozen=True)
+class PointsOptions:
+    """Which pixels become points: every ``stride``-th; ``organized`` keeps the grid (NaN where filtered); ``rgb``
+    adds colour; depth within [``min_range_m``, ``max_range_m``] (0 = no limit); std at most ``max_std_m`` and
+    ``max_relative_std`` of depth (0 = off); flying pixels across a neighbour ratio ``edge_ratio`` (0 = off)."""
+
+    stride: int = 1
+    organized: bool = False
+    rgb: bool = True
+    min_range_m: float = 0.0
+    max_range_m: float = 0.0
+    max_std_m: float = 0.0
+    max_relative_std: float = 0.0
+    edge_ratio: float = 0.0
+
+
+def points_from_depth(depth_hw_m: np.ndarray, std_hw_m: np.ndarray, camera: PinholeCamera, options: PointsOptions,
+                 rgb_hwc_u8: np.ndarray | None = None) -> CameraPoints:
+    """Metric depth -> filtered points in the camera optical frame (``camera`` at the depth's size, rectified)."""
+    keep = combined_mask(depth_hw_m, std_hw_m, min_range_m=options.min_range_m, max_range_m=options.max_range_m,
+                         max_std_m=options.max_std_m, max_relative_std=options.max_relative_std,
+                         edge_ratio=options.edge_ratio)
+    return depth_to_points(depth_hw_m, camera, options.stride, rgb_hwc_u8 if options.rgb else None,
+                           options.organized, keep)

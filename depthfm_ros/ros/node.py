@@ -24,12 +24,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from ..backends import Backend, load_backend
 from ..errors import DepthFMError
 from ..fusion.alignment import LogDepthFit
-from ..fusion.frame import PointsOptions, frame_points, metric_maps
+from ..fusion.frame import metric_maps
+from ..geometry.projection import points_from_depth
 from ..pipeline import DepthFMPipeline, DepthPrediction
 from . import conversions
 from .diagnostics import FrameStats, diagnostic_array, diagnostic_status
 from .lidar import LidarInput
-from .params import NodeConfig, declare_and_read
+from .params import declare_and_read
 
 NODE_NAME = "depthfm"
 DEPTH_TOPIC = "depthfm/depth"
@@ -44,12 +45,6 @@ def qos_profile(name: str) -> QoSProfile:
     if name == "sensor_data":
         return qos_profile_sensor_data
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def points_options(config: NodeConfig) -> PointsOptions:
-    return PointsOptions(config.points_stride, config.points_organized, config.points_rgb, config.points_min_range_m,
-                         config.points_max_range_m, config.points_max_std_m, config.points_max_relative_std,
-                         config.points_edge_ratio)
 
 
 class DepthFMNode(Node):
@@ -70,7 +65,7 @@ class DepthFMNode(Node):
         settings.apply_torch_threads()
         self.backend = backend if backend is not None else load_backend(settings)
         self.pipeline = DepthFMPipeline.from_settings(settings, self.backend)
-        self.points = points_options(config)
+        self.points = config.points_options()
         self.fixed_fit = LogDepthFit(config.points_scale, config.points_shift, float("nan"), 0, 0)
         self.stats = FrameStats()
         self._camera_info: CameraInfo | None = None
@@ -182,20 +177,16 @@ class DepthFMNode(Node):
 
     def publish(self, prediction: DepthPrediction, header, rgb_hwc_u8: np.ndarray | None = None,
                 cloud: PointCloud2 | None = None) -> None:
-        """Publish every output of one frame with the input image's stamp and frame_id.
-
-        With a ``cloud`` (use_lidar) the frame is aligned to it: depth and uncertainty in metres plus the completed
-        depth; when alignment is refused they stay relative and /diagnostics says why. With use_lidar but no cloud
-        (the LiDAR is stale) the frame goes out as without LiDAR and is counted as unaligned.
-        """
+        """Every output of one frame, with the input's stamp and frame_id: metres with an accepted LiDAR fit (plus
+        completed depth), else relative depth; /diagnostics says why (refused fit, stale LiDAR)."""
         throttle = self.config.log_throttle_sec
-        height, width = prediction.z.shape
+        height, width = prediction.z_hw.shape
         info = self._camera_info  # one camera_info for the whole frame, though the executor may replace it
         camera, camera_error = conversions.output_camera(info, width, height)
-        fused = None if self.lidar is None else self.lidar.fuse(prediction, header, cloud, camera, camera_error,
-                                                                  rgb_hwc_u8)
+        fused = self.lidar and self.lidar.fuse(prediction, header, cloud, camera, camera_error, rgb_hwc_u8)
         aligned = fused is not None and fused.aligned
-        depth_hw, std_hw = (fused.depth_hw_m, fused.std_hw_m) if aligned else (prediction.depth, prediction.std)
+        depth_hw, std_hw = (fused.depth_hw_m, fused.std_hw_m) if aligned else \
+            (prediction.relative_depth_hw, prediction.std_z_hw)
         self.depth_pub.publish(conversions.numpy_to_image(depth_hw, "32FC1", header))
         self.uncertainty_pub.publish(conversions.numpy_to_image(std_hw, "32FC1", header))
         if aligned:
@@ -215,8 +206,8 @@ class DepthFMNode(Node):
             return
         t0 = time.perf_counter()
         depth_m, std_m = (fused.depth_hw_m, fused.std_hw_m) if aligned else \
-            metric_maps(self.fixed_fit, prediction.z, prediction.std)  # a fixed calibration, not a measurement
-        points = frame_points(depth_m, std_m, camera, self.points, rgb_hwc_u8)
+            metric_maps(self.fixed_fit, prediction.z_hw, prediction.std_z_hw)  # a fixed calibration, not a measurement
+        points = points_from_depth(depth_m, std_m, camera, self.points, rgb_hwc_u8)
         self.points_pub.publish(conversions.xyz_to_pointcloud2(points.xyz, header, points.rgb))
         self.stats.points_published(1e3 * (time.perf_counter() - t0))
 

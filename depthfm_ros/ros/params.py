@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import DepthFMError
+from ..geometry.projection import PointsOptions
 from ..settings import BACKENDS, DTYPES, VAE_KINDS, ModelSettings
 from ..shapes import SIZE_MULTIPLE
 
@@ -211,6 +212,12 @@ class NodeConfig:
     points_max_relative_std: float
     points_edge_ratio: float
 
+
+    def points_options(self) -> PointsOptions:
+        """What the points_* parameters ask of depthfm/points."""
+        return PointsOptions(self.points_stride, self.points_organized, self.points_rgb, self.points_min_range_m,
+                             self.points_max_range_m, self.points_max_std_m, self.points_max_relative_std,
+                             self.points_edge_ratio)
 
     def model_settings(self) -> ModelSettings:
         """The model part of the parameters, as the command-line tools build it too."""
