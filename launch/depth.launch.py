@@ -1,6 +1,6 @@
 """Start depthfm_node with config/depthfm.yaml; launch arguments override single parameters and remap topics.
 
-    ros2 launch depthfm_ros depth.launch.py checkpoint:=/models/depthfm-v1.ckpt vae:=/models/sd-vae \
+    ros2 launch depthfm_ros depth.launch.py checkpoint:=/models/depthfm-v1.ckpt vae:=/models/sd-vae num_steps:=2 \
         image_topic:=/camera/color/image_raw camera_info_topic:=/camera/color/camera_info
 
 An empty parameter argument (the default) keeps the value from ``params_file``.
@@ -9,37 +9,40 @@ An empty parameter argument (the default) keeps the value from ``params_file``.
 import os
 
 import yaml
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-from launch import LaunchDescription
+from depthfm_ros.ros.params import SPECS
 
 DEFAULT_PARAMS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config", "depthfm.yaml")
 
-# launch argument -> node parameter; "" leaves the params_file value.
+# launch arguments named as the node parameters they set (docs/ros.md describes each); "" leaves the params_file
+# value. Every argument is typed by its parameter's declared type (a whole number for a decimal parameter is that
+# decimal: lidar_timeout_sec:=0).
 PARAMETER_ARGUMENTS = {
-    "model": ("model", "checkpoint | tiny (random demo model)"),
-    "checkpoint": ("checkpoint", "depthfm-v1.ckpt or a converted model folder"),
-    "vae": ("vae", "SD VAE folder (diffusers format), needed with a .ckpt"),
-    "vae_kind": ("vae_kind", "full | tiny (distilled tiny VAE)"),
-    "tiny_vae": ("tiny_vae", "tiny VAE folder from depthfm-distill-vae"),
-    "engine": ("engine", "prebuilt TensorRT .engine or .onnx file"),
-    "backend": ("backend", "auto | tensorrt | onnxruntime | torch"),
-    "dtype": ("dtype", "fp32 | fp16 | bf16"),
-    "steps": ("num_steps", "Euler flow-matching steps"),
-    "ensemble": ("ensemble_size", "ensemble members (>= 2 for uncertainty)"),
-    "processing_resolution": ("processing_resolution", "longest side the model sees (multiple of 64, 0 = native)"),
-    "image_transport": ("image_transport", "raw | compressed"),
-    "use_lidar": ("use_lidar", "true: align depth to the cloud on lidar_topic (metres, completed depth)"),
-    "lidar_slop": ("lidar_slop_sec", "largest image/cloud stamp difference (s)"),
-    "lidar_timeout": ("lidar_timeout_sec", "no cloud for this long (s): publish relative depth until clouds return; "
-                      "0 = strict pairing"),
-    "publish_points": ("publish_points", "true: publish depthfm/points (PointCloud2)"),
-    "completion_checkpoint": ("completion_checkpoint", "DepthCompletionFM folder for the completed depth"),
-    "torch_threads": ("torch_threads", "torch intra-op threads (0 = torch default)"),
+    "model": "checkpoint | tiny (random demo model)",
+    "checkpoint": "depthfm-v1.ckpt or a converted model folder",
+    "vae": "SD VAE folder (diffusers format), needed with a .ckpt",
+    "vae_kind": "full | tiny (distilled tiny VAE)",
+    "tiny_vae": "tiny VAE folder from depthfm-distill-vae",
+    "engine": "exported .onnx / split folder, or a built TensorRT .engine",
+    "backend": "auto | tensorrt | onnxruntime | torch",
+    "dtype": "fp32 | fp16 | bf16",
+    "num_steps": "Euler flow-matching steps k",
+    "ensemble_size": "ensemble members M (>= 2 for uncertainty)",
+    "processing_resolution": "longest side the model sees (multiple of 64, 0 = native)",
+    "image_transport": "raw | compressed",
+    "use_lidar": "true: align depth to the cloud on lidar_topic (metres, completed depth)",
+    "lidar_slop_sec": "largest image/cloud stamp difference (s)",
+    "lidar_timeout_sec": "no cloud for this long (s): publish relative depth until clouds return; 0 = strict pairing",
+    "publish_points": "true: publish depthfm/points (PointCloud2)",
+    "completion_checkpoint": "DepthCompletionFM folder for the completed depth",
+    "torch_threads": "torch intra-op threads (0 = torch default)",
 }
-
-PATH_PARAMETERS = ("checkpoint", "vae", "tiny_vae", "engine", "completion_checkpoint")  # kept as text
+# documented older argument names -> the argument they stand for
+ARGUMENT_ALIASES = {"steps": "num_steps", "ensemble": "ensemble_size", "lidar_slop": "lidar_slop_sec",
+                    "lidar_timeout": "lidar_timeout_sec"}
 
 # launch argument -> (node topic it remaps, default target)
 TOPIC_ARGUMENTS = {
@@ -49,14 +52,26 @@ TOPIC_ARGUMENTS = {
 }
 
 
+def typed(parameter: str, text: str):
+    """A launch argument's text as the value its node parameter declares (``"0"`` -> 0.0 for a double)."""
+    default = SPECS[parameter].default
+    if isinstance(default, str):
+        return text  # paths and choices stay text
+    value = yaml.safe_load(text)
+    if isinstance(default, bool) or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value  # validate() names a wrong type
+    if isinstance(default, float):
+        return float(value)
+    return int(value) if float(value).is_integer() else value  # 2.0 -> 2; 0.5 stays for validate() to refuse
+
+
 def parameter_overrides(launch_configurations: dict) -> dict:
-    """Typed node parameters for the non-empty parameter arguments ("4" -> 4, "fp16" -> "fp16")."""
+    """Typed node parameters for the non-empty parameter arguments (an alias counts when its argument is empty)."""
     overrides = {}
-    for argument, (parameter, _) in PARAMETER_ARGUMENTS.items():
+    for argument, parameter in [*((a, a) for a in PARAMETER_ARGUMENTS), *ARGUMENT_ALIASES.items()]:
         text = launch_configurations.get(argument, "")
-        if text != "":
-            value = text if parameter in PATH_PARAMETERS else yaml.safe_load(text)
-            overrides[parameter] = value
+        if text != "" and parameter not in overrides:
+            overrides[parameter] = typed(parameter, text)
     return overrides
 
 
@@ -81,7 +96,9 @@ def generate_launch_description():
         DeclareLaunchArgument("node_name", default_value="depthfm", description="node name"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value="", description=f"{text} (empty: from params_file)")
-                  for name, (_, text) in PARAMETER_ARGUMENTS.items()]
+                  for name, text in PARAMETER_ARGUMENTS.items()]
+    arguments += [DeclareLaunchArgument(alias, default_value="", description=f"old name of {name}")
+                  for alias, name in ARGUMENT_ALIASES.items()]
     arguments += [DeclareLaunchArgument(name, default_value=default, description=f"topic remapped to '{topic}'")
                   for name, (topic, default) in TOPIC_ARGUMENTS.items()]
     return LaunchDescription(arguments + [OpaqueFunction(function=_node)])

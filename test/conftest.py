@@ -41,3 +41,14 @@ def tiny_model():
     from depthfm_ros.models.architectures import build_tiny_depthfm
 
     return build_tiny_depthfm(seed=0, noising_step=400)
+
+
+@pytest.fixture
+def ros_context():
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)

@@ -125,3 +125,43 @@ def test_yaml_loads_through_rcl_into_the_declarations():
     finally:
         rclpy.shutdown(context=context)
     assert (config.model, config.num_steps, config.backend) == ("tiny", 3, _yaml_parameters()["backend"])
+
+
+def test_canonical_argument_names_win_over_their_old_aliases(launch_module):
+    node = _node(launch_module.generate_launch_description(), num_steps="1", steps="3", ensemble="4",
+                 lidar_slop="0.1")
+    _, overrides = node["parameters"]
+    assert overrides == {"num_steps": 1, "ensemble_size": 4, "lidar_slop_sec": 0.1}
+
+
+@pytest.mark.parametrize("text", ["0", "2", "0.5", "2.0"])
+def test_every_numeric_argument_takes_an_int_and_a_float_as_its_declared_type(launch_module, text):
+    """``lidar_timeout_sec:=0`` must start the node (it failed with 'expecting type DOUBLE')."""
+    numeric = [a for a in launch_module.PARAMETER_ARGUMENTS
+               if type(SPECS[a].default) in (int, float) and not isinstance(SPECS[a].default, bool)]
+    assert {"num_steps", "lidar_timeout_sec", "lidar_slop_sec", "torch_threads"} <= set(numeric)
+    for argument in numeric:
+        value = launch_module.typed(argument, text)
+        expected = type(SPECS[argument].default)
+        if expected is float or float(text).is_integer():
+            assert type(value) is expected and value == float(text), (argument, text)
+        else:  # 0.5 for an integer parameter stays a float, for validate() to refuse with the name
+            assert value == 0.5
+            with pytest.raises(Exception, match=f"'{argument}'"):
+                validate({"model": "tiny", argument: value})
+
+
+def test_launch_overrides_start_a_real_node(launch_module, ros_context):
+    """The typed overrides of every decimal argument given as a whole number are accepted by rclpy + validate."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    overrides = launch_module.parameter_overrides({"model": "tiny", "lidar_timeout_sec": "0", "lidar_slop_sec": "1",
+                                                   "num_steps": "1"})
+    node = Node("launch_types", context=ros_context,
+                parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    try:
+        config = declare_and_read(node)
+    finally:
+        node.destroy_node()
+    assert (config.lidar_timeout_sec, config.lidar_slop_sec, config.num_steps) == (0.0, 1.0, 1)

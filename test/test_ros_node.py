@@ -267,3 +267,26 @@ def test_ensemble_size_reaches_tensorrt_engines_only(monkeypatch, tmp_path):
     monkeypatch.setattr("depthfm_ros.backends.torch_backend.TorchBackend.from_checkpoint",
                         classmethod(lambda cls, *args, **kwargs: kwargs))
     assert "ensemble_size" not in create_backend("torch", "model", ensemble_size=4)
+
+
+def test_a_publishing_failure_is_counted_as_such_and_the_node_keeps_serving(graph_factory, torch_backend):
+    """A bug or a broken publisher after inference is not reported as 'inference failed'."""
+    g = graph_factory(torch_backend, BASE)
+    image_pub = g.publisher(Image, "/image")
+    real_publish, calls = g.node.uncertainty_pub.publish, []
+
+    def publish_once_broken(msg):
+        calls.append(msg)
+        if len(calls) == 1:
+            raise RuntimeError("publisher gone")
+        real_publish(msg)
+
+    g.node.uncertainty_pub.publish = publish_once_broken
+    image_pub.publish(image_msg(0, 1_000_000_000))
+    g.wait_for(lambda: g.node.stats.publishing_errors == 1, "publishing error counted")
+    image_pub.publish(image_msg(1, 2_000_000_000))
+    g.wait_for(lambda: g.received["uncertainty"] and g.node.stats.processed == 1, "a frame after the failure")
+    snap = g.node.stats.snapshot()
+    assert (snap.publishing_errors, snap.inference_errors, snap.processed) == (1, 0, 1)
+    assert snap.last_error == "publishing: RuntimeError: publisher gone"
+    assert g.node._worker.is_alive()

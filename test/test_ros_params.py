@@ -90,17 +90,6 @@ def test_descriptors_are_read_only_with_ranges_and_constraints():
     assert all(descriptor(spec).description for spec in PARAMETERS)
 
 
-@pytest.fixture
-def ros_context():
-    import rclpy
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
-
-
 def _declare(context, overrides):
     import rclpy
     from rclpy.parameter import Parameter
@@ -127,3 +116,31 @@ def test_rclpy_declaration_reads_overrides(ros_context):
 def test_rclpy_declaration_refuses_bad_values(ros_context, name, value):
     with pytest.raises(ParameterError, match=f"'{name}'"):
         _declare(ros_context, {"model": "tiny", name: value})
+
+
+def test_unknown_names_refuse_the_start_with_the_closest_valid_ones(ros_context):
+    """``-p num_step:=1`` started with 2 steps; now the node refuses and names what was meant."""
+    with pytest.raises(ParameterError, match="'num_step' is not a depthfm node parameter; did you mean 'num_steps'"):
+        _declare(ros_context, {"model": "tiny", "num_step": 1})
+    with pytest.raises(ParameterError, match="did you mean 'lidar_slop_sec'"):
+        validate({"model": "tiny", "lidar_slop": 0.1})
+
+
+def test_old_names_are_aliases_and_whole_numbers_are_decimals(ros_context):
+    config, _ = _declare(ros_context, {"model": "tiny", "lidar_min_range": 0.5, "points_max_range": 7,
+                                       "lidar_timeout_sec": 0, "diagnostics_period_sec": 1, "lidar_slop_sec": 1})
+    assert (config.lidar_min_range_m, config.points_max_range_m) == (0.5, 7.0)
+    assert (config.lidar_timeout_sec, config.diagnostics_period_sec, config.lidar_slop_sec) == (0.0, 1.0, 1.0)
+    assert type(config.points_max_range_m) is float and type(config.lidar_timeout_sec) is float
+    with pytest.raises(ParameterError, match="'lidar_min_range_m' is given twice"):
+        validate({"model": "tiny", "lidar_min_range": 0.5, "lidar_min_range_m": 0.2})
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("diagnostics_period_sec", 1e-6, ">= 0.05"), ("log_throttle_sec", 0.0, "> 0"),
+    ("points_edge_ratio", 0.5, ">= 1, or 0"), ("seed", -2, "-1 <= value"), ("points_scale", float("inf"), "finite"),
+    ("processing_resolution", 100, "multiple of 64"), ("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 0.0], "unit")])
+def test_table_rules(name, value, message):
+    with pytest.raises(ParameterError, match=f"'{name}'.*{message}"):
+        validate({"model": "tiny", name: value})
+    assert validate({"model": "tiny", "points_edge_ratio": 0.0}).points_edge_ratio == 0.0  # 0 = off

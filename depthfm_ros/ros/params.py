@@ -323,6 +323,8 @@ def coerce(name: str, value: Any) -> Any:
     spec = SPECS.get(ALIASES.get(name, name))
     if spec is not None and type(spec.default) is float and type(value) is int:
         return float(value)
+    if spec is not None and type(spec.default) is int and type(value) is float and value.is_integer():
+        return int(value)
     if spec is not None and isinstance(spec.default, list) and isinstance(value, (list, tuple)):
         return [float(v) if type(v) is int else v for v in value]
     return value

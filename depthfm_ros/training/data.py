@@ -28,6 +28,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..errors import InputError
 from ..processing import check_rgb, read_rgb, to_model_input
+from ..sim.synthetic import make_scene
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIXES = (".npy", ".png")
@@ -178,8 +179,6 @@ class SyntheticDepthDataset(PairDataset):
     def pair(self, index):
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        from ..sim.synthetic import make_scene
-
         scene = make_scene(np.random.default_rng([self.seed, index]), self.width, self.height)
         out = (scene.rgb_hwc_u8, scene.depth_hw_m, None)
         if self._cache is not None:

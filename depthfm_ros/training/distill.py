@@ -23,9 +23,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
 from ..models.depthfm import DepthFM
+from ..models.tiny_vae import tiny_decode, tiny_encode
 from ..processing import read_rgb, resize_hw, to_model_input
 from ..sampler import flow_to_depth_latent
 from ..shapes import latent_noise_shape
+from ..sim.synthetic import make_scene
 from .metrics import evaluate_log_aligned
 
 log = logging.getLogger(__name__)
@@ -85,8 +87,6 @@ class SyntheticImageDataset(Dataset):
     """Fallback without a photo folder: ``count`` ray-cast synthetic scenes (:mod:`depthfm_ros.sim.synthetic`)."""
 
     def __init__(self, count: int, size: int, seed: int = 0):
-        from ..sim.synthetic import make_scene
-
         self.images = [to_model_input(make_scene(np.random.default_rng((seed, i)), size, size).rgb_hwc_u8, size, size)
                        for i in range(count)]
 
@@ -130,8 +130,6 @@ class TinyVAEStudent(nn.Module):
         self.vae = tiny_vae
 
     def forward(self, rgb_bchw: torch.Tensor, depth_latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..models.tiny_vae import tiny_decode, tiny_encode
-
         return tiny_encode(self.vae, rgb_bchw), tiny_decode(self.vae, depth_latent)
 
 
