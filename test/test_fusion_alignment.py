@@ -1,0 +1,86 @@
+"""fusion.alignment: the robust log-depth fit and metric std."""
+
+import numpy as np
+import pytest
+
+from depthfm_ros.errors import AlignmentError, InputError
+from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth, metric_std
+
+
+def sparse_scene(n=600, a=2.5, b=1.2, outlier_fraction=0.0, noise_log=0.0, seed=0, shape=(120, 160)):
+    """z on a random field; sparse depth exp(a z + b) at n random pixels, some corrupted by gross errors."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(-0.8, 0.8, shape).astype(np.float32)
+    sparse = np.full(shape, np.nan, dtype=np.float32)
+    idx = rng.choice(z.size, n, replace=False)
+    log_d = a * z.ravel()[idx].astype(np.float64) + b + rng.normal(0, noise_log, n)
+    bad = rng.random(n) < outlier_fraction
+    log_d[bad] += rng.choice([-1, 1], bad.sum()) * rng.uniform(0.3, 1.5, bad.sum())
+    sparse.ravel()[idx] = np.exp(log_d)
+    return z, sparse
+
+
+def test_fit_recovers_a_b_exactly_on_clean_data():
+    z, sparse = sparse_scene()
+    fit = fit_log_depth(z, sparse)
+    assert fit.a == pytest.approx(2.5, abs=1e-6) and fit.b == pytest.approx(1.2, abs=1e-6)
+    assert fit.rms_log < 1e-6 and fit.num_inliers == fit.num_points == 600
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fit_ignores_20_percent_gross_outliers(seed):
+    z, sparse = sparse_scene(outlier_fraction=0.2, noise_log=0.01, seed=seed)
+    std = np.full_like(z, 0.01)
+    fit = fit_log_depth(z, sparse, std)
+    assert fit.a == pytest.approx(2.5, rel=0.01) and fit.b == pytest.approx(1.2, abs=0.005)
+    assert 0.75 * 600 < fit.num_inliers < 0.85 * 600 and fit.rms_log < 0.015
+    plain = np.polyfit(z[np.isfinite(sparse)], np.log(sparse[np.isfinite(sparse)]), 1)
+    assert abs(plain[0] - 2.5) > 5 * abs(fit.a - 2.5)  # least squares alone is pulled off
+
+
+def test_fit_weights_points_by_model_uncertainty():
+    z, sparse = sparse_scene(n=400, noise_log=0.01, seed=3)
+    biased = np.zeros_like(z, dtype=bool)
+    biased[:, 80:] = True  # right half: a mild slope bias, too small to be rejected, flagged as uncertain
+    sparse[biased] *= np.exp(0.05 * z[biased])
+    std = np.where(biased, 0.2, 0.01).astype(np.float32)
+    assert fit_log_depth(z, sparse, std).a == pytest.approx(2.5, abs=0.006)
+    assert fit_log_depth(z, sparse).a > 2.515
+
+
+def test_fit_refuses_too_few_degenerate_or_inverted():
+    z, sparse = sparse_scene(n=10)
+    with pytest.raises(AlignmentError, match="too few"):
+        fit_log_depth(z, sparse)
+    assert fit_log_depth(z, sparse, min_points=5).a == pytest.approx(2.5)
+    _, sparse = sparse_scene()
+    with pytest.raises(AlignmentError, match="constant"):
+        fit_log_depth(np.full_like(z, 0.3), sparse)
+    z, sparse = sparse_scene(a=-2.0)
+    with pytest.raises(AlignmentError, match="a = "):
+        fit_log_depth(z, sparse)
+    assert fit_log_depth(z, sparse, allow_negative_scale=True).a == pytest.approx(-2.0)
+    with pytest.raises(InputError):
+        fit_log_depth(z, sparse[:, :10])
+
+
+def test_fit_skips_nonfinite_pixels():
+    z, sparse = sparse_scene()
+    z[:, :20] = np.nan
+    sparse.ravel()[np.flatnonzero(sparse > 0)[:3]] = 0.0  # zero range = no return
+    fit = fit_log_depth(z, sparse)
+    assert fit.num_points < 600 and fit.a == pytest.approx(2.5)
+
+
+def test_metric_std_is_first_order_through_exp():
+    std_z = np.full((4, 5), 0.02, dtype=np.float32)
+    depth = np.linspace(1, 10, 20, dtype=np.float32).reshape(4, 5)
+    fit = LogDepthFit(a=2.0, b=0.0, rms_log=0.0, num_inliers=10, num_points=10)
+    std_m = metric_std(std_z, depth, fit)
+    np.testing.assert_allclose(std_m, 0.04 * depth, rtol=1e-6)
+    np.testing.assert_allclose(metric_std(2 * std_z, depth, fit), 2 * std_m, rtol=1e-6)
+    np.testing.assert_allclose(metric_std(std_z, depth, LogDepthFit(-2.0, 0.0, 0.0, 10, 10)), std_m)
+    # against the exact spread of exp(a z + b) for a small std
+    z0, dz = 0.4, 1e-3
+    exact = (np.exp(2 * (z0 + dz)) - np.exp(2 * (z0 - dz))) / 2
+    assert metric_std(np.array([[dz]]), np.array([[np.exp(2 * z0)]]), fit)[0, 0] == pytest.approx(exact, rel=1e-4)
