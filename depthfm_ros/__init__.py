@@ -2,10 +2,14 @@
 
 Data flows one way::
 
-    RGB uint8 -> processing (resize, [-1, 1]) -> backend (encode -> k Euler steps -> decode)
-    -> log-depth z, ensemble std -> [LiDAR alignment / completion] -> depth, uncertainty, points
+    RGB uint8 -> processing (resize, [-1, 1]) -> backends (encode -> k Euler steps -> decode; sampler)
+    -> pipeline.DepthPrediction (z_hw, relative_depth_hw, std_z_hw)
+    -> fusion.frame.fuse_frame with a LiDAR cloud (geometry projection, fusion alignment + completion)
+    -> ros.node: depth, uncertainty, completed depth, points as messages
 
-Nothing in this package outside ``depthfm_ros.ros`` imports rclpy.
+Layout: ``shapes`` (leaf shape rules), ``settings`` (ModelSettings, the choice lists), ``models/``, ``sampler``,
+``processing``, ``pipeline``, ``backends/``, ``geometry/``, ``fusion/``, ``training/``, ``sim/``, ``ros/`` (the
+only package importing rclpy) and ``cli/`` (parse, build settings, call the library, print).
 """
 
 __version__ = "0.1.0"

@@ -12,7 +12,7 @@ export OMP_NUM_THREADS=2
 
 # 1. the teacher: docs/training.md CPU recipe, unchanged (scenes of seed 0)
 depthfm-train --init tiny --synthetic 64 --size 64 64 --vae-warmup-steps 60 --vae-warmup-batch-size 4 \
-  --steps 150 --batch-size 8 --lr 1e-3 --ema-decay 0.99 --cache-latents --output "$OUT/runs/tiny" --no-resume --quiet
+  --max-steps 150 --batch-size 8 --lr 1e-3 --ema-decay 0.99 --cache-latents --output "$OUT/runs/tiny" --no-resume --quiet
 
 # 2. distil on the same 64 training scenes at 64x64; teacher targets from k = 2 (the default --num-steps)
 depthfm-distill-vae --checkpoint "$TEACHER" --synthetic 64 --arch tiny --resolution 64 --batch-size 8 \
@@ -53,7 +53,7 @@ for hw in 64 256; do
     for vae in "--vae-kind full" "--tiny-vae $OUT/distill_tiny/tiny_vae" "--tiny-vae $OUT/distill_taesd/tiny_vae"; do
       echo "== ${hw}x${hw} k=$k $vae"
       OMP_NUM_THREADS=1 depthfm-bench --checkpoint "$TEACHER" $vae --height $hw --width $hw --input-size ${hw}x${hw} \
-        --steps $k --repeats 30 --no-onnx --no-flops --out "$OUT/bench" | grep 'torch\['
+        --num-steps $k --repeats 30 --no-onnx --no-flops --out "$OUT/bench" | grep 'torch\['
     done
   done
 done
