@@ -84,3 +84,38 @@ def test_metric_std_is_first_order_through_exp():
     z0, dz = 0.4, 1e-3
     exact = (np.exp(2 * (z0 + dz)) - np.exp(2 * (z0 - dz))) / 2
     assert metric_std(np.array([[dz]]), np.array([[np.exp(2 * z0)]]), fit)[0, 0] == pytest.approx(exact, rel=1e-4)
+
+
+def outlier_points(kind: str, seed: int, n: int = 2000, a: float = 2.2, b: float = 1.4):
+    """2,000 LiDAR pixels: log d = a·z + b + 2 % noise, then 60 % uniform or 50 % one-sided gross outliers."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(-1.0, 1.0, n)
+    y = a * z + b + rng.normal(0.0, 0.02, n)
+    bad = rng.random(n) < (0.6 if kind == "uniform" else 0.5)
+    if kind == "uniform":  # anywhere in the LiDAR's range, 0.3-100 m
+        y[bad] = rng.uniform(np.log(0.3), np.log(100.0), bad.sum())
+    else:  # all on one side (e.g. returns through glass, multipath): 1.3-4.5x too far
+        y[bad] += rng.uniform(0.3, 1.5, bad.sum())
+    z_hw = z.reshape(40, 50).astype(np.float32)
+    return z_hw, np.exp(y).reshape(40, 50).astype(np.float32), (a, b)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "one-sided"])
+@pytest.mark.parametrize("seed", range(10))
+def test_majority_outliers_give_the_true_fit_or_a_refusal(kind, seed):
+    """Past 50 % outliers the old LMedS start returned wrong scales (|Δa|+|Δb| 0.66-1.75) as good fits."""
+    z_hw, sparse, (a, b) = outlier_points(kind, seed)
+    fit = fit_log_depth(z_hw, sparse)  # this data has a clear consensus: it must be found, not refused
+    assert abs(fit.a - a) + abs(fit.b - b) < 0.05, (fit, kind, seed)
+    assert fit.rms_log < 0.05 and fit.num_inliers >= 0.35 * fit.num_points
+
+
+def test_incoherent_clouds_are_refused_not_fitted():
+    """A cloud decoded with the wrong byte order (values like 1e-38 .. 1e38) or pure noise: no fit."""
+    rng = np.random.default_rng(5)
+    z_hw = rng.uniform(-1, 1, (40, 50)).astype(np.float32)
+    garbage = np.exp(rng.uniform(-80, 80, z_hw.shape)).astype(np.float32)
+    noise = rng.uniform(0.5, 80.0, z_hw.shape).astype(np.float32)
+    for sparse in (garbage, noise):
+        with pytest.raises(AlignmentError, match="agree|rms_log|implausible scale"):
+            fit_log_depth(z_hw, sparse)

@@ -90,9 +90,22 @@ def test_depth_to_points_rejects_mismatches(camera):
         depth_to_points(depth, camera, stride=0)
     with pytest.raises(InputError, match="valid mask"):
         depth_to_points(depth, camera, valid_hw=np.ones((2, 2), bool))
-    distorted = PinholeCamera(W, H, camera.K, D=[0.1, 0, 0, 0, 0])
-    with pytest.raises(InputError, match="rectified"):
-        depth_to_points(depth, distorted)
+
+
+def test_a_distorted_camera_is_undistorted_not_refused():
+    """Raw (distorted) images still get points: each pixel's ray through K and D, so the points project back
+    onto their own pixels through cv2.projectPoints with the same K and D."""
+    import cv2
+
+    cam = PinholeCamera(64, 48, [[50.0, 0, 31.5], [0, 52.0, 23.5], [0, 0, 1]], D=[0.12, -0.08, 0.001, -0.002, 0.02])
+    depth = (1.0 + 0.05 * np.arange(64 * 48, dtype=np.float32)).reshape(48, 64)
+    xyz = depth_to_points(depth, cam).xyz
+    np.testing.assert_array_equal(xyz[:, 2], depth.ravel())
+    uv = cv2.projectPoints(xyz.astype(np.float64), np.zeros(3), np.zeros(3), cam.K, cam.D)[0].reshape(48, 64, 2)
+    v, u = np.mgrid[0:48, 0:64]
+    assert np.abs(uv[..., 0] - u).max() < 1e-3 and np.abs(uv[..., 1] - v).max() < 1e-3
+    straight = depth_to_points(depth, PinholeCamera(64, 48, cam.K)).xyz  # the same pixels without distortion
+    assert np.abs(straight[:, :2] - xyz[:, :2]).max() > 0.05  # the distortion really moves the corner rays
 
 
 def test_range_mask():

@@ -95,7 +95,7 @@ def test_lidar_goes_stale_after_the_timeout_and_recovers_with_clouds():
     stats.frame_unaligned()
     status = alignment_status(stats.snapshot(), "n", "/lidar")
     assert status.level == DiagnosticStatus.WARN
-    assert "LiDAR stale (no cloud received yet)" in status.message and "2 unaligned" in status.message
+    assert "LiDAR stale (no cloud received yet)" in status.message and "2 so far" in status.message
     values = _values(status)
     assert (values["lidar_stale"], values["frames_unaligned"], values["metric"]) == ("True", "2", "False")
     assert values["seconds_since_cloud"] == "inf"
@@ -114,7 +114,7 @@ def test_lidar_goes_stale_after_the_timeout_and_recovers_with_clouds():
     assert stats.is_stale()
     stats.frame_unaligned()
     status = alignment_status(stats.snapshot(), "n", "/lidar")
-    assert status.level == DiagnosticStatus.WARN and "LiDAR stale (no cloud for 3.0 s)" in status.message
+    assert status.level == DiagnosticStatus.WARN and "last cloud 3.0 s ago" in status.message
     assert _values(status)["frames_unaligned"] == "3" and _values(status)["frames_aligned"] == "1"
 
 
@@ -124,3 +124,41 @@ def test_zero_timeout_never_goes_stale():
     clock.t += 1e6
     assert not stats.is_stale()
     assert alignment_status(stats.snapshot(), "n", "/lidar").message == "waiting for LiDAR clouds"
+
+
+def test_clouds_that_never_pair_make_the_lidar_stale():
+    """Clouds keep arriving after a stamp jump but nothing pairs: that is a stale LiDAR too (it used to count as
+    fresh forever, so images never fell back)."""
+    clock = FakeClock()
+    stats = AlignmentStats(lidar_timeout_s=1.0, clock=clock)
+    stats.cloud_received()
+    stats.pair_matched()
+    for _ in range(5):
+        clock.t += 0.5
+        stats.cloud_received()
+    assert stats.is_stale()
+    message = alignment_status(stats.snapshot(), "n", "/lidar").message
+    assert "no image + cloud pair; last cloud 0.0 s ago" in message
+    stats.pair_matched()
+    assert not stats.is_stale()
+
+
+def test_metric_status_says_which_source_and_why_not():
+    from depthfm_ros.fusion.metric import MetricEstimate
+    from depthfm_ros.ros.diagnostics import MetricStats, metric_status
+
+    none = MetricStats("no metric source: only relative depth", has_source=False)
+    status = metric_status(none.snapshot(), "n", "")
+    assert status.level == DiagnosticStatus.WARN and status.message.startswith("no metric source configured")
+    stats = MetricStats("metric depth from LiDAR fit", has_source=True)
+    stats.frame(MetricEstimate("lidar", _fit(2.0, 0.5), 0.0004))
+    status = metric_status(stats.snapshot(), "n", "")
+    assert status.level == DiagnosticStatus.OK and status.message.startswith("metric from lidar: a=2 b=0.5")
+    assert _values(status)["scale_log_std"] == "0.0200" and _values(status)["frames_lidar"] == "1"
+    stats.frame(MetricEstimate("hold", _fit(2.0, 0.5), 0.0009, 0.4, "no LiDAR cloud for this frame"))
+    status = metric_status(stats.snapshot(), "n", "")
+    assert status.level == DiagnosticStatus.WARN and "holding the LiDAR scale for 0.4 s" in status.message
+    stats.frame(MetricEstimate("", None, reason="lidar: too few LiDAR points"))
+    status = metric_status(stats.snapshot(), "n", "")
+    assert status.level == DiagnosticStatus.WARN and status.message == "no metric depth: lidar: too few LiDAR points"
+    assert (_values(status)["source"], _values(status)["frames_relative_only"]) == ("none", "1")

@@ -79,11 +79,11 @@ def test_depth_uncertainty_and_camera_info_carry_the_input_header(graph_factory,
     for k, stamp in enumerate(stamps):
         image_pub.publish(image_msg(k, stamp))
         g.wait_for(lambda: len(g.received["camera_info"]) > k, f"output {k}")
-    g.wait_for(lambda: len(g.received["depth"]) == 3 and len(g.received["uncertainty"]) == 3, "all outputs")
-    for key in ("depth", "uncertainty", "camera_info"):
+    g.wait_for(lambda: len(g.received["relative_depth"]) == 3 and len(g.received["relative_uncertainty"]) == 3, "all outputs")
+    for key in ("relative_depth", "relative_uncertainty", "camera_info"):
         assert [stamp_ns(m) for m in g.received[key]] == stamps, key
         assert {m.header.frame_id for m in g.received[key]} == {"camera_optical"}, key
-    for depth_msg, std_msg in zip(g.received["depth"], g.received["uncertainty"]):
+    for depth_msg, std_msg in zip(g.received["relative_depth"], g.received["relative_uncertainty"]):
         assert (depth_msg.encoding, std_msg.encoding) == ("32FC1", "32FC1")
         depth, std = image_to_array(depth_msg), image_to_array(std_msg)
         assert depth.shape == std.shape == (H, W) and depth.dtype == np.float32
@@ -129,8 +129,8 @@ def test_malformed_messages_are_counted_and_the_node_keeps_serving(graph_factory
                            for s in a.status), "ERROR diagnostics")
     good.header.stamp.sec, good.header.stamp.nanosec = 6, 0
     image_pub.publish(good)
-    g.wait_for(lambda: g.received["depth"], "depth after bad messages")
-    assert stamp_ns(g.received["depth"][0]) == 6 * 10**9
+    g.wait_for(lambda: g.received["relative_depth"], "depth after bad messages")
+    assert stamp_ns(g.received["relative_depth"][0]) == 6 * 10**9
     g.wait_for(lambda: g.node.stats.processed == 1, "processed count")
     snap = g.node.stats.snapshot()
     assert (snap.conversion_errors, snap.inference_errors, snap.processed) == (4, 1, 1)
@@ -146,8 +146,8 @@ def test_compressed_transport_with_namespace_and_remap(graph_factory, torch_back
     msg = CompressedImage(format="jpeg", data=jpeg.tobytes())
     msg.header.stamp.sec, msg.header.frame_id = 7, "cam"
     pub.publish(msg)
-    g.wait_for(lambda: g.received["depth"] and g.received["uncertainty"], "depth from a compressed image")
-    depth = g.received["depth"][0]
+    g.wait_for(lambda: g.received["relative_depth"] and g.received["relative_uncertainty"], "depth from a compressed image")
+    depth = g.received["relative_depth"][0]
     assert (depth.width, depth.height, depth.header.frame_id, depth.header.stamp.sec) == (W, H, "cam", 7)
     assert not g.received["camera_info"]  # no camera_info in: none out
 
@@ -157,8 +157,8 @@ def test_model_from_parameters_tiny_with_tiny_vae(graph_factory):
     assert g.node.backend.name == "torch" and g.node.backend.model.tiny_vae is not None
     image_pub = g.publisher(Image, "/image")
     image_pub.publish(image_msg(0, 99))
-    g.wait_for(lambda: g.received["depth"], "depth from the parameter-built model")
-    assert (g.received["depth"][0].width, g.received["depth"][0].height, stamp_ns(g.received["depth"][0])) == (
+    g.wait_for(lambda: g.received["relative_depth"], "depth from the parameter-built model")
+    assert (g.received["relative_depth"][0].width, g.received["relative_depth"][0].height, stamp_ns(g.received["relative_depth"][0])) == (
         W, H, 99)
 
 
@@ -169,19 +169,19 @@ def test_slow_backend_drops_stale_frames_and_reports_them(graph_factory, torch_b
     for k, stamp in enumerate(stamps):  # 40 Hz camera, ~4 Hz engine
         image_pub.publish(image_msg(k, stamp))
         time.sleep(0.025)
-    g.wait_for(lambda: g.received["depth"] and stamp_ns(g.received["depth"][-1]) == stamps[-1],
+    g.wait_for(lambda: g.received["relative_depth"] and stamp_ns(g.received["relative_depth"][-1]) == stamps[-1],
                "the newest frame's depth")
-    g.wait_for(lambda: g.node.stats.processed == len(g.received["depth"]), "processed count")
+    g.wait_for(lambda: g.node.stats.processed == len(g.received["relative_depth"]), "processed count")
     snap = g.node.stats.snapshot()
     assert snap.received == len(stamps)
-    assert snap.processed == len(g.received["depth"]) and snap.processed + snap.dropped == snap.received
+    assert snap.processed == len(g.received["relative_depth"]) and snap.processed + snap.dropped == snap.received
     assert snap.dropped >= len(stamps) // 2
-    out = [stamp_ns(m) for m in g.received["depth"]]
+    out = [stamp_ns(m) for m in g.received["relative_depth"]]
     assert out == sorted(out) and len(out) < len(stamps)
 
     def reported_drops():
         values = [{kv.key: kv.value for kv in s.values} for a in g.received["diagnostics"] for s in a.status]
-        return [int(v["frames_dropped"]) for v in values if v["backend"] == "slow-torch"]
+        return [int(v["frames_dropped"]) for v in values if v.get("backend") == "slow-torch"]
 
     g.wait_for(lambda: reported_drops() and reported_drops()[-1] == snap.dropped, "drops in /diagnostics")
 
@@ -218,7 +218,7 @@ def test_ros2_run_entry_point_serves_and_stops_on_sigint():
     graph = InProcessGraph()
     probe = graph.add(rclpy.create_node("entry_point_probe", context=graph.context))
     got = []
-    probe.create_subscription(Image, "/depthfm/depth", got.append, 10)
+    probe.create_subscription(Image, "/depthfm/relative_depth", got.append, 10)
     pub = probe.create_publisher(Image, "/entry_point_test/image", 10)
     graph.start()
     try:
@@ -273,7 +273,7 @@ def test_a_publishing_failure_is_counted_as_such_and_the_node_keeps_serving(grap
     """A bug or a broken publisher after inference is not reported as 'inference failed'."""
     g = graph_factory(torch_backend, BASE)
     image_pub = g.publisher(Image, "/image")
-    real_publish, calls = g.node.uncertainty_pub.publish, []
+    real_publish, calls = g.node.outputs.relative_uncertainty.publish, []
 
     def publish_once_broken(msg):
         calls.append(msg)
@@ -281,11 +281,11 @@ def test_a_publishing_failure_is_counted_as_such_and_the_node_keeps_serving(grap
             raise RuntimeError("publisher gone")
         real_publish(msg)
 
-    g.node.uncertainty_pub.publish = publish_once_broken
+    g.node.outputs.relative_uncertainty.publish = publish_once_broken
     image_pub.publish(image_msg(0, 1_000_000_000))
     g.wait_for(lambda: g.node.stats.publishing_errors == 1, "publishing error counted")
     image_pub.publish(image_msg(1, 2_000_000_000))
-    g.wait_for(lambda: g.received["uncertainty"] and g.node.stats.processed == 1, "a frame after the failure")
+    g.wait_for(lambda: g.received["relative_uncertainty"] and g.node.stats.processed == 1, "a frame after the failure")
     snap = g.node.stats.snapshot()
     assert (snap.publishing_errors, snap.inference_errors, snap.processed) == (1, 0, 1)
     assert snap.last_error == "publishing: RuntimeError: publisher gone"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ros_graph import OUTPUTS, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
+from ros_graph import METRIC_OUTPUTS, OUTPUTS, Graph, camera_info_msg, image_msg, rgb_frame, stamp_ns
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depthfm_ros.backends.torch_backend import TorchBackend
@@ -19,8 +19,8 @@ from depthfm_ros.ros.wire import FLOAT32, unpack_rgb
 H, W = 96, 128
 SCALE, SHIFT = 1.5, 0.7
 POINTS = {"model": "tiny", "processing_resolution": 64, "ensemble_size": 2, "diagnostics_period_sec": 0.2,
-          "publish_points": True, "points_scale": SCALE, "points_shift": SHIFT}
-POINTS_OUTPUTS = {**OUTPUTS, "points": (PointCloud2, "depthfm/points")}
+          "publish_points": True, "metric_fixed_scale": SCALE, "metric_fixed_shift": SHIFT}
+POINTS_OUTPUTS = {**OUTPUTS, **METRIC_OUTPUTS, "points": (PointCloud2, "depthfm/points")}
 
 
 @pytest.fixture
@@ -77,9 +77,10 @@ def test_dense_cloud_layout_filters_and_header(points_graph, tiny_model):
     np.testing.assert_allclose(pointcloud2_to_xyz(cloud), expected.xyz, rtol=1e-4, atol=1e-6)
     rgb = unpack_rgb(np.frombuffer(bytes(cloud.data), np.float32).reshape(-1, 4)[:, 3])
     np.testing.assert_array_equal(rgb, expected.rgb)
-    # the depth topic stays relative without LiDAR: only the points use the fixed scale
-    g.wait_for(lambda: g.received["depth"], "depth")
-    assert image_to_array(g.received["depth"][0]).max() <= 1.0
+    # the fixed source is a metric source: depthfm/depth carries the same metres, relative_depth the [0, 1] map
+    g.wait_for(lambda: g.received["depth"] and g.received["relative_depth"], "depth and relative depth")
+    np.testing.assert_allclose(image_to_array(g.received["depth"][0]), depth, rtol=1e-5)
+    assert image_to_array(g.received["relative_depth"][0]).max() <= 1.0
     g.wait_for(lambda: any(v["points_ms"] != "nan" for v in g.diagnostics(": depth")), "points_ms in diagnostics")
     assert all(float(v["points_ms"]) > 0 for v in g.diagnostics(": depth") if v["points_ms"] != "nan")
 

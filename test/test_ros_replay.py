@@ -31,7 +31,9 @@ def check_report(out, frames_in):
     assert report["frames_dropped"] + report["frames_out"] == report["frames_in"]
     latency = report["latency_ms"]
     assert latency["count"] == report["frames_out"] and 0 < latency["p50"] <= latency["p95"] <= latency["max"]
-    assert report["outputs"]["depth"] >= report["frames_out"] and report["outputs"]["uncertainty"] >= 1
+    assert report["outputs"]["relative_depth"] >= report["frames_out"] >= 1
+    assert report["outputs"]["relative_uncertainty"] >= 1
+    assert report["outputs"].get("depth", 0) == report["frames_metric"] <= report["frames_out"]
     assert report["backend"].startswith("torch")
     counters = report["node_counters"]
     if counters:  # the node's own accounting, from /diagnostics
@@ -42,7 +44,7 @@ def check_report(out, frames_in):
         assert image is not None and image.shape == (H, W, 3), name
     assert any(name.endswith("_depth.png") for name in report["previews"])
     markdown = (out / "report.md").read_text()
-    assert f"frames in {frames_in}, out {report['frames_out']}" in markdown and "latency image -> depth" in markdown
+    assert f"frames in {frames_in}, out {report['frames_out']}" in markdown and "latency image -> relative depth" in markdown
     return report
 
 
@@ -55,8 +57,9 @@ def test_replay_as_fast_as_the_node_takes(synthetic_bag, tmp_path, capsys):
                                 "lidar": "/lidar/points"} or "use_lidar" not in SPECS
     if "use_lidar" in SPECS:  # the extrinsic comes from the bag's /tf_static
         assert report["parameters"]["lidar_to_camera_xyz"] == pytest.approx([0.0, -0.10, -0.05])
-    if "publish_points" in SPECS:
-        assert report["points_per_cloud"]["min"] > 0
+    if "publish_points" in SPECS:  # points are metric: one cloud per frame in metres (the random model's fits
+        assert report["outputs"].get("points", 0) == report["frames_metric"]  # are mostly refused)
+        assert report["frames_metric"] == 0 or report["points_per_cloud"]["min"] > 0
     assert "# depthfm-replay report" in capsys.readouterr().out
 
 

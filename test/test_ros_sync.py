@@ -87,3 +87,49 @@ def test_bad_arguments(kwargs):
         ApproximateTimeSync(**kwargs)
     with pytest.raises(InputError):
         ApproximateTimeSync(2, 0.1).add(2, 0.0, None)
+
+
+class _Stamped:
+    def __init__(self, stamp_s: float):
+        from std_msgs.msg import Header
+
+        self.header = Header()
+        self.header.stamp.sec, self.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)), 10**9)
+
+
+def _cloud_image_sync(now_s=None):
+    from depthfm_ros.ros.sync import CloudImageSync
+
+    pairs = []
+    sync = CloudImageSync(0.05, 10, lambda i, c: pairs.append((i, c)), lambda: None, use_message_filters=False,
+                          now_s=now_s)
+    return sync, pairs
+
+
+def test_a_backwards_jump_resets_and_pairing_resumes_at_once():
+    """A bag loop / simulator restart 30 s back used to stop all pairing for good (0 of 49 pairs)."""
+    sync, pairs = _cloud_image_sync()
+    for k in range(5):
+        image, cloud = _Stamped(100.0 + 0.1 * k), _Stamped(100.0 + 0.1 * k + 0.01)
+        sync.add_image(image)
+        sync.add_cloud(cloud)
+    assert len(pairs) == 5
+    for k in range(3):  # 30 s back
+        image, cloud = _Stamped(70.0 + 0.1 * k), _Stamped(70.0 + 0.1 * k + 0.01)
+        sync.add_image(image)
+        sync.add_cloud(cloud)
+        assert pairs[-1] == (image, cloud), k  # every pair after the jump comes out
+    assert sync.resets == 1
+
+
+def test_a_far_future_stamp_is_refused_and_forgotten():
+    now = [1000.0]
+    sync, pairs = _cloud_image_sync(now_s=lambda: now[0])
+    with pytest.raises(InputError, match="ahead of the clock"):
+        sync.add_cloud(_Stamped(5000.0))
+    image, cloud = _Stamped(999.5), _Stamped(999.51)
+    sync.add_image(image)
+    sync.add_cloud(cloud)
+    assert pairs == [(image, cloud)]  # the future cloud did not block the pair
+    now[0] = 0.0  # no clock yet (use_sim_time before /clock): nothing is judged against it
+    sync.add_cloud(_Stamped(5000.0))

@@ -2,7 +2,7 @@
 
 A camera node publishes a rendered scene (camera driving forward through boxes) on
 ``/depthfm_demo/camera/image_raw`` and ``.../camera_info`` at ``--rate`` Hz; the node publishes
-``/depthfm/depth`` and ``/depthfm/uncertainty``; a subscriber collects ``--frames`` outputs and writes
+``/depthfm/relative_depth`` and ``/depthfm/relative_uncertainty``; a subscriber collects ``--frames`` outputs and writes
 colour-mapped PNGs (input, depth, uncertainty) to ``--output``. Without --checkpoint the model is the tiny
 random one: the plumbing is real, the depth is not.
 """

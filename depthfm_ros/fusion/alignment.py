@@ -1,9 +1,9 @@
 """Metric alignment without ROS: DepthFM's ``z`` is affine in log depth, so sparse metric depth fixes
 ``log d ≈ a·z + b`` per frame (the paper's evaluation protocol).
 
-:func:`fit_log_depth` is robust (least-median-of-squares start, Huber IRLS weighted by the ensemble uncertainty)
-and refuses with :class:`~depthfm_ros.errors.AlignmentError` when it cannot be trusted. :class:`LogDepthFit` maps
-z to metres (REP-118: NaN where unknown).
+:func:`fit_log_depth` is robust (a consensus stage with an absolute threshold, then Huber IRLS weighted by the
+ensemble uncertainty) and refuses with :class:`~depthfm_ros.errors.AlignmentError` when it cannot be trusted.
+:class:`LogDepthFit` maps z to metres (REP-118: NaN where unknown).
 """
 
 from __future__ import annotations
@@ -64,20 +64,30 @@ def fit_log_depth(
     min_points: int = 20,
     min_z_spread: float = 1e-3,
     allow_negative_scale: bool = False,
-    num_samples: int = 128,
+    num_samples: int = 256,
+    consensus_log: float = 0.15,
+    min_inlier_fraction: float = 0.2,
+    max_rms_log: float = 0.25,
+    min_log_depth_std: float = 0.03,
     outlier_k: float = 3.0,
     huber_k: float = 1.345,
     max_iters: int = 30,
     seed: int = 0,
 ) -> LogDepthFit:
-    """Fit ``log d ≈ a·z + b`` on the LiDAR pixels, robust to gross outliers and weighted by model uncertainty.
+    """Fit ``log d ≈ a·z + b`` on the LiDAR pixels, robust to most points being wrong, weighted by model uncertainty.
 
-    Least-median-of-squares over random point pairs gives a start with 50% breakdown; IRLS with Huber weights,
-    times ``1/(std_z² + eps)`` when ``std_z_hw`` is given, refines it on the points within ``outlier_k`` robust
-    standard deviations (MAD). Residuals are compared after scaling by the relative precision ``1/std_z``.
-    Raises :class:`AlignmentError` with fewer than ``min_points`` valid or inlier
-    points, when z varies less than ``min_z_spread`` (z units, std) over them, or when ``a <= 0`` and
-    ``allow_negative_scale`` is False. Deterministic for a given ``seed``.
+    1. Consensus: lines through random point pairs (and the plain weighted fit) are scored by how many points lie
+       within ``consensus_log`` of them in log depth (an absolute threshold: ~16 % in depth), so a majority of gross
+       outliers cannot outvote a coherent minority.
+    2. IRLS with Huber weights, times ``1/(std_z² + eps)`` when ``std_z_hw`` is given, on the points within twice
+       that band, keeping those within ``outlier_k`` robust standard deviations (MAD of the precision-scaled
+       residual ``r / std_z``).
+
+    Raises :class:`AlignmentError` (the fit is refused, never returned wrong) with fewer than ``min_points`` valid
+    points, fewer inliers than ``min_points`` or ``min_inlier_fraction`` of the points, an inlier residual RMS over
+    ``max_rms_log``, z varying less than ``min_z_spread`` over them, ``a <= 0`` (unless ``allow_negative_scale``),
+    or an implausible scale: fitted log depth varying by less than ``min_log_depth_std`` (std over the frame's z)
+    -- a flat depth map that matches noise. Deterministic for a given ``seed``.
     """
     z_hw = check_float_map("z_hw", z_hw)
     sparse = check_float_map("sparse_depth_hw_m", sparse_depth_hw_m, z_hw.shape)
@@ -102,34 +112,33 @@ def fit_log_depth(
 
     precision = np.sqrt(w0 / np.median(w0))  # residual x precision: comparable across points
 
-    # Least median of squares on random pairs (scored on at most 2048 points), plus the plain weighted fit.
+    # 1. Consensus over lines through random pairs (scored on at most 2048 points) and the plain weighted fit.
     rng = np.random.default_rng(seed)
     sub = rng.choice(n, size=min(n, 2048), replace=False)
     i, j = rng.integers(0, n, size=(2, num_samples))
     dz = z[i] - z[j]
-    ok = np.abs(dz) > 1e-12
+    ok = np.abs(dz) > 1e-3 * max(z.std(), 1e-12)
     a_s = np.append((y[i][ok] - y[j][ok]) / dz[ok], _weighted_line(z, y, w0)[0])
-    z_ref = np.append(z[i][ok], z.mean())
-    y_ref = np.append(y[i][ok], np.average(y, weights=w0))
-    b_s = y_ref - a_s * z_ref
+    b_s = np.append(y[i][ok], np.average(y, weights=w0)) - a_s * np.append(z[i][ok], np.average(z, weights=w0))
     if not allow_negative_scale:
         keep = a_s > 0
         a_s, b_s = (a_s[keep], b_s[keep]) if keep.any() else (a_s, b_s)
-    abs_res = np.abs(y[sub][None, :] - (a_s[:, None] * z[sub][None, :] + b_s[:, None])) * precision[sub][None, :]
-    med = np.median(abs_res, axis=1)
-    best = int(np.argmin(med))
+    abs_res = np.abs(y[sub][None, :] - (a_s[:, None] * z[sub][None, :] + b_s[:, None]))
+    support = (abs_res <= consensus_log).sum(axis=1) - np.median(abs_res, axis=1)  # count, then tighter fit
+    best = int(np.argmax(support))
     a, b = float(a_s[best]), float(b_s[best])
+    band = np.abs(y - (a * z + b)) <= 2.0 * consensus_log
 
-    inliers = np.ones(n, dtype=bool)
+    # 2. IRLS on the consensus band.
+    inliers = band.copy()
     for _ in range(max_iters):
         e = np.abs(y - (a * z + b)) * precision
-        scale = max(1.4826 * float(np.median(e)), 1e-9)
-        inliers = e <= outlier_k * scale
-        u = e / (huber_k * scale)
-        w = w0 * inliers / np.maximum(u, 1.0)
+        scale = max(1.4826 * float(np.median(e[band])), 1e-9) if band.any() else 1e-9
+        inliers = band & (e <= outlier_k * scale)
         if inliers.sum() < 2:
             break
-        a_new, b_new, _ = _weighted_line(z, y, w)
+        u = e / (huber_k * scale)
+        a_new, b_new, _ = _weighted_line(z, y, w0 * inliers / np.maximum(u, 1.0))
         done = abs(a_new - a) + abs(b_new - b) < 1e-12 * (1 + abs(a) + abs(b))
         a, b = a_new, b_new
         if done:
@@ -137,17 +146,30 @@ def fit_log_depth(
 
     r = y - (a * z + b)
     num_inliers = int(inliers.sum())
-    if num_inliers < max(min_points, 2):
-        raise AlignmentError(f"only {num_inliers} of {n} LiDAR points agree with the alignment; need {min_points}")
+    needed = max(min_points, 2, int(np.ceil(min_inlier_fraction * n)))
+    if num_inliers < needed:
+        raise AlignmentError(f"only {num_inliers} of {n} LiDAR points agree with the alignment; need {needed}")
     if z[inliers].std() < min_z_spread:
         raise AlignmentError(f"degenerate alignment: z is nearly constant on the {num_inliers} inlier points")
     if a <= 0 and not allow_negative_scale:
         raise AlignmentError(f"alignment gives a = {a:.4g} <= 0 (depth would fall as z rises); refusing the fit")
-    return LogDepthFit(a, b, float(np.sqrt(np.mean(r[inliers] ** 2))), num_inliers, n)
+    frame_z_std = float(np.nanstd(z_hw))
+    if abs(a) * frame_z_std < min_log_depth_std:
+        raise AlignmentError(f"implausible scale a = {a:.3g}: fitted depth varies by {abs(a) * frame_z_std:.3g} "
+                             f"in log over the frame (< {min_log_depth_std}); the LiDAR does not explain the image")
+    rms_log = float(np.sqrt(np.mean(r[inliers] ** 2)))
+    if rms_log > max_rms_log:
+        raise AlignmentError(f"alignment residual rms_log {rms_log:.3f} > {max_rms_log} on {num_inliers} of {n} "
+                             "points: the LiDAR does not match the image (extrinsic, stamps, cloud layout?)")
+    return LogDepthFit(a, b, rms_log, num_inliers, n)
 
 
-def metric_std(std_z_hw: np.ndarray, depth_hw_m: np.ndarray, fit: LogDepthFit) -> np.ndarray:
-    """Depth std in metres, first order through ``d = exp(a·z + b)``: ``|a|·std_z·depth``; float32."""
+def metric_std(std_z_hw: np.ndarray, depth_hw_m: np.ndarray, fit: LogDepthFit, log_var: float = 0.0) -> np.ndarray:
+    """Depth std in metres, first order through ``d = exp(a·z + b)``: ``depth·sqrt((a·std_z)² + log_var)``, where
+    ``log_var`` is the variance of the scale itself in log depth (0: exact scale, ``|a|·std_z·depth``); float32."""
     std_z_hw = check_float_map("std_z_hw", std_z_hw)
     depth_hw_m = check_float_map("depth_hw_m", depth_hw_m, std_z_hw.shape)
-    return (abs(fit.a) * std_z_hw * depth_hw_m).astype(np.float32)
+    if log_var <= 0:
+        return (abs(fit.a) * std_z_hw * depth_hw_m).astype(np.float32)
+    a_std = np.float32(abs(fit.a)) * std_z_hw.astype(np.float32)
+    return (np.sqrt(a_std * a_std + np.float32(log_var)) * depth_hw_m).astype(np.float32)

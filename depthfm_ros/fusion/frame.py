@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DepthFMError
+from ..errors import AlignmentError, DepthFMError
 from ..geometry.camera import PinholeCamera
 from ..geometry.projection import project_points
 from ..pipeline import DepthPrediction
@@ -61,10 +61,24 @@ def sparse_depth(points_n3: np.ndarray, camera: PinholeCamera, T_cam_lidar: np.n
                           max_depth_m=max_range_m if max_range_m > 0 else np.inf)
 
 
-def metric_maps(fit: LogDepthFit, z_hw: np.ndarray, std_z_hw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Depth and its std in metres for ``fit``: exp(a·z + b) (NaN where not positive finite) and |a|·std_z·depth."""
+def check_depth_range(depth_hw_m: np.ndarray, min_range_m: float, max_range_m: float) -> None:
+    """AlignmentError when most of a fitted depth map lies outside what the LiDAR can measure: its 10th..90th
+    percentiles must fall within [min_range_m / 2, 2 max_range_m] (``max_range_m`` 0: no upper bound)."""
+    finite = depth_hw_m[np.isfinite(depth_hw_m)]
+    if finite.size == 0:
+        raise AlignmentError("the fitted depth is not finite anywhere")
+    p10, p90 = (float(v) for v in np.percentile(finite, [10, 90]))
+    if p10 < 0.5 * min_range_m or (max_range_m > 0 and p90 > 2.0 * max_range_m):
+        raise AlignmentError(f"fitted depths {p10:.3g}..{p90:.3g} m (10th..90th percentile) fall outside the "
+                             f"LiDAR's range {min_range_m:g}..{max_range_m or float('inf'):g} m")
+
+
+def metric_maps(fit: LogDepthFit, z_hw: np.ndarray, std_z_hw: np.ndarray,
+                log_var: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Depth and its std in metres for ``fit``: exp(a·z + b) (NaN where not positive finite) and
+    depth·sqrt((a·std_z)² + log_var) (``log_var``: the scale's own variance in log depth)."""
     depth_hw_m = fit.depth_m(z_hw)
-    return depth_hw_m, metric_std(std_z_hw, depth_hw_m, fit)
+    return depth_hw_m, metric_std(std_z_hw, depth_hw_m, fit, log_var)
 
 
 def fuse_frame(prediction: DepthPrediction, points_n3: np.ndarray, camera: PinholeCamera,
@@ -84,6 +98,7 @@ def fuse_frame(prediction: DepthPrediction, points_n3: np.ndarray, camera: Pinho
         t1 = time.perf_counter()
         fit = fit_log_depth(prediction.z_hw, sparse, prediction.std_z_hw)
         depth_hw_m, std_hw_m = metric_maps(fit, prediction.z_hw, prediction.std_z_hw)
+        check_depth_range(depth_hw_m, min_range_m, max_range_m)
         t2 = time.perf_counter()
         completed, lidar_mask = None, None
         if completion_fn is not None and rgb_hwc_u8 is not None:

@@ -126,6 +126,20 @@ def project_points(
     return depth_hw_m
 
 
+_RAYS_CACHE: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _undistorted_rays(camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`PinholeCamera.undistorted_rays`, cached per camera (a node sees one camera: the undistortion of every
+    pixel is computed once)."""
+    key = np.array([camera.width, camera.height], np.float64).tobytes() + camera.K.tobytes() + camera.D.tobytes()
+    if key not in _RAYS_CACHE:
+        if len(_RAYS_CACHE) >= 4:
+            _RAYS_CACHE.pop(next(iter(_RAYS_CACHE)))
+        _RAYS_CACHE[key] = camera.undistorted_rays()
+    return _RAYS_CACHE[key]
+
+
 def depth_to_points(depth_hw_m: np.ndarray, camera: PinholeCamera, stride: int = 1,
                     rgb_hwc_u8: np.ndarray | None = None, organized: bool = False,
                     valid_hw: np.ndarray | None = None) -> CameraPoints:
@@ -136,14 +150,13 @@ def depth_to_points(depth_hw_m: np.ndarray, camera: PinholeCamera, stride: int =
     > 0 and ``valid_hw`` (full resolution, e.g. the filters above and-ed) is True there.
 
     Dense (default): ``xyz`` (N, 3) in row-major pixel order. Organized: ``xyz`` (ceil(H/stride), ceil(W/stride), 3)
-    with NaN at invalid pixels. The camera must describe the depth's size and be undistorted (rectified).
+    with NaN at invalid pixels. The camera must describe the depth's size. A distorted camera (a raw image) is
+    undistorted: each pixel's ray comes from :meth:`PinholeCamera.undistorted_rays` (K and D).
     """
     depth_hw_m = np.asarray(depth_hw_m)
     if depth_hw_m.ndim != 2 or depth_hw_m.shape != (camera.height, camera.width):
         raise InputError(f"depth shape {depth_hw_m.shape} does not match the camera's {camera.height}x{camera.width};"
                          " use camera.scaled(width, height)")
-    if camera.is_distorted:
-        raise InputError("depth_to_points needs a rectified camera (D all zero); rectify the image first")
     if not (isinstance(stride, (int, np.integer)) and stride >= 1):
         raise InputError(f"stride must be a positive integer, got {stride!r}")
     if rgb_hwc_u8 is not None and check_rgb(rgb_hwc_u8).shape[:2] != depth_hw_m.shape:
@@ -155,21 +168,24 @@ def depth_to_points(depth_hw_m: np.ndarray, camera: PinholeCamera, stride: int =
     keep = finite_depth_mask(z)
     if valid_hw is not None:
         keep &= valid_hw[::stride, ::stride]
-    ray_x = ((np.arange(0, camera.width, stride) - camera.cx) / camera.fx).astype(np.float32)
-    ray_y = ((np.arange(0, camera.height, stride) - camera.cy) / camera.fy).astype(np.float32)
+    if camera.is_distorted:  # per-pixel rays (H, W)
+        ray_x, ray_y = (r[::stride, ::stride] for r in _undistorted_rays(camera))
+    else:  # separable: one ray_x per column, one ray_y per row
+        ray_x = ((np.arange(0, camera.width, stride) - camera.cx) / camera.fx).astype(np.float32)[None, :]
+        ray_y = ((np.arange(0, camera.height, stride) - camera.cy) / camera.fy).astype(np.float32)[:, None]
     rgb = None if rgb_hwc_u8 is None else rgb_hwc_u8[::stride, ::stride]
 
     if organized:
         xyz = np.empty((*z.shape, 3), np.float32)
-        np.multiply(ray_x[None, :], z, out=xyz[..., 0])
-        np.multiply(ray_y[:, None], z, out=xyz[..., 1])
+        np.multiply(ray_x, z, out=xyz[..., 0])
+        np.multiply(ray_y, z, out=xyz[..., 1])
         xyz[..., 2] = z
         xyz[~keep] = np.nan
         return CameraPoints(xyz, None if rgb is None else np.ascontiguousarray(rgb))
 
     # Dense: gather the kept pixels of each full-grid coordinate plane (1-D takes are numpy's fastest gather).
     kept = np.flatnonzero(keep)
-    xyz = np.stack([(ray_x[None, :] * z).reshape(-1).take(kept), (ray_y[:, None] * z).reshape(-1).take(kept),
+    xyz = np.stack([(ray_x * z).reshape(-1).take(kept), (ray_y * z).reshape(-1).take(kept),
                     z.reshape(-1).take(kept)], axis=1)
     return CameraPoints(xyz, None if rgb is None else rgb.reshape(-1, 3).take(kept, axis=0))
 

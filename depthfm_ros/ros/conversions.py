@@ -145,17 +145,28 @@ def camera_info_to_camera(msg: CameraInfo) -> PinholeCamera:
         raise InputError("CameraInfo with binning or a region of interest is not supported")
     if msg.width == 0 or msg.height == 0:
         raise InputError("CameraInfo has no image size (is the camera calibrated?)")
-    return PinholeCamera(msg.width, msg.height, np.asarray(msg.k, np.float64).reshape(3, 3), np.asarray(msg.d),
-                         msg.distortion_model)
+    K, D, P = (np.asarray(v, np.float64) for v in (msg.k, msg.d, msg.p))
+    if not (np.all(np.isfinite(K)) and np.all(np.isfinite(D)) and np.all(np.isfinite(P))):
+        raise InputError("CameraInfo K, D or P holds NaN or inf")
+    camera = PinholeCamera(msg.width, msg.height, K.reshape(3, 3), D, msg.distortion_model,
+                           P.reshape(3, 4) if P.size == 12 else None)  # refuses fx, fy <= 0, unknown models
+    if K[8] != 1.0:
+        raise InputError(f"CameraInfo K[2][2] must be 1, got {K[8]:g}")
+    expected = D_LENGTHS.get(msg.distortion_model)
+    if expected is not None and D.size not in (0, *expected):
+        raise InputError(f"CameraInfo distortion model {msg.distortion_model!r} takes {' or '.join(map(str, expected))}"
+                         f" coefficients, got {D.size}")
+    return camera
 
 
 def camera_to_camera_info(camera: PinholeCamera, header) -> CameraInfo:
-    """CameraInfo of ``camera`` (at its own size): K, D, R = identity, P = [K | 0] as depth_image_proc reads it."""
+    """CameraInfo of ``camera`` (at its own size): K, D, R = identity, and P (``camera.P``, else [K | 0]), which is
+    what depth_image_proc and image_geometry read for a rectified image."""
+    P = camera.P if camera.P is not None else np.hstack([camera.K, np.zeros((3, 1))])
     return CameraInfo(header=header, width=camera.width, height=camera.height,
                       distortion_model=camera.distortion_model if camera.distortion_model not in ("", "none")
                       else "plumb_bob",
-                      d=camera.D.tolist(), k=camera.K.ravel(), r=np.eye(3).ravel(),
-                      p=np.hstack([camera.K, np.zeros((3, 1))]).ravel())
+                      d=camera.D.tolist(), k=camera.K.ravel(), r=np.eye(3).ravel(), p=P.ravel())
 
 
 # ----------------------------------------------------------------------------------------------- PointCloud2
@@ -204,15 +215,29 @@ def xyz_to_pointcloud2(points: np.ndarray, header, rgb: np.ndarray | None = None
                        data=data, is_dense=bool(np.isfinite(points).all()))
 
 
-def output_camera(info: CameraInfo | None, width: int, height: int) -> tuple[PinholeCamera | None, str]:
-    """``info``'s intrinsics at ``width`` x ``height``, or (None, why not)."""
+def output_camera(info: CameraInfo | None, width: int, height: int,
+                  rectified: bool = False) -> tuple[PinholeCamera | None, str]:
+    """The camera of the output image (``width`` x ``height``) for projection and points, or (None, why not).
+
+    Like image_geometry: an image that is ``rectified`` (image_rect), or whose D is all zero, uses P's fx, fy, cx,
+    cy (:meth:`PinholeCamera.rectified`); a raw distorted image keeps K and D. A calibration whose aspect ratio
+    differs from the image's by more than 1 % is refused (a calibration of another camera mode)."""
     if info is None:
         return None, "no camera_info received yet"
     try:
         camera = camera_info_to_camera(info)
     except InputError as exc:
         return None, str(exc)
+    sx, sy = width / camera.width, height / camera.height
+    if abs(sx / sy - 1.0) > 0.01:
+        return None, (f"camera_info is {camera.width}x{camera.height}, the image {width}x{height}: aspect ratios "
+                      f"differ by {100 * abs(sx / sy - 1):.1f} % (a calibration of another camera mode?)")
+    if rectified or not camera.is_distorted:
+        camera = camera.rectified()
     return (camera if (camera.width, camera.height) == (width, height) else camera.scaled(width, height)), ""
+
+
+D_LENGTHS = {"plumb_bob": (5,), "rational_polynomial": (8, 12, 14)}
 
 
 def output_camera_info(info: CameraInfo, camera: PinholeCamera, header) -> CameraInfo:

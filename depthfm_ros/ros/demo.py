@@ -69,7 +69,7 @@ def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frame
         frame_index = [0]
 
         def publish_frame():
-            if depth_node.depth_pub.get_subscription_count() == 0:
+            if depth_node.outputs.relative_depth.get_subscription_count() == 0:
                 return  # wait until the graph is connected
             k = frame_index[0]
             frame_index[0] += 1
@@ -90,8 +90,8 @@ def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frame
                         done.set()
             return collect
 
-        demo.create_subscription(Image, "/depthfm/depth", collector("depth"), qos)
-        demo.create_subscription(Image, "/depthfm/uncertainty", collector("uncertainty"), qos)
+        demo.create_subscription(Image, "/depthfm/relative_depth", collector("depth"), qos)
+        demo.create_subscription(Image, "/depthfm/relative_uncertainty", collector("uncertainty"), qos)
         demo.create_timer(1.0 / rate_hz, publish_frame)
         graph.start()
         t0 = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 RATE_WINDOW_SEC = 5.0
@@ -188,8 +188,9 @@ class AlignmentSnapshot:
 class AlignmentStats:
     """Thread-safe LiDAR-alignment state written by the subscription callbacks and the worker.
 
-    With ``lidar_timeout_s`` > 0 the LiDAR is stale when no cloud has arrived for longer than that (counting from
-    construction); 0 never calls it stale.
+    With ``lidar_timeout_s`` > 0 the LiDAR is stale when pairing has produced no image + cloud pair for longer than
+    that (counting from construction): clouds that stop, and clouds that arrive but never match (a stamp jump, a
+    wrong clock), both count; 0 never calls it stale.
     """
 
     def __init__(self, lidar_timeout_s: float = 0.0, clock=time.monotonic):
@@ -204,6 +205,7 @@ class AlignmentStats:
         self.extrinsic_source = ""
         self._started = clock()
         self._last_cloud: float | None = None
+        self._last_pair: float | None = None
         self._previous = (0, 0)
 
     def cloud_received(self) -> None:
@@ -217,12 +219,13 @@ class AlignmentStats:
             return self._stale(self._clock())
 
     def _stale(self, now: float) -> bool:
-        since = self._started if self._last_cloud is None else self._last_cloud
+        since = self._started if self._last_pair is None else self._last_pair
         return self.lidar_timeout_s > 0 and now - since > self.lidar_timeout_s
 
     def pair_matched(self) -> None:
         with self._lock:
             self.pairs += 1
+            self._last_pair = self._clock()
 
     def message_unsynchronized(self) -> None:
         with self._lock:
@@ -274,21 +277,20 @@ def alignment_level_and_message(snap: AlignmentSnapshot) -> tuple[str, str]:
     """('OK' | 'WARN', summary) of the LiDAR alignment."""
     if snap.stale:
         since = "no cloud received yet" if snap.clouds_received == 0 else \
-            f"no cloud for {snap.seconds_since_cloud:.1f} s"
-        return "WARN", f"LiDAR stale ({since}): publishing relative depth, {snap.unaligned} unaligned frame(s)"
+            f"no image + cloud pair; last cloud {snap.seconds_since_cloud:.1f} s ago"
+        return "WARN", f"LiDAR stale ({since}): frames go out without LiDAR, {snap.unaligned} so far"
     if snap.pairs == 0:
         if snap.clouds_received == 0:
             return "WARN", "waiting for LiDAR clouds"
         return "WARN", f"no image + cloud pair within the slop yet ({snap.unsynchronized} unsynchronized)"
     if snap.new_refused and not snap.new_aligned:
-        return "WARN", f"alignment refused, publishing relative depth: {snap.last_error}"
+        return "WARN", f"LiDAR fit refused: {snap.last_error}"
     if not snap.metric and snap.aligned == 0 and snap.refused == 0:
         return "WARN", "waiting for the first aligned frame"
     if snap.metric:
         return "OK", (f"metric: a={snap.a:.4g} b={snap.b:.4g} rms_log={snap.rms_log:.3f} on {snap.num_inliers}/"
                       f"{snap.num_points} points")
-    return "OK", "relative (" + ("last frame had no LiDAR" if snap.last_frame == "unaligned" else
-                                 "last fit refused") + ")"
+    return "OK", "last frame " + ("had no LiDAR" if snap.last_frame == "unaligned" else "had its fit refused")
 
 
 def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
@@ -315,6 +317,77 @@ def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
         "last_alignment_error": snap.last_error,
     }
     return _status(alignment_level_and_message(snap), name, hardware_id, values)
+
+
+@dataclass(frozen=True)
+class MetricSnapshot:
+    """Metric scale: how the last frame was published, frames per source since start, the last scale."""
+
+    configured: str  # MetricScale.describe()
+    has_source: bool
+    last_source: str  # "lidar", "hold", "ground", "fixed", or "" (relative only) for the last frame
+    frames: dict  # source -> frames published in metres from it; "" -> frames without metric output
+    a: float
+    b: float
+    log_std: float  # std of the scale in log depth
+    age_sec: float
+    reason: str  # why the last frame was not metric, or why its source was not the first choice
+    new_frames: int
+    new_metric: int
+
+
+class MetricStats:
+    """Thread-safe record of :class:`depthfm_ros.fusion.metric.MetricEstimate` per frame."""
+
+    def __init__(self, configured: str, has_source: bool):
+        self._lock = threading.Lock()
+        self.configured, self.has_source = configured, has_source
+        self.frames: Counter = Counter()
+        self.last_source, self.reason = "", ""
+        self.a = self.b = self.log_std = self.age_sec = float("nan")
+        self._previous = (0, 0)
+
+    def frame(self, estimate) -> None:
+        with self._lock:
+            self.frames[estimate.source] += 1
+            self.last_source, self.reason = estimate.source, estimate.reason
+            fit = estimate.fit
+            self.a, self.b = (fit.a, fit.b) if fit is not None else (float("nan"), float("nan"))
+            self.log_std = estimate.log_var ** 0.5 if fit is not None else float("nan")
+            self.age_sec = estimate.age_sec if fit is not None else float("nan")
+
+    def snapshot(self) -> MetricSnapshot:
+        with self._lock:
+            total, metric = sum(self.frames.values()), sum(n for k, n in self.frames.items() if k)
+            prev_total, prev_metric = self._previous
+            self._previous = (total, metric)
+            return MetricSnapshot(self.configured, self.has_source, self.last_source, dict(self.frames), self.a,
+                                  self.b, self.log_std, self.age_sec, self.reason, total - prev_total,
+                                  metric - prev_metric)
+
+
+def metric_level_and_message(snap: MetricSnapshot) -> tuple[str, str]:
+    """('OK' | 'WARN', summary) of the metric scale."""
+    if not snap.has_source:
+        return "WARN", f"no metric source configured: relative depth only ({snap.configured})"
+    if sum(snap.frames.values()) == 0:
+        return "WARN", "waiting for the first frame"
+    if snap.new_frames and not snap.new_metric:
+        return "WARN", f"no metric depth: {snap.reason}"
+    if snap.last_source == "hold":
+        return "WARN", f"holding the LiDAR scale for {snap.age_sec:.1f} s (log std {snap.log_std:.3f}): {snap.reason}"
+    if not snap.last_source:
+        return "WARN", f"last frame not metric: {snap.reason}"
+    return "OK", f"metric from {snap.last_source}: a={snap.a:.4g} b={snap.b:.4g} log std {snap.log_std:.3f}"
+
+
+def metric_status(snap: MetricSnapshot, name: str, hardware_id: str):
+    """diagnostic_msgs/DiagnosticStatus of the metric scale."""
+    values = {"source": snap.last_source or "none", "configured": snap.configured, "a": f"{snap.a:.6g}",
+              "b": f"{snap.b:.6g}", "scale_log_std": f"{snap.log_std:.4f}", "scale_age_sec": f"{snap.age_sec:.2f}",
+              "reason": snap.reason,
+              **{f"frames_{source or 'relative_only'}": str(n) for source, n in sorted(snap.frames.items())}}
+    return _status(metric_level_and_message(snap), name, hardware_id, values)
 
 
 def diagnostic_array(status, stamp):

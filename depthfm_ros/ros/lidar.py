@@ -4,9 +4,12 @@ parameters) and :class:`LidarInput`, which pairs clouds with images and fuses ea
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Callable
 
 import numpy as np
+from rclpy.duration import Duration
+from rclpy.time import Time
 
 from ..errors import DepthFMError
 from ..fusion.frame import FusedFrame, fuse_frame
@@ -19,7 +22,37 @@ from .diagnostics import AlignmentStats, alignment_status
 from .sync import CloudImageSync
 
 
-class LidarExtrinsic:
+class TfLookup:
+    """4x4 transforms from tf2 when ``tf2_ros`` is importable (``buffer`` None otherwise), waiting at most
+    ``timeout_s``; one buffer and listener per node."""
+
+    def __init__(self, node, timeout_s: float):
+        self.timeout_s = timeout_s
+        try:
+            import tf2_ros
+        except ImportError:
+            self.buffer = self.listener = None
+        else:
+            self.buffer = getattr(node, "_depthfm_tf_buffer", None) or tf2_ros.Buffer(node=node)
+            if getattr(node, "_depthfm_tf_buffer", None) is None:
+                node._depthfm_tf_buffer = self.buffer
+                node._depthfm_tf_listener = tf2_ros.TransformListener(self.buffer, node)
+            self.listener = node._depthfm_tf_listener
+
+    def lookup(self, target_frame: str, source_frame: str, stamp) -> tuple[np.ndarray | None, str]:
+        """(T_target_source, "") or (None, why not)."""
+        if self.buffer is None:
+            return None, "tf2_ros is not installed"
+        try:
+            tf = self.buffer.lookup_transform(target_frame, source_frame, Time.from_msg(stamp),
+                                              timeout=Duration(seconds=self.timeout_s)).transform
+        except Exception as exc:  # tf2 LookupException, ExtrapolationException, ...
+            return None, f"tf2 {source_frame!r} -> {target_frame!r}: {exc}"
+        t, q = tf.translation, tf.rotation
+        return transform_from_xyz_quat((t.x, t.y, t.z), (q.x, q.y, q.z, q.w)), ""
+
+
+class LidarExtrinsic(TfLookup):
     """``T_cam_lidar`` (4x4) for a cloud frame and image frame at the image stamp.
 
     tf2 (when ``tf2_ros`` is importable) is asked first, waiting at most ``timeout_s``; when it has no transform
@@ -27,29 +60,33 @@ class LidarExtrinsic:
     """
 
     def __init__(self, node, xyz_3, quat_xyzw_4, timeout_s: float):
+        super().__init__(node, timeout_s)
         self.fixed = transform_from_xyz_quat(xyz_3, quat_xyzw_4)
-        self.timeout_s = timeout_s
-        try:
-            import tf2_ros
-        except ImportError:
-            self.buffer = self.listener = None
-        else:
-            self.buffer = tf2_ros.Buffer(node=node)
-            self.listener = tf2_ros.TransformListener(self.buffer, node)
 
     def lookup(self, cloud_frame: str, image_frame: str, image_stamp) -> tuple[np.ndarray, str, str]:
         if self.buffer is None:
             return self.fixed, "parameters", ""
-        from rclpy.duration import Duration
-        from rclpy.time import Time
+        T, error = super().lookup(image_frame, cloud_frame, image_stamp)
+        return (self.fixed, "parameters", error) if T is None else (T, "tf2", "")
 
-        try:
-            tf = self.buffer.lookup_transform(image_frame, cloud_frame, Time.from_msg(image_stamp),
-                                              timeout=Duration(seconds=self.timeout_s)).transform
-        except Exception as exc:  # tf2 LookupException, ExtrapolationException, ...: use the parameters
-            return self.fixed, "parameters", f"tf2 {cloud_frame!r} -> {image_frame!r}: {exc}"
-        t, q = tf.translation, tf.rotation
-        return transform_from_xyz_quat((t.x, t.y, t.z), (q.x, q.y, q.z, q.w)), "tf2", ""
+
+class GroundFromTf(TfLookup):
+    """The ground normal (pointing down, camera optical frame) and the camera height above ``ground_frame`` (a tf
+    frame on the ground, z up: base_footprint) at the image stamp; (None, None) without tf (the parameters are
+    used then)."""
+
+    def __init__(self, node, ground_frame: str, timeout_s: float):
+        super().__init__(node, timeout_s)
+        self.ground_frame = ground_frame
+
+    def __call__(self, header) -> tuple[np.ndarray | None, float | None]:
+        T_ground_cam, _ = super().lookup(self.ground_frame, header.frame_id, header.stamp)
+        return ground_from_transform(T_ground_cam) if T_ground_cam is not None else (None, None)
+
+
+def ground_from_transform(T_ground_cam: np.ndarray) -> tuple[np.ndarray, float]:
+    """(down vector in the camera frame, camera height above the ground plane z = 0) for T_ground_cam."""
+    return T_ground_cam[:3, :3].T @ np.array([0.0, 0.0, -1.0]), float(T_ground_cam[2, 3])
 
 
 class LidarInput:
@@ -67,9 +104,11 @@ class LidarInput:
         self.extrinsic = LidarExtrinsic(node, config.lidar_to_camera_xyz, config.lidar_to_camera_quat_xyzw,
                                         config.lidar_tf_timeout_sec)
         self.sync = CloudImageSync(config.lidar_slop_sec, config.lidar_queue_size, self._on_pair,
-                                   self.stats.message_unsynchronized)
+                                   self.stats.message_unsynchronized,
+                                   now_s=lambda: node.get_clock().now().nanoseconds * 1e-9)
         self.completion_fn = completion_fn(config.completion_checkpoint, config.model_settings())
         self._stale = False  # executor thread only: for the log lines when the LiDAR goes and comes back
+        self._published_alone: deque = deque(maxlen=2 * config.lidar_queue_size)  # images sent without a cloud
 
     def describe(self) -> str:
         config, timeout = self.config, self.config.lidar_timeout_sec
@@ -81,24 +120,24 @@ class LidarInput:
 
     # -- executor thread
     def add_image(self, msg) -> bool:
-        """Give an image to the synchronizer; False when the LiDAR is stale (the caller publishes it alone)."""
-        if self.stats.is_stale():  # not given to the sync: a returning cloud must not publish it twice
+        """Give an image to the synchronizer; False when the LiDAR is stale (no pair for lidar_timeout_sec): the
+        caller then publishes it alone, and a pair it may still form later only ends the staleness."""
+        stale = self.stats.is_stale()
+        if stale:
             if not self._stale:
                 self._stale = True
-                self.node.get_logger().warning(f"no LiDAR cloud for over {self.config.lidar_timeout_sec} s: "
-                                               "publishing depth without LiDAR (relative) until clouds return")
-            return False
+                self.node.get_logger().warning(
+                    f"no image + cloud pair for over {self.config.lidar_timeout_sec} s: frames go out without "
+                    "LiDAR until pairing resumes")
+            self._published_alone.append(msg)
         try:
             self.sync.add_image(msg)
-        except Exception as exc:  # e.g. a negative stamp: never out of an executor callback
+        except Exception as exc:  # e.g. a negative or far-future stamp: never out of an executor callback
             self._input_refused("image", exc)
-        return True
+        return not stale
 
     def on_cloud(self, msg) -> None:
         self.stats.cloud_received()
-        if self._stale:
-            self._stale = False
-            self.node.get_logger().info("LiDAR clouds are back: pairing images with clouds again")
         try:
             self.sync.add_cloud(msg)
         except Exception as exc:
@@ -106,7 +145,11 @@ class LidarInput:
 
     def _on_pair(self, image, cloud) -> None:
         self.stats.pair_matched()
-        self._hand_over(image, cloud)
+        if self._stale:
+            self._stale = False
+            self.node.get_logger().info("image + cloud pairs are back: fusing LiDAR again")
+        if not any(image is published for published in self._published_alone):  # else it is out already
+            self._hand_over(image, cloud)
 
     def status(self, name: str):
         return alignment_status(self.stats.snapshot(), name, hardware_id=self.node.resolve_topic_name("lidar"))
@@ -128,9 +171,9 @@ class LidarInput:
                                                                   header.stamp)
             if tf_error:
                 self.node.get_logger().warning(f"{tf_error}; using lidar_to_camera_xyz/_quat_xyzw",
-                                          throttle_duration_sec=config.log_throttle_sec)
+                                               throttle_duration_sec=config.log_throttle_sec)
             points_n3 = conversions.pointcloud2_to_xyz(cloud)
-        except Exception as exc:  # a bad cloud or camera: publish relative and say why
+        except Exception as exc:  # a bad cloud or camera: no LiDAR scale for this frame, and why
             reason = str(exc) if isinstance(exc, DepthFMError) else f"{type(exc).__name__}: {exc}"
             fused = FusedFrame(None, None, None, None, None, reason, 0, {"fusion": 1e3 * (time.perf_counter() - t0)})
         else:
@@ -142,7 +185,7 @@ class LidarInput:
             self.stats.fit_accepted(fused.fit, source, times["fusion"], times["fit"], times["completion"])
         else:
             self.stats.fit_refused(fused.refused, fused.num_points, source, times["fusion"])
-            self.node.get_logger().warning(f"LiDAR alignment refused, publishing relative depth: {fused.refused}",
-                                      throttle_duration_sec=config.log_throttle_sec)
+            self.node.get_logger().warning(f"LiDAR fit refused: {fused.refused}",
+                                           throttle_duration_sec=config.log_throttle_sec)
         return fused
 

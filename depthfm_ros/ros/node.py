@@ -1,5 +1,6 @@
-"""depthfm_node: camera images in; depth, uncertainty, camera_info (+ LiDAR-aligned metres, completed depth, points)
-out. The maths lives in the library (pipeline, fusion.frame); the node converts messages, schedules and publishes.
+"""depthfm_node: camera images in; relative depth and uncertainty on every frame, metric depth, uncertainty,
+completed depth and points on frames with an accepted metric scale (ros/outputs.py has the topic contract). The
+maths lives in the library (pipeline, fusion); the node converts messages, schedules and publishes.
 
 Inference runs on a worker thread that takes only the newest frame (with ``use_lidar``: the newest synchronized
 image + cloud pair, or the newest image while the LiDAR is stale); a frame replaced before the worker took it is
@@ -13,7 +14,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import ExternalShutdownException
@@ -23,21 +23,14 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import Backend, load_backend
 from ..errors import DepthFMError
-from ..fusion.alignment import LogDepthFit
-from ..fusion.frame import metric_maps
-from ..geometry.projection import points_from_depth
-from ..pipeline import DepthFMPipeline, DepthPrediction
+from ..pipeline import DepthFMPipeline
 from . import conversions
 from .diagnostics import FrameStats, diagnostic_array, diagnostic_status
-from .lidar import LidarInput
+from .lidar import GroundFromTf, LidarInput
+from .outputs import DEPTH_TOPIC, RELATIVE_DEPTH_TOPIC, FrameOutputs
 from .params import declare_and_read
 
 NODE_NAME = "depthfm"
-DEPTH_TOPIC = "depthfm/depth"
-UNCERTAINTY_TOPIC = "depthfm/uncertainty"
-CAMERA_INFO_TOPIC = "depthfm/camera_info"
-COMPLETED_DEPTH_TOPIC = "depthfm/completed_depth"
-POINTS_TOPIC = "depthfm/points"
 
 
 def qos_profile(name: str) -> QoSProfile:
@@ -65,21 +58,16 @@ class DepthFMNode(Node):
         settings.apply_torch_threads()
         self.backend = backend if backend is not None else load_backend(settings)
         self.pipeline = DepthFMPipeline.from_settings(settings, self.backend)
-        self.points = config.points_options()
-        self.fixed_fit = LogDepthFit(config.points_scale, config.points_shift, float("nan"), 0, 0)
         self.stats = FrameStats()
         self._camera_info: CameraInfo | None = None
         self._newest: tuple[tuple, float] | None = None  # (image, cloud or None), when it arrived
         self._wake = threading.Condition()
         self._running = True
 
-        out_qos = qos_profile(config.output_qos)
-        self.depth_pub = self.create_publisher(Image, DEPTH_TOPIC, out_qos)
-        self.uncertainty_pub = self.create_publisher(Image, UNCERTAINTY_TOPIC, out_qos)
-        self.camera_info_pub = self.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, out_qos)
-        self.completed_depth_pub = self.create_publisher(Image, COMPLETED_DEPTH_TOPIC, out_qos) \
-            if config.use_lidar else None
-        self.points_pub = self.create_publisher(PointCloud2, POINTS_TOPIC, out_qos) if config.publish_points else None
+        self.lidar = LidarInput(self, config, self._hand_over, self._input_refused) if config.use_lidar else None
+        ground_tf = GroundFromTf(self, config.ground_frame, config.lidar_tf_timeout_sec) if config.ground_frame \
+            else None
+        self.outputs = FrameOutputs(self, config, qos_profile(config.output_qos), self.lidar, self.stats, ground_tf)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         in_qos = qos_profile(config.input_qos)
@@ -88,7 +76,6 @@ class DepthFMNode(Node):
         image_topic = self.resolve_topic_name("image") + "/compressed" if compressed else "image"
         self.create_subscription(image_type, image_topic, self._on_image, in_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
-        self.lidar = LidarInput(self, config, self._hand_over, self._input_refused) if config.use_lidar else None
         if self.lidar is not None:
             self.create_subscription(PointCloud2, "lidar", self.lidar.on_cloud, in_qos)
         self.create_timer(config.diagnostics_period_sec, self._publish_diagnostics)
@@ -98,9 +85,11 @@ class DepthFMNode(Node):
         log = self.get_logger()
         log.info(f"DepthFM on {self.resolve_topic_name(image_topic)} ({config.image_transport}) with "
                  f"{self.backend.describe()}, ensemble {config.ensemble_size}, processing resolution "
-                 f"{config.processing_resolution or 'native'} -> {self.resolve_topic_name(DEPTH_TOPIC)}")
+                 f"{config.processing_resolution or 'native'} -> {self.resolve_topic_name(RELATIVE_DEPTH_TOPIC)}, "
+                 f"{self.resolve_topic_name(DEPTH_TOPIC)}")
         if self.lidar is not None:
             log.info(self.lidar.describe())
+        (log.info if self.outputs.metric.chain else log.warning)(self.outputs.metric.describe())
 
     # -- executor thread ----------------------------------------------------------------------------------------
 
@@ -130,6 +119,7 @@ class DepthFMNode(Node):
         name = self.get_fully_qualified_name()
         statuses = [diagnostic_status(self.stats.snapshot(), f"{name}: depth",
                                       hardware_id=self.backend.describe(), backend=self.backend.name)]
+        statuses.append(self.outputs.status(f"{name}: metric scale"))
         if self.lidar is not None:
             statuses.append(self.lidar.status(f"{name}: lidar alignment"))
         self.diagnostics_pub.publish(diagnostic_array(statuses, self.get_clock().now().to_msg()))
@@ -167,49 +157,13 @@ class DepthFMNode(Node):
             return
         if not self._running:
             return
-        try:
-            self.publish(prediction, msg.header, rgb_hwc_u8, cloud)
+        try:  # one camera_info for the whole frame, though the executor may replace it meanwhile
+            self.outputs.publish(prediction, msg.header, rgb_hwc_u8, cloud, self._camera_info)
         except Exception as exc:
             self.stats.publishing_failed(f"{type(exc).__name__}: {exc}")
             log.error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=throttle)
             return
         self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms)
-
-    def publish(self, prediction: DepthPrediction, header, rgb_hwc_u8: np.ndarray | None = None,
-                cloud: PointCloud2 | None = None) -> None:
-        """Every output of one frame, with the input's stamp and frame_id: metres with an accepted LiDAR fit (plus
-        completed depth), else relative depth; /diagnostics says why (refused fit, stale LiDAR)."""
-        throttle = self.config.log_throttle_sec
-        height, width = prediction.z_hw.shape
-        info = self._camera_info  # one camera_info for the whole frame, though the executor may replace it
-        camera, camera_error = conversions.output_camera(info, width, height)
-        fused = self.lidar and self.lidar.fuse(prediction, header, cloud, camera, camera_error, rgb_hwc_u8)
-        aligned = fused is not None and fused.aligned
-        depth_hw, std_hw = (fused.depth_hw_m, fused.std_hw_m) if aligned else \
-            (prediction.relative_depth_hw, prediction.std_z_hw)
-        self.depth_pub.publish(conversions.numpy_to_image(depth_hw, "32FC1", header))
-        self.uncertainty_pub.publish(conversions.numpy_to_image(std_hw, "32FC1", header))
-        if aligned:
-            self.completed_depth_pub.publish(conversions.numpy_to_image(fused.completed_hw_m, "32FC1", header))
-        if info is None or camera is None:
-            what = "depthfm/camera_info" + (" or depthfm/points" if self.points_pub else "")
-            if info is not None:  # e.g. an uncalibrated CameraInfo; depth is out already
-                self.stats.conversion_failed(f"camera_info: {camera_error}")
-            self.get_logger().warning(f"not publishing {what}: {camera_error}", throttle_duration_sec=throttle)
-            return
-        self.camera_info_pub.publish(conversions.output_camera_info(info, camera, header))
-        if self.points_pub is None:
-            return
-        if camera.is_distorted:
-            self.get_logger().warning("camera_info has distortion: depthfm/points needs a rectified image "
-                                      "(subscribe image_rect); not publishing points", throttle_duration_sec=throttle)
-            return
-        t0 = time.perf_counter()
-        depth_m, std_m = (fused.depth_hw_m, fused.std_hw_m) if aligned else \
-            metric_maps(self.fixed_fit, prediction.z_hw, prediction.std_z_hw)  # a fixed calibration, not a measurement
-        points = points_from_depth(depth_m, std_m, camera, self.points, rgb_hwc_u8)
-        self.points_pub.publish(conversions.xyz_to_pointcloud2(points.xyz, header, points.rgb))
-        self.stats.points_published(1e3 * (time.perf_counter() - t0))
 
     def destroy_node(self) -> None:
         """Stop the worker (after the inference in flight), then destroy the node."""

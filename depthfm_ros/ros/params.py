@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import DepthFMError
+from ..errors import DepthFMError, InputError
+from ..fusion.alignment import LogDepthFit
+from ..fusion.metric import MetricScale, ScaleFilter, ground_normal
 from ..geometry.projection import PointsOptions
 from ..settings import BACKENDS, DTYPES, VAE_KINDS, ModelSettings
 from ..shapes import SIZE_MULTIPLE
@@ -21,6 +23,7 @@ from ..shapes import SIZE_MULTIPLE
 MODELS = ("checkpoint", "tiny")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 QOS_PROFILES = ("sensor_data", "reliable")
+METRIC_SOURCES = ("auto", "lidar", "ground", "fixed", "none")
 
 
 class ParameterError(DepthFMError, ValueError):
@@ -128,8 +131,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "see lidar_timeout_sec for images while no cloud arrives"),
     _seconds("lidar_slop_sec", 0.05, "largest stamp difference of a synchronized image + cloud pair"),
     _seconds("lidar_timeout_sec", 1.0, "when no cloud has arrived for this long (counting from start), images "
-              "are processed alone and published as without LiDAR (relative depth; points with points_scale/"
-              "points_shift) until clouds return; 0 = strict pairing: no cloud, no depth", or_zero=True),
+              "are processed alone (relative outputs; metric only from the hold or another source) until clouds "
+              "return; 0 = strict pairing: no cloud, no depth", or_zero=True),
     ParamSpec("lidar_queue_size", 10, "messages per stream the synchronizer keeps", integer_range=(1, 1000, 1)),
     _seconds("lidar_tf_timeout_sec", 0.05, "how long to wait for the tf2 transform cloud frame -> image frame "
               "at the image stamp before using lidar_to_camera_xyz/_quat_xyzw"),
@@ -138,14 +141,33 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 1.0], "rotation of T_camera_lidar as a quaternion "
               "x, y, z, w; used with lidar_to_camera_xyz", check=_unit_quaternion),
     _metres("lidar_min_range_m", 0.1, "LiDAR points closer than this along the camera axis are ignored (m)"),
-    _metres("lidar_max_range_m", 0.0, "LiDAR points farther than this are ignored (m); 0 = no limit"),
+    _metres("lidar_max_range_m", 100.0, "LiDAR points farther than this are ignored (m), and a fit whose depths "
+            "fall far outside lidar_min_range_m..lidar_max_range_m is refused; 0 = no limit"),
     ParamSpec("completion_checkpoint", "", "folder of a DepthCompletionFM (depthfm-train --completion); when set, "
               "depthfm/completed_depth comes from that model (torch) instead of the log-residual interpolation"),
     # Point cloud (docs/ros.md, "Point cloud")
     ParamSpec("publish_points", False, "publish depthfm/points (sensor_msgs/PointCloud2, image frame and stamp)"),
-    ParamSpec("points_scale", 1.0, "without LiDAR alignment, points use depth = exp(points_scale*z + "
-              "points_shift) metres: a fixed calibration of this model and camera, NOT measured scale"),
-    ParamSpec("points_shift", 0.0, "see points_scale"),
+    # Metric scale (docs/ros.md, "Metric sources")
+    ParamSpec("metric_source", "auto", "where metric scale comes from: auto (lidar when use_lidar, then the hold, "
+              "then ground when camera_height_m > 0, then fixed when metric_fixed_scale > 0), lidar, ground, fixed, "
+              "or none; frames without an accepted scale publish only the relative topics", METRIC_SOURCES),
+    _seconds("metric_hold_sec", 1.0, "carry the last accepted LiDAR scale through LiDAR gaps this long (image "
+             "stamps), with a growing uncertainty; 0 = no hold", or_zero=True),
+    ParamSpec("metric_gate_log", 0.2, "a LiDAR scale that moves the frame's log depth by more than this from the "
+              "filtered one is rejected (3 in a row restart the filter)", minimum=0.0, exclusive_minimum=True),
+    _metres("camera_height_m", 0.0, "height of the camera above a flat ground (m): enables the ground source; "
+            "0 = off"),
+    ParamSpec("camera_pitch_deg", 0.0, "downward pitch of the camera from level (deg), for the ground source when "
+              "ground_frame gives no tf", check=lambda v: "" if abs(v) <= 60 else f"must be within +-60, got {v}"),
+    ParamSpec("camera_roll_deg", 0.0, "roll of the camera from level (deg), for the ground source",
+              check=lambda v: "" if abs(v) <= 60 else f"must be within +-60, got {v}"),
+    ParamSpec("ground_frame", "", "tf frame on the ground with z up (e.g. base_footprint): the ground source takes "
+              "the camera height and orientation from tf (camera_height_m, _pitch_deg, _roll_deg when tf has none)"),
+    ParamSpec("metric_fixed_scale", 0.0, "fixed source: depth = exp(metric_fixed_scale*z + metric_fixed_shift) "
+              "metres, a calibration of one model and camera, not a measurement; 0 = off", minimum=0.0),
+    ParamSpec("metric_fixed_shift", 0.0, "see metric_fixed_scale"),
+    ParamSpec("image_rectified", False, "the image is rectified (image_rect): project with camera_info P even when "
+              "D is not zero; raw distorted images use K and D and their points are undistorted"),
     ParamSpec("points_stride", 1, "use every n-th pixel of every n-th row", integer_range=(1, 64, 1)),
     ParamSpec("points_organized", False, "true: one point per (strided) pixel, NaN where filtered (organized "
               "cloud); false: only valid points (dense cloud)"),
@@ -163,6 +185,7 @@ SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
 #: documented old names -> current names (a value under the old name is used as the new one)
 ALIASES = {"lidar_min_range": "lidar_min_range_m", "lidar_max_range": "lidar_max_range_m",
+           "points_scale": "metric_fixed_scale", "points_shift": "metric_fixed_shift",
            "points_min_range": "points_min_range_m", "points_max_range": "points_max_range_m"}
 #: parameters rclpy itself declares (or reads) on every node
 ROS_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_services")
@@ -201,8 +224,16 @@ class NodeConfig:
     lidar_max_range_m: float
     completion_checkpoint: str
     publish_points: bool
-    points_scale: float
-    points_shift: float
+    metric_source: str
+    metric_hold_sec: float
+    metric_gate_log: float
+    camera_height_m: float
+    camera_pitch_deg: float
+    camera_roll_deg: float
+    ground_frame: str
+    metric_fixed_scale: float
+    metric_fixed_shift: float
+    image_rectified: bool
     points_stride: int
     points_organized: bool
     points_rgb: bool
@@ -218,6 +249,18 @@ class NodeConfig:
         return PointsOptions(self.points_stride, self.points_organized, self.points_rgb, self.points_min_range_m,
                              self.points_max_range_m, self.points_max_std_m, self.points_max_relative_std,
                              self.points_edge_ratio)
+
+    def metric_scale(self) -> MetricScale:
+        """The metric sources these parameters configure (ParameterError when one is asked for but not set up)."""
+        fixed = LogDepthFit(self.metric_fixed_scale, self.metric_fixed_shift, 0.0, 0, 0) \
+            if self.metric_fixed_scale > 0 else None
+        try:
+            return MetricScale(self.metric_source, use_lidar=self.use_lidar, hold_sec=self.metric_hold_sec,
+                               camera_height_m=self.camera_height_m, fixed_fit=fixed,
+                               ground_down_cam=ground_normal(self.camera_pitch_deg, self.camera_roll_deg),
+                               scale_filter=ScaleFilter(gate_log=self.metric_gate_log))
+        except InputError as exc:
+            raise ParameterError(f"parameter 'metric_source' {self.metric_source!r}: {exc}") from exc
 
     def model_settings(self) -> ModelSettings:
         """The model part of the parameters, as the command-line tools build it too."""
@@ -314,6 +357,7 @@ def validate(values: Mapping[str, Any]) -> NodeConfig:
     config = NodeConfig(**checked)
     _check_ranges(config)
     _check_model_files(config)
+    config.metric_scale()  # a source asked for but not configured refuses the start
     return config
 
 

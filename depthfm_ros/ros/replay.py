@@ -33,7 +33,9 @@ from . import bag as bagio
 from .params import SPECS, coerce, parameters_from_settings
 
 NAMESPACE = "depthfm_replay"
-OUTPUT_IMAGE_KINDS = ("depth", "uncertainty", "completed_depth")
+# every frame gives relative_depth (latency and frames out count it); metric frames add depth, uncertainty and
+# completed_depth
+OUTPUT_IMAGE_KINDS = ("relative_depth", "relative_uncertainty", "depth", "uncertainty", "completed_depth")
 DISCOVERY_TIMEOUT_SEC = 15.0
 DIAGNOSTICS_PERIOD_SEC = 0.5
 
@@ -146,7 +148,7 @@ class ReplayRecorder:
         stamp = stamp_ns(msg.header.stamp)
         with self.cond:
             self.counts[kind] += 1
-            if kind == "depth" and stamp in self.sent_wall and stamp not in self.depth_wall:
+            if kind == "relative_depth" and stamp in self.sent_wall and stamp not in self.depth_wall:
                 self.depth_wall[stamp] = now
             slot = self._preview_slot(stamp)
             if slot is not None:
@@ -232,6 +234,7 @@ def build_report(recorder: ReplayRecorder, *, bag: Path, topics: bagio.ReplayTop
         "wall_time_s": wall_s,
         "frames_in": frames_in,
         "frames_out": len(recorder.depth_wall),
+        "frames_metric": recorder.counts.get("depth", 0),
         "frames_dropped": frames_in - len(recorder.depth_wall),
         "node_counters": {k: last[k] for k in ("frames_received", "frames_processed", "frames_dropped",
                                                "conversion_errors", "inference_errors") if k in last},
@@ -261,9 +264,9 @@ def report_markdown(report: dict, previews: list[str]) -> str:
         f"- rate: {report['rate']:g} ({'as fast as the node takes' if report['rate'] == 0 else 'x recorded'}); "
         f"bag {report['bag_duration_s']:.2f} s, replay {report['wall_time_s']:.2f} s",
         f"- frames in {report['frames_in']}, out {report['frames_out']}, dropped {report['frames_dropped']} "
-        f"(output {report['output_rate_hz']:.2f} Hz)",
+        f"(output {report['output_rate_hz']:.2f} Hz); in metres {report['frames_metric']}",
         "- node counters: " + (", ".join(f"{k} {v:g}" for k, v in report["node_counters"].items()) or "n/a"),
-        f"- latency image -> depth: {_fmt(report['latency_ms'], 'ms')}",
+        f"- latency image -> relative depth: {_fmt(report['latency_ms'], 'ms')}",
         "- outputs: " + ", ".join(f"{k} {v}" for k, v in report["outputs"].items()),
     ]
     if report["points_per_cloud"]:
@@ -286,7 +289,7 @@ def write_previews(recorder: ReplayRecorder, bag: Path, topics: bagio.ReplayTopi
 
     from ..ros.conversions import compressed_image_to_rgb, image_to_rgb
 
-    kept = {entry["stamp"]: entry for _, entry in sorted(recorder.previews.items()) if "depth" in entry}
+    kept = {entry["stamp"]: entry for _, entry in sorted(recorder.previews.items()) if "relative_depth" in entry}
     rgb_by_stamp = {}
     for raw in bagio.read_raw(bag, [topics.image.name], set(kept)):
         if topics.compressed:
@@ -300,7 +303,7 @@ def write_previews(recorder: ReplayRecorder, bag: Path, topics: bagio.ReplayTopi
         maps = {"rgb": rgb_by_stamp.get(stamp)}
         for kind in OUTPUT_IMAGE_KINDS:
             if kind in entry:
-                maps[kind] = colorize(entry[kind], 0.0) if kind == "uncertainty" else colorize(entry[kind])
+                maps[kind] = colorize(entry[kind], 0.0) if kind.endswith("uncertainty") else colorize(entry[kind])
         for kind, rgb in maps.items():
             if rgb is None:
                 continue
@@ -407,7 +410,7 @@ def replay(args: ReplayOptions) -> dict:
 
         def connected(bag_topics):
             return lambda: all(publishers[t].get_subscription_count() > 0 for t in bag_topics) and \
-                player.count_publishers(f"{out}/depth") > 0
+                player.count_publishers(f"{out}/relative_depth") > 0
 
         if not _wait(recorder, connected(list(publishers)), DISCOVERY_TIMEOUT_SEC / 3):
             if not _wait(recorder, connected([topics.image.name]), DISCOVERY_TIMEOUT_SEC):

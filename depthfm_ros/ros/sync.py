@@ -118,25 +118,37 @@ class CloudImageSync:
     than the newest message of the other stream (streams arrive in stamp order), it fell out of a full queue, or a
     newer message of its stream was paired first. With a 30 Hz camera and a 10 Hz LiDAR two of three images are
     counted: that is expected. A message with a negative stamp raises InputError (and is not queued).
+
+    Time that jumps: a stamp more than ``slop_s`` older than the newest of its stream (a bag loop, a simulator
+    restart) *resets* the synchronizer, so pairing resumes at once in the new time. A stamp more than
+    ``max_future_s`` ahead of ``now_s()`` (the node's clock; skipped while it reads 0, before /clock) raises
+    InputError and is forgotten, so one wrongly stamped message cannot block every later pair.
     """
 
     def __init__(self, slop_s: float, queue_size: int, on_pair: Callable[[Any, Any], None],
-                 on_unsynchronized: Callable[[], None], use_message_filters: bool = True):
+                 on_unsynchronized: Callable[[], None], use_message_filters: bool = True,
+                 now_s: Callable[[], float] | None = None, max_future_s: float = 10.0):
         self.slop_s, self.queue_size = slop_s, queue_size
         self._on_pair, self._on_unsynchronized = on_pair, on_unsynchronized
+        self._now_s, self.max_future_s = now_s, max_future_s
+        self._use_message_filters = use_message_filters and _MESSAGE_FILTERS is not None
+        self.implementation = "message_filters" if self._use_message_filters else "depthfm_ros.ros.sync"
         self._lock = threading.Lock()
+        self.resets = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget every queued message (the caller holds the lock or is the constructor)."""
         self._pending: list[deque[float]] = [deque(), deque()]  # stamps that may still pair, per stream
         self._newest = [float("-inf"), float("-inf")]
         self._matched_now: tuple | None = None
-        if use_message_filters and _MESSAGE_FILTERS is not None:
+        if self._use_message_filters:
             self._inputs = [_MESSAGE_FILTERS.SimpleFilter(), _MESSAGE_FILTERS.SimpleFilter()]
-            sync = _MESSAGE_FILTERS.ApproximateTimeSynchronizer(self._inputs, queue_size, slop_s)
+            sync = _MESSAGE_FILTERS.ApproximateTimeSynchronizer(self._inputs, self.queue_size, self.slop_s)
             sync.registerCallback(self._matched)
-            self.implementation = "message_filters"
         else:
             self._inputs = None
-            self._sync = ApproximateTimeSync(2, slop_s, queue_size, callback=self._matched)
-            self.implementation = "depthfm_ros.ros.sync"
+            self._sync = ApproximateTimeSync(2, self.slop_s, self.queue_size, callback=self._matched)
 
     def _matched(self, image, cloud) -> None:
         self._matched_now = (image, cloud)
@@ -151,7 +163,14 @@ class CloudImageSync:
         if msg.header.stamp.sec < 0:  # message_filters (rclpy Time) raises on it: refuse it the same way here
             raise InputError(f"negative header stamp ({msg.header.stamp.sec} s) cannot be synchronized")
         stamp = stamp_seconds(msg.header)
+        now = self._now_s() if self._now_s is not None else 0.0
+        if now > 0 and stamp > now + self.max_future_s:
+            raise InputError(f"header stamp {stamp:.3f} s is {stamp - now:.1f} s ahead of the clock ({now:.3f} s): "
+                             "refused and forgotten")
         with self._lock:
+            if stamp < self._newest[stream] - self.slop_s:  # time jumped back: start pairing in the new time
+                self._reset()
+                self.resets += 1
             self._matched_now = None
             if self._inputs is not None:
                 self._inputs[stream].signalMessage(msg)
