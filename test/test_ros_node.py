@@ -79,7 +79,8 @@ def test_depth_uncertainty_and_camera_info_carry_the_input_header(graph_factory,
     for k, stamp in enumerate(stamps):
         image_pub.publish(image_msg(k, stamp))
         g.wait_for(lambda: len(g.received["camera_info"]) > k, f"output {k}")
-    g.wait_for(lambda: len(g.received["relative_depth"]) == 3 and len(g.received["relative_uncertainty"]) == 3, "all outputs")
+    g.wait_for(lambda: len(g.received["relative_depth"]) == 3 and len(g.received["relative_uncertainty"]) == 3,
+               "all outputs")
     for key in ("relative_depth", "relative_uncertainty", "camera_info"):
         assert [stamp_ns(m) for m in g.received[key]] == stamps, key
         assert {m.header.frame_id for m in g.received[key]} == {"camera_optical"}, key
@@ -146,7 +147,8 @@ def test_compressed_transport_with_namespace_and_remap(graph_factory, torch_back
     msg = CompressedImage(format="jpeg", data=jpeg.tobytes())
     msg.header.stamp.sec, msg.header.frame_id = 7, "cam"
     pub.publish(msg)
-    g.wait_for(lambda: g.received["relative_depth"] and g.received["relative_uncertainty"], "depth from a compressed image")
+    g.wait_for(lambda: g.received["relative_depth"] and g.received["relative_uncertainty"],
+               "depth from a compressed image")
     depth = g.received["relative_depth"][0]
     assert (depth.width, depth.height, depth.header.frame_id, depth.header.stamp.sec) == (W, H, "cam", 7)
     assert not g.received["camera_info"]  # no camera_info in: none out
@@ -158,8 +160,8 @@ def test_model_from_parameters_tiny_with_tiny_vae(graph_factory):
     image_pub = g.publisher(Image, "/image")
     image_pub.publish(image_msg(0, 99))
     g.wait_for(lambda: g.received["relative_depth"], "depth from the parameter-built model")
-    assert (g.received["relative_depth"][0].width, g.received["relative_depth"][0].height, stamp_ns(g.received["relative_depth"][0])) == (
-        W, H, 99)
+    first = g.received["relative_depth"][0]
+    assert (first.width, first.height, stamp_ns(first)) == (W, H, 99)
 
 
 def test_slow_backend_drops_stale_frames_and_reports_them(graph_factory, torch_backend):

@@ -138,7 +138,8 @@ def test_old_names_are_aliases_and_whole_numbers_are_decimals(ros_context):
 
 @pytest.mark.parametrize("name, value, message", [
     ("diagnostics_period_sec", 1e-6, ">= 0.05"), ("log_throttle_sec", 0.0, "> 0"),
-    ("points_edge_ratio", 0.5, ">= 1, or 0"), ("seed", -2, "-1 <= value"), ("metric_fixed_scale", float("inf"), "finite"),
+    ("points_edge_ratio", 0.5, ">= 1, or 0"), ("seed", -2, "-1 <= value"),
+    ("metric_fixed_scale", float("inf"), "finite"),
     ("processing_resolution", 100, "multiple of 64"), ("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 0.0], "unit")])
 def test_table_rules(name, value, message):
     with pytest.raises(ParameterError, match=f"'{name}'.*{message}"):
