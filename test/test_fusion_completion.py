@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from depthfm_ros.cli.eval_fusion import lidar_only_depth
 from depthfm_ros.errors import InputError
 from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth
 from depthfm_ros.fusion.completion import complete_depth
+from depthfm_ros.fusion.evaluation import nearest_fill
 from depthfm_ros.geometry.projection import project_points
 from depthfm_ros.sim import synthetic
 from depthfm_ros.training.metrics import rmse
@@ -100,7 +100,7 @@ def synthetic_results():
         fit = fit_log_depth(pred.z_hw, sparse, pred.std_z_hw)
         out = complete_depth(pred.z_hw, sparse, fit)
         gt = scene.depth_hw_m
-        results.append(dict(a=rmse(lidar_only_depth(sparse), gt), b=rmse(fit.depth_m(pred.z_hw), gt),
+        results.append(dict(a=rmse(nearest_fill(sparse), gt), b=rmse(fit.depth_m(pred.z_hw), gt),
                             c=rmse(out.depth_hw_m, gt), fit=fit, pred=pred, sparse=sparse, out=out, gt=gt))
     return results
 

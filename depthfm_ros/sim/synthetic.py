@@ -279,6 +279,26 @@ def _smooth_field(rng: np.random.Generator, h: int, w: int, num_waves: int = 4) 
     return field / max(field.std(), 1e-9)
 
 
+def _mid_field(rng: np.random.Generator, h: int, w: int, num_waves: int = 12) -> np.ndarray:
+    """Zero-mean unit-std sum of random mid-frequency cosines (wavelengths 0.05–0.2 image widths)."""
+    v, u = np.mgrid[0:h, 0:w] / float(max(h, w))
+    field = np.zeros((h, w))
+    for _ in range(num_waves):
+        theta, wavelength = rng.uniform(0, np.pi), rng.uniform(0.05, 0.2)
+        field += np.cos(2 * np.pi * (u * np.cos(theta) + v * np.sin(theta)) / wavelength + rng.uniform(0, 2 * np.pi))
+    field -= field.mean()
+    return field / max(field.std(), 1e-9)
+
+
+#: prediction error models (simulate_prediction keyword arguments) for evaluations that are not tuned to one kind
+ERROR_MODELS = {
+    "smooth": {},  # low-frequency shape error, small per-object offsets, a bend: what completion removes best
+    "mid-frequency": {"mid_frequency_log": 0.08},  # plus texture-scale bumps (wavelength 5-20 % of the image)
+    "per-object": {"object_offset_log": 0.15},  # objects misplaced in depth by ~15 % each
+    "mixed": {"mid_frequency_log": 0.06, "object_offset_log": 0.12, "distortion_log": 0.1},
+}
+
+
 def simulate_prediction(
     scene: SyntheticScene,
     rng: np.random.Generator,
@@ -286,13 +306,17 @@ def simulate_prediction(
     distortion_log: float = 0.08,
     object_offset_log: float = 0.06,
     curvature_log: float = 0.05,
+    mid_frequency_log: float = 0.0,
     noise_z: float = 0.003,
+    a: float | None = None,
 ) -> SimulatedPrediction:
     """A DepthFM-like ``z`` with ``log d_true + distortion = a·z + b`` and an ensemble std that tracks the error.
 
     The log-depth distortion sums a low-frequency field (std ``distortion_log``), a per-surface offset (std
-    ``object_offset_log``), a quadratic bend in log depth (up to ``curvature_log``) and a 1-px edge blur; then
-    ``z`` gets i.i.d. noise (std ``noise_z``). ``std_z`` is about a third of the distortion magnitude plus a floor.
+    ``object_offset_log``), a quadratic bend in log depth (up to ``curvature_log``), a mid-frequency field (std
+    ``mid_frequency_log``, :data:`ERROR_MODELS`) and a 1-px edge blur; then ``z`` gets i.i.d. noise (std
+    ``noise_z``). ``std_z`` is about a third of the distortion magnitude plus a floor. ``a`` fixes the scale (else
+    uniform in 1.5-3).
     """
     depth = scene.depth_hw_m
     h, w = depth.shape
@@ -303,8 +327,10 @@ def simulate_prediction(
     centred = (log_d - log_d.mean()) / max(log_d.std(), 1e-6)
     bend = rng.uniform(-curvature_log, curvature_log) * (centred**2 - 1.0)
     log_pred = cv2.GaussianBlur(log_d + per_surface + bend, (0, 0), 1.0) + smooth
+    if mid_frequency_log > 0:
+        log_pred = log_pred + mid_frequency_log * _mid_field(rng, h, w)
     distortion = log_pred - log_d
-    a = float(rng.uniform(1.5, 3.0))
+    a = float(rng.uniform(1.5, 3.0)) if a is None else float(a)
     b = float(np.median(log_d))
     z = (log_pred - b) / a + rng.normal(0.0, noise_z, (h, w))
     wobble = 1.0 + 0.3 * _smooth_field(rng, h, w).clip(-2, 2) / 2
