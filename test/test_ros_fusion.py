@@ -339,3 +339,22 @@ def test_completion_checkpoint_gives_the_completion_models_depth(fusion_graph, s
     reference = fused.completed_hw_m if expected.depth_hw_m is None else expected.depth_hw_m
     np.testing.assert_allclose(image_to_array(g.received["completed_depth"][0]), reference, rtol=1e-4)
     np.testing.assert_allclose(image_to_array(g.received["depth"][0]), fused.depth_hw_m, rtol=1e-4)
+
+
+def test_a_far_future_cloud_is_refused_and_pairing_goes_on(fusion_graph, scene_and_scan):
+    """One cloud stamped 1000 s ahead of the node's clock used to become the sync's newest time and block every
+    later pair; now it is refused (counted) and forgotten."""
+    import time as _time
+
+    scene, scan = scene_and_scan
+    g = fusion_graph()
+    pubs = publishers(g)
+    now_ns = _time.time_ns()
+    pubs["info"].publish(camera_to_camera_info(scene.camera, header(now_ns, "camera_optical")))
+    g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    pubs["cloud"].publish(xyz_to_pointcloud2(scan.points_n3, header(now_ns + 1000 * 10**9, "lidar")))
+    g.wait_for(lambda: g.node.stats.conversion_errors == 1, "the future cloud refused")
+    assert "ahead of the clock" in g.node.stats.last_error
+    send_pair(g, pubs, scene, scan.points_n3, now_ns, now_ns + 5_000_000)
+    g.wait_for(lambda: g.received["depth"], "metric output after the future stamp")
+    assert [stamp_ns(m) for m in g.received["depth"]] == [now_ns]
