@@ -16,19 +16,6 @@ def filled(depth_hw_m):
     return {(int(r), int(c)): float(depth_hw_m[r, c]) for r, c in zip(*np.nonzero(np.isfinite(depth_hw_m)))}
 
 
-def sparse_scene(n=600, a=2.5, b=1.2, outlier_fraction=0.0, noise_log=0.0, seed=0, shape=(120, 160)):
-    """z on a random field; sparse depth exp(a z + b) at n random pixels, some corrupted by gross errors."""
-    rng = np.random.default_rng(seed)
-    z = rng.uniform(-0.8, 0.8, shape).astype(np.float32)
-    sparse = np.full(shape, np.nan, dtype=np.float32)
-    idx = rng.choice(z.size, n, replace=False)
-    log_d = a * z.ravel()[idx].astype(np.float64) + b + rng.normal(0, noise_log, n)
-    bad = rng.random(n) < outlier_fraction
-    log_d[bad] += rng.choice([-1, 1], bad.sum()) * rng.uniform(0.3, 1.5, bad.sum())
-    sparse.ravel()[idx] = np.exp(log_d)
-    return z, sparse
-
-
 def two_surfaces(h=120, w=160):
     """Left half a box at 2 m, right half a wall at 6 m; the model is off by +0.2 (box) and -0.15 (wall) in log."""
     true_log = np.where(np.arange(w)[None, :] < w // 2, np.log(2.0), np.log(6.0)) * np.ones((h, 1))

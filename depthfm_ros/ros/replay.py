@@ -1,14 +1,6 @@
-"""Replay of a rosbag2 (sqlite3 or MCAP) of a camera (+ LiDAR) through depthfm_node, in this process, in
-a real ROS 2 graph, and report what came out: frames in/out, dropped frames, latency, fit residual, point counts.
-
-The bag's recorded CDR bytes are published unchanged on the node's inputs (``image``, ``camera_info``, ``lidar`` in
-the namespace /depthfm_replay) at the recorded timing divided by ``--rate`` (``--rate 0``: each image waits for
-the previous one's depth, so nothing is dropped). Latency is wall time from publishing an image to receiving the
-depth with its header stamp. The report (report.md, report.json) and colour-mapped previews go to ``--output``.
-
-    depthfm-replay --make-synthetic-bag /tmp/synthetic_bag --tiny-model -o /tmp/replay   # try it in one command
-    depthfm-replay robot_bag/ --checkpoint depthfm-v1.ckpt --vae sd-vae --ensemble 2 --rate 1 -o replay_report
-"""
+"""Replay of a rosbag2 through depthfm_node in an in-process ROS 2 graph, with a recorder of what came out and the
+report writer (report.md, report.json, previews): the library behind ``depthfm-replay`` (cli/replay.py, whose
+docstring describes the timing, topics and report)."""
 
 from __future__ import annotations
 

@@ -268,26 +268,25 @@ def simulate_lidar(
     return LidarScan(points_lidar.astype(np.float32), T, outlier)
 
 
-def _smooth_field(rng: np.random.Generator, h: int, w: int, num_waves: int = 4) -> np.ndarray:
-    """Zero-mean unit-std sum of random low-frequency cosines (wavelengths 0.7–3 image widths)."""
+def _wave_field(rng: np.random.Generator, h: int, w: int, num_waves: int, wavelengths: tuple[float, float]):
+    """Zero-mean unit-std sum of ``num_waves`` random cosines with wavelengths in ``wavelengths`` (image widths)."""
     v, u = np.mgrid[0:h, 0:w] / float(max(h, w))
     field = np.zeros((h, w))
     for _ in range(num_waves):
-        theta, wavelength = rng.uniform(0, np.pi), rng.uniform(0.7, 3.0)
+        theta, wavelength = rng.uniform(0, np.pi), rng.uniform(*wavelengths)
         field += np.cos(2 * np.pi * (u * np.cos(theta) + v * np.sin(theta)) / wavelength + rng.uniform(0, 2 * np.pi))
     field -= field.mean()
     return field / max(field.std(), 1e-9)
+
+
+def _smooth_field(rng: np.random.Generator, h: int, w: int, num_waves: int = 4) -> np.ndarray:
+    """Low-frequency field: wavelengths 0.7–3 image widths."""
+    return _wave_field(rng, h, w, num_waves, (0.7, 3.0))
 
 
 def _mid_field(rng: np.random.Generator, h: int, w: int, num_waves: int = 12) -> np.ndarray:
-    """Zero-mean unit-std sum of random mid-frequency cosines (wavelengths 0.05–0.2 image widths)."""
-    v, u = np.mgrid[0:h, 0:w] / float(max(h, w))
-    field = np.zeros((h, w))
-    for _ in range(num_waves):
-        theta, wavelength = rng.uniform(0, np.pi), rng.uniform(0.05, 0.2)
-        field += np.cos(2 * np.pi * (u * np.cos(theta) + v * np.sin(theta)) / wavelength + rng.uniform(0, 2 * np.pi))
-    field -= field.mean()
-    return field / max(field.std(), 1e-9)
+    """Mid-frequency field: wavelengths 0.05–0.2 image widths (texture-scale bumps)."""
+    return _wave_field(rng, h, w, num_waves, (0.05, 0.2))
 
 
 #: prediction error models (simulate_prediction keyword arguments) for evaluations that are not tuned to one kind

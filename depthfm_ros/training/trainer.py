@@ -27,6 +27,7 @@ from ..errors import CheckpointError, InputError
 from ..models.architectures import build_tiny_depthfm
 from ..models.completion import DepthCompletionFM
 from ..models.depthfm import META_FILE, DepthFM, load_vae
+from ..models.ldm import widen_conv_in
 from ..sampler import noise_augment
 from ..shapes import LATENT_CHANNELS, LATENT_SCALE
 from .data import collate, encode_batch
@@ -37,38 +38,6 @@ DIFFUSERS_DIR_NAME = "diffusers"
 
 
 # ------------------------------------------------------------------------------------------ initialisation
-def widen_conv_in(unet, in_channels: int, mode: str = "repeat_halve"):
-    """Widen ``unet.conv_in`` to ``in_channels`` inputs in place and record it in ``unet.config``.
-
-    ``repeat_halve`` (SD -> DepthFM, 4 -> 8): the old kernel is tiled over the new inputs and divided by the number
-    of copies, so feeding the same latent to every copy reproduces the old output exactly.
-    ``zero``: old kernel kept, new input channels start at zero (adding conditioning keeps the old output).
-    """
-    old = unet.conv_in
-    c_old = old.in_channels
-    if in_channels <= c_old:
-        raise InputError(f"conv_in already has {c_old} inputs, cannot widen to {in_channels}")
-    w_old = old.weight.data
-    if mode == "repeat_halve":
-        if in_channels % c_old:
-            raise InputError(f"repeat_halve needs a multiple of {c_old} inputs, got {in_channels}")
-        copies = in_channels // c_old
-        w_new = w_old.repeat(1, copies, 1, 1) / copies
-    elif mode == "zero":
-        w_new = torch.cat([w_old, w_old.new_zeros(w_old.shape[0], in_channels - c_old, *w_old.shape[2:])], dim=1)
-    else:
-        raise InputError(f"mode must be 'repeat_halve' or 'zero', got {mode!r}")
-    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding,
-                    bias=old.bias is not None).to(device=w_old.device, dtype=w_old.dtype)
-    with torch.no_grad():
-        new.weight.copy_(w_new)
-        if old.bias is not None:
-            new.bias.copy_(old.bias)
-    unet.conv_in = new
-    unet.register_to_config(in_channels=in_channels)
-    return unet
-
-
 def load_sd_unet(unet_or_folder):
     """A diffusers ``UNet2DConditionModel`` object, its folder, or an SD pipeline folder holding ``unet/``."""
     if not isinstance(unet_or_folder, (str, Path)):
