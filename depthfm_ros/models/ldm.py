@@ -10,6 +10,7 @@ is converted with diffusers' own LDM conversion (``create_unet_diffusers_config_
 from __future__ import annotations
 
 import math
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,21 +24,56 @@ from ..shapes import LATENT_CHANNELS, VAE_DOWNSCALE
 OFFICIAL_KEYS = ("ldm_hparams", "state_dict", "noising_step", "empty_text_embedding")
 
 
+def _numpy_globals() -> list:
+    """The numpy globals an official checkpoint (its empty_text_embedding) or a resume file (numpy RNG state)
+    pickles: the array rebuild function under its numpy 2 and numpy 1 names, ndarray, dtype and dtype classes."""
+    import numpy as np
+
+    reconstruct = np._core.multiarray._reconstruct if hasattr(np, "_core") else np.core.multiarray._reconstruct
+    allowed = [np.ndarray, np.dtype, (reconstruct, "numpy.core.multiarray._reconstruct"),
+               (reconstruct, "numpy._core.multiarray._reconstruct")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 may pickle dtype classes such as numpy.dtypes.Float32DType
+    if dtypes is not None:
+        allowed += [cls for name, cls in vars(dtypes).items() if name.endswith("DType") and isinstance(cls, type)]
+    return allowed
+
+
+def load_torch_file(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` that runs no code from the file: ``weights_only=True`` with only the numpy globals above
+    allowed. A missing file, a corrupt one, or one that needs anything else (a pickle that would import or call
+    something) raises CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        reason = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if "WeightsUnpickler" in text \
+            else text.splitlines()[0]
+        reason = reason.split(". Please use", 1)[0]  # not torch's advice to allow-list the global
+        if "Unsupported global" in text or "GLOBAL" in text:
+            raise CheckpointError(f"refusing {what} {path}: loading it would import or call code, not just read "
+                                  f"tensors and numpy arrays ({reason})") from exc
+        raise CheckpointError(f"cannot read {what} {path} (corrupt or not a torch file): {reason}") from exc
+    except Exception as exc:  # torch raises many types for a corrupt/truncated file
+        raise CheckpointError(f"cannot read {what} {path} (corrupt or not a torch file): {exc}") from exc
+
+
 def load_official_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and validate an official DepthFM checkpoint dict."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a corrupt/truncated file
-        raise CheckpointError(f"cannot read checkpoint {path} (corrupt or not a torch file): {exc}") from exc
+    ckpt = load_torch_file(path)
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} holds a {type(ckpt).__name__}, not a DepthFM checkpoint dict")
     missing = [k for k in OFFICIAL_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} is not an official DepthFM checkpoint: missing {missing}; "
                               f"has {sorted(map(str, ckpt))}")
+    for key, kind in (("ldm_hparams", dict), ("state_dict", dict)):
+        if not isinstance(ckpt[key], kind):
+            raise CheckpointError(f"{path}: '{key}' must be a {kind.__name__}, got {type(ckpt[key]).__name__}")
     in_channels = ckpt["ldm_hparams"].get("in_channels")
     if in_channels != 2 * LATENT_CHANNELS:
         raise CheckpointError(f"{path}: UNet in_channels is {in_channels}, DepthFM needs {2 * LATENT_CHANNELS} "

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
 from ..models.depthfm import DepthFM
+from ..models.ldm import load_torch_file
 from ..models.tiny_vae import tiny_decode, tiny_encode
 from ..processing import read_rgb, resize_hw, to_model_input
 from ..sampler import flow_to_depth_latent
@@ -177,7 +178,7 @@ def distill(teacher: DepthFM, tiny_vae, dataset: Dataset, output_dir: str | Path
     student = TinyVAEStudent(tiny_vae).train()
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = load_torch_file(state_path, "distillation state")
         tiny_vae.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         step, history = int(state["step"]), list(state["history"])

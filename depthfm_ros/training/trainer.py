@@ -27,7 +27,7 @@ from ..errors import CheckpointError, InputError
 from ..models.architectures import build_tiny_depthfm
 from ..models.completion import DepthCompletionFM
 from ..models.depthfm import META_FILE, DepthFM, load_vae
-from ..models.ldm import widen_conv_in
+from ..models.ldm import load_torch_file, widen_conv_in
 from ..sampler import noise_augment
 from ..shapes import LATENT_CHANNELS, LATENT_SCALE
 from .data import collate, encode_batch
@@ -399,7 +399,7 @@ class Trainer:
         if not path.is_file():
             raise CheckpointError(f"no trainer checkpoint at {path}")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
+            state = load_torch_file(path, "trainer state")
         except Exception as exc:  # torch raises many types for a corrupt file
             raise CheckpointError(f"cannot read trainer checkpoint {path}: {exc}") from exc
         try:
