@@ -67,3 +67,17 @@ def test_malformed_checkpoint_dicts_name_the_file_and_key(tmp_path, official_tin
         load_official_checkpoint(junk)
     with pytest.raises(CheckpointError, match="not found"):
         load_official_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_converted_folders_load_safetensors_only(tmp_path):
+    """A pickled diffusers weight file (.bin) next to config.json is not loaded: folders are safetensors only."""
+    from diffusers import AutoencoderKL
+
+    from depthfm_ros.models.architectures import TINY_VAE_CONFIG
+    from depthfm_ros.models.depthfm import load_vae
+
+    folder = tmp_path / "vae"
+    AutoencoderKL(**TINY_VAE_CONFIG).save_pretrained(folder, safe_serialization=False)
+    assert (folder / "diffusion_pytorch_model.bin").exists()
+    with pytest.raises(CheckpointError, match="cannot load VAE"):
+        load_vae(folder)

@@ -135,7 +135,7 @@ class DepthFM(nn.Module):
         try:
             meta = json.loads(meta_path.read_text())
             embedding = np.load(folder / EMBEDDING_FILE)
-            unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
+            unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True, use_safetensors=True)
         except (OSError, ValueError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot load DepthFM folder {folder}: {exc}") from exc
         vae = load_vae(folder / "vae")
@@ -210,7 +210,7 @@ def load_vae(path: str | Path):
     if not (path / "config.json").is_file():
         raise CheckpointError(f"VAE folder not found or has no config.json: {path}")
     try:
-        vae = AutoencoderKL.from_pretrained(path, local_files_only=True)
+        vae = AutoencoderKL.from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load VAE from {path}: {exc}") from exc
     return vae.eval()

@@ -94,7 +94,7 @@ def load_tiny_vae(path: str | Path):
     verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # AutoencoderTiny saves a `block_out_channels` alias it then warns about
     try:
-        vae = AutoencoderTiny.from_pretrained(path, local_files_only=True)
+        vae = AutoencoderTiny.from_pretrained(path, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load tiny VAE from {path}: {exc}") from exc
     finally:

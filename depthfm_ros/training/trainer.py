@@ -50,7 +50,7 @@ def load_sd_unet(unet_or_folder):
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"no diffusers UNet (config.json) in {unet_or_folder}")
     try:
-        return UNet2DConditionModel.from_pretrained(folder, local_files_only=True)
+        return UNet2DConditionModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"cannot load UNet from {folder}: {exc}") from exc
 
