@@ -41,6 +41,7 @@ setup(
         "matplotlib>=3.7",
         "rosbags>=0.10",
         "PyYAML>=6",
+        "Pillow>=9",  # reads a compressed image's size from its header before decoding
     ],
     extras_require={
         "ros": ROS_WHEELS,

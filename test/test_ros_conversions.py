@@ -35,7 +35,6 @@ HEADER.stamp.sec, HEADER.stamp.nanosec = 12, 345
 @pytest.fixture(autouse=True)
 def numpy_paths(monkeypatch):
     """Pin the numpy paths even on a machine that has cv_bridge / sensor_msgs_py."""
-    monkeypatch.setattr(conversions, "_CV_BRIDGE", None)
     monkeypatch.setattr(conversions, "_POINT_CLOUD2", None)
 
 
@@ -236,7 +235,7 @@ def test_numpy_paths_are_chosen_without_cv_bridge_and_sensor_msgs_py(monkeypatch
     monkeypatch.setitem(sys.modules, "sensor_msgs_py", None)
     try:
         reloaded = importlib.reload(conversions)
-        assert reloaded._CV_BRIDGE is None and reloaded._POINT_CLOUD2 is None
+        assert reloaded._POINT_CLOUD2 is None
         np.testing.assert_array_equal(reloaded.image_to_array(image_msg(sample("mono16"), "mono16")),
                                       sample("mono16"))
     finally:
@@ -244,30 +243,81 @@ def test_numpy_paths_are_chosen_without_cv_bridge_and_sensor_msgs_py(monkeypatch
         importlib.reload(conversions)
 
 
-class FakeBridge:
-    def __init__(self, fail=False):
-        self.calls, self.fail = [], fail
+class WrongBridge:
+    """cv_bridge as it behaves on padded rows and big-endian images: wrong pixels, or an error."""
+
+    def __init__(self):
+        self.calls = 0
 
     def imgmsg_to_cv2(self, msg, desired_encoding):
-        self.calls.append((msg.encoding, desired_encoding))
-        if self.fail:
-            raise TypeError("[bgr8] is not a color format. but [rgb8] is.")
+        self.calls += 1
         return np.zeros((msg.height, msg.width, 3), np.uint8)
 
 
-def test_cv_bridge_is_used_when_present(monkeypatch):
-    bridge = FakeBridge()
-    monkeypatch.setattr(conversions, "_CV_BRIDGE", bridge)
-    msg = image_msg(sample("bgr8"), "bgr8")
-    assert image_to_rgb(msg).shape == (3, 5, 3)
-    image_to_array(msg)
-    assert bridge.calls == [("bgr8", "rgb8"), ("bgr8", "passthrough")]
-    msg.step -= 1  # our size checks still run first
-    with pytest.raises(InputError, match="step"):
-        image_to_rgb(msg)
-    monkeypatch.setattr(conversions, "_CV_BRIDGE", FakeBridge(fail=True))
-    with pytest.raises(InputError, match="cv_bridge"):
-        image_to_rgb(image_msg(sample("bgr8"), "bgr8"))
+@pytest.mark.parametrize("pad, bigendian", [(1, False), (7, False), (0, True), (3, True)])
+def test_cv_bridge_is_never_used_so_padded_and_big_endian_rows_decode_right(monkeypatch, pad, bigendian):
+    bridge = WrongBridge()
+    module = type(sys)("cv_bridge")
+    module.CvBridge = lambda: bridge
+    monkeypatch.setitem(sys.modules, "cv_bridge", module)
+    try:
+        reloaded = importlib.reload(conversions)
+        for encoding in ("rgb8", "bgr8", "rgb16", "mono16"):
+            msg = image_msg(sample(encoding), encoding, pad=pad, bigendian=bigendian)
+            rgb = reloaded.image_to_rgb(msg)
+            array = sample(encoding)
+            array = array[..., None] if array.ndim == 2 else array
+            expected = array[..., {"rgb8": [0, 1, 2], "bgr8": [2, 1, 0], "rgb16": [0, 1, 2], "mono16": [0, 0, 0]}[
+                encoding]]
+            expected = (expected >> 8).astype(np.uint8) if expected.dtype == np.uint16 else expected
+            np.testing.assert_array_equal(rgb, expected, err_msg=encoding)
+        assert bridge.calls == 0
+    finally:
+        monkeypatch.undo()
+        importlib.reload(conversions)
+
+
+def test_images_over_max_pixels_are_refused_before_decoding():
+    big = image_msg(np.zeros((30, 40, 3), np.uint8), "rgb8")
+    with pytest.raises(InputError, match="1200 pixels is over max_image_pixels"):
+        image_to_rgb(big, max_pixels=1000)
+    assert image_to_rgb(big, max_pixels=1200).shape == (30, 40, 3)
+    from sensor_msgs.msg import CompressedImage
+
+    ok, png = cv2.imencode(".png", np.zeros((30, 40, 3), np.uint8))
+    msg = CompressedImage(format="png", data=png.tobytes())
+    with pytest.raises(InputError, match="over max_image_pixels"):
+        conversions.compressed_image_to_rgb(msg, max_pixels=1000)
+    assert conversions.compressed_image_to_rgb(msg, max_pixels=1200).shape == (30, 40, 3)
+    with pytest.raises(InputError, match="no readable image header"):
+        conversions.compressed_image_to_rgb(CompressedImage(format="png", data=b"\x89PNG garbage"), max_pixels=10)
+
+
+BOMB = """
+import resource, sys
+import cv2, numpy as np
+from sensor_msgs.msg import CompressedImage
+from depthfm_ros.errors import InputError
+from depthfm_ros.ros.conversions import compressed_image_to_rgb
+ok, png = cv2.imencode(".png", np.zeros((8000, 8000), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+msg = CompressedImage(format="png", data=png.tobytes())
+del png
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    compressed_image_to_rgb(msg, max_pixels=16_777_216)
+    print("DECODED")
+except InputError as exc:
+    print("REFUSED", len(msg.data), (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, exc)
+"""
+
+
+def test_a_decompression_bomb_is_refused_with_bounded_memory():
+    """A ~60 KB PNG of 8000x8000 zeros grew the node from 0.46 to 4.95 GiB; now the header refuses it."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", BOMB], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out[0] == "REFUSED", out
+    assert int(out[1]) < 200_000 and int(out[2]) < 50  # a small file; peak RSS grew by under 50 MB
 
 
 class FakePointCloud2Module:

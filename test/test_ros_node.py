@@ -292,3 +292,22 @@ def test_a_publishing_failure_is_counted_as_such_and_the_node_keeps_serving(grap
     assert (snap.publishing_errors, snap.inference_errors, snap.processed) == (1, 0, 1)
     assert snap.last_error == "publishing: RuntimeError: publisher gone"
     assert g.node._worker.is_alive()
+
+
+def test_a_decompression_bomb_is_refused_and_the_next_frames_are_served(graph_factory, torch_backend):
+    """8000x8000 zeros in a ~60 KB PNG: refused from its header (no 4.5 GiB decode), counted, and the good frames
+    after it get their output (they used to get none)."""
+    g = graph_factory(torch_backend, {**BASE, "image_transport": "compressed", "max_image_pixels": 1_000_000})
+    pub = g.publisher(CompressedImage, "/image/compressed")
+    ok, png = cv2.imencode(".png", np.zeros((8000, 8000), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    bomb = CompressedImage(format="png", data=png.tobytes())
+    pub.publish(bomb)
+    g.wait_for(lambda: g.node.stats.conversion_errors == 1, "the bomb refused")
+    assert "over max_image_pixels" in g.node.stats.last_error
+    ok, jpeg = cv2.imencode(".jpg", rgb_frame(0)[..., ::-1])
+    for k in range(3):
+        good = CompressedImage(format="jpeg", data=jpeg.tobytes())
+        good.header.stamp.sec = 10 + k
+        pub.publish(good)
+        g.wait_for(lambda: len(g.received["relative_depth"]) == k + 1, f"good frame {k}")
+    assert g.node.stats.conversion_errors == 1

@@ -1,10 +1,14 @@
 """numpy <-> sensor_msgs: Image, CompressedImage, CameraInfo, PointCloud2. No rclpy needed.
 
-cv_bridge and sensor_msgs_py are used when the robot has them; without them the numpy paths below do the same
-job (they are the ones the tests pin down). Every malformed message raises :class:`InputError` saying what is wrong.
+Images are decoded by the numpy code below, never by cv_bridge: cv_bridge mis-decodes rows whose step is not a
+whole number of pixels (wrong pixels, no error) and refuses big-endian images under numpy 2, which this code reads
+right. sensor_msgs_py reads clouds when the robot has it (else the numpy path). Every malformed message raises
+:class:`InputError` saying what is wrong; images over ``max_pixels`` are refused before any pixel is touched.
 """
 
 from __future__ import annotations
+
+import io
 
 import cv2
 import numpy as np
@@ -13,13 +17,6 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from ..errors import InputError
 from ..geometry.camera import PinholeCamera
 from .wire import HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, finite_rows, pack_points, strided_view, unpack_xyz
-
-try:
-    from cv_bridge import CvBridge
-
-    _CV_BRIDGE = CvBridge()
-except ImportError:
-    _CV_BRIDGE = None
 
 try:
     from sensor_msgs_py import point_cloud2 as _POINT_CLOUD2
@@ -68,35 +65,31 @@ def _image_dtype(msg: Image) -> tuple[np.dtype, int]:
     return dtype, channels
 
 
-def _bridge(msg: Image, desired_encoding: str) -> np.ndarray:
-    try:
-        return np.ascontiguousarray(_CV_BRIDGE.imgmsg_to_cv2(msg, desired_encoding=desired_encoding))
-    except Exception as exc:  # CvBridgeError, cv2.error: all mean this message cannot be converted
-        raise InputError(f"cv_bridge cannot convert {msg.encoding} to {desired_encoding}: {exc}") from exc
-
-
 def image_to_array(msg: Image) -> np.ndarray:
     """The pixels as stored: (H, W) for one channel, else (H, W, C); the encoding's dtype in host byte order.
 
     Row padding (``step``) and ``is_bigendian`` are honoured; the array owns its memory.
     """
     dtype, channels = _image_dtype(msg)
-    if _CV_BRIDGE is not None:
-        return _bridge(msg, "passthrough")
     pixels = strided_view(msg.data, dtype, (msg.height, msg.width, channels),
                           (msg.step, channels * dtype.itemsize, dtype.itemsize))
     array = pixels.astype(dtype.newbyteorder("="), order="C")
     return array[..., 0] if channels == 1 else array
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
+def check_pixels(width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    """InputError for an image of more than ``max_pixels`` pixels (0 = no limit), before anything is decoded."""
+    if max_pixels and width * height > max_pixels:
+        raise InputError(f"{what} of {width}x{height} = {width * height} pixels is over max_image_pixels "
+                         f"({max_pixels}); refused without decoding")
+
+
+def image_to_rgb(msg: Image, max_pixels: int = 0) -> np.ndarray:
     """The model input: RGB uint8 (H, W, 3) from any colour or mono encoding (alpha dropped, 16 bit >> 8)."""
     if msg.encoding not in _RGB_CHANNELS:
         raise InputError(f"image encoding {msg.encoding!r} is not a colour or mono image; "
                          f"supported: {sorted(_RGB_CHANNELS)}")
-    if _CV_BRIDGE is not None:
-        _image_dtype(msg)
-        return _bridge(msg, "rgb8")
+    check_pixels(msg.width, msg.height, max_pixels)
     array = image_to_array(msg)
     if array.ndim == 2:
         array = array[..., None]
@@ -120,11 +113,27 @@ def numpy_to_image(array: np.ndarray, encoding: str, header) -> Image:
                  step=width * channels * array.dtype.itemsize, data=np.ascontiguousarray(array).tobytes())
 
 
-def compressed_image_to_rgb(msg) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg, png, ...) -> RGB uint8 (H, W, 3)."""
+def compressed_size(encoded: np.ndarray, format_: str) -> tuple[int, int]:
+    """(width, height) from a compressed image's header (Pillow reads the header only), without decoding it."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        with PILImage.open(io.BytesIO(encoded.tobytes())) as header:
+            return header.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise InputError(f"compressed image ({format_!r}, {encoded.size} bytes) has no readable image header: "
+                         f"{exc}") from exc
+
+
+def compressed_image_to_rgb(msg, max_pixels: int = 0) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg, png, ...) -> RGB uint8 (H, W, 3). With ``max_pixels`` the size is read
+    from the header first and a larger image is refused undecoded (a 62 KB PNG can hold 8000x8000 zeros)."""
     encoded = byte_buffer(msg.data)
     if encoded.size == 0:
         raise InputError(f"compressed image ({msg.format!r}) has no data")
+    if max_pixels:
+        check_pixels(*compressed_size(encoded, msg.format), max_pixels, f"compressed image ({msg.format!r})")
     try:
         bgr = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
     except cv2.error as exc:

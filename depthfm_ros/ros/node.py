@@ -142,8 +142,9 @@ class DepthFMNode(Node):
         (failures are counted as publishing errors); the worker keeps serving whatever happens."""
         log, throttle = self.get_logger(), self.config.log_throttle_sec
         try:
-            rgb_hwc_u8 = conversions.compressed_image_to_rgb(msg) if isinstance(msg, CompressedImage) \
-                else conversions.image_to_rgb(msg)
+            decode = conversions.compressed_image_to_rgb if isinstance(msg, CompressedImage) \
+                else conversions.image_to_rgb
+            rgb_hwc_u8 = decode(msg, self.config.max_image_pixels)
         except Exception as exc:  # a malformed message must never stop the node
             self._input_refused("image", exc)
             return

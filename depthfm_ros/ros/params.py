@@ -114,6 +114,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64",
               integer_range=(0, 8192, SIZE_MULTIPLE)),
     ParamSpec("seed", 0, "seed of the noise generator; -1 draws fresh entropy", integer_range=(-1, 2**31 - 1, 1)),
+    ParamSpec("max_image_pixels", 16_777_216, "images (raw or compressed) with more pixels are refused before "
+              "decoding (a compressed image's size comes from its header); 0 = no limit",
+              integer_range=(0, 2**31 - 1, 1)),
     ParamSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' subscribes "
               "sensor_msgs/CompressedImage on '<image>/compressed'", IMAGE_TRANSPORTS),
     ParamSpec("input_qos", "sensor_data", "QoS of image/camera_info subscriptions (sensor_data = best effort)",
@@ -207,6 +210,7 @@ class NodeConfig:
     ensemble_size: int
     processing_resolution: int
     seed: int
+    max_image_pixels: int
     image_transport: str
     input_qos: str
     output_qos: str
