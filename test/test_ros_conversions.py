@@ -23,6 +23,7 @@ from depthfm_ros.ros.conversions import (  # noqa: E402
     image_to_array,
     image_to_rgb,
     numpy_to_image,
+    output_camera,  # noqa: E402
     pointcloud2_to_xyz,
     xyz_to_pointcloud2,
 )
@@ -175,6 +176,34 @@ def test_bad_camera_info_raises_input_error():
     info.binning_x = 2
     with pytest.raises(InputError, match="binning"):
         camera_info_to_camera(info)
+
+
+def _calibrated(**changes) -> CameraInfo:
+    info = camera_to_camera_info(PinholeCamera(1280, 720, [[900.0, 0, 639.5], [0, 900.0, 359.5], [0, 0, 1]],
+                                               D=[0.1, -0.05, 0, 0, 0.01]), HEADER)
+    for name, value in changes.items():
+        setattr(info, name, value)
+    return info
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"k": [900.0, 0, 639.5, 0, 900.0, 359.5, 0, 0, 0.0]}, "K\\[2\\]\\[2\\] must be 1"),
+    ({"d": [0.1, -0.05, 0.0, 0.0]}, "takes 5 coefficients, got 4"),
+    ({"d": [0.1, float("nan"), 0.0, 0.0, 0.0]}, "NaN or inf"),
+    ({"k": [float("inf"), 0, 639.5, 0, 900.0, 359.5, 0, 0, 1.0]}, "NaN or inf"),
+    ({"distortion_model": "rational_polynomial"}, "takes 8 or 12 or 14 coefficients, got 5"),
+])
+def test_camera_info_is_validated_not_trusted(changes, message):
+    with pytest.raises(InputError, match=message):
+        camera_info_to_camera(_calibrated(**changes))
+
+
+def test_a_calibration_of_another_aspect_ratio_is_refused_not_stretched():
+    """A 1280x720 calibration on a 160x120 image was rescaled to fx 128, fy 170.7 without a word."""
+    camera, why = output_camera(_calibrated(), 160, 120)
+    assert camera is None and "aspect ratios differ by 25.0 %" in why
+    scaled, why = output_camera(_calibrated(), 640, 360)  # the same camera mode, binned: fine
+    assert why == "" and (scaled.fx, scaled.fy) == (450.0, 450.0)
 
 
 # --------------------------------------------------------------------------------------------------- PointCloud2
