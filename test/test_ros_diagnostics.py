@@ -10,6 +10,7 @@ from depthfm_ros.ros.diagnostics import (
     alignment_status,
     diagnostic_array,
     diagnostic_status,
+    level_and_message,
 )
 
 
@@ -51,6 +52,8 @@ def test_waiting_then_ok_with_rates_latency_and_drops():
 
 def test_errors_raise_the_level_for_one_period():
     stats = FrameStats(FakeClock())
+    stats.frame_received()
+    stats.frame_processed(10.0, 9.0)  # output flows (input without output is a WARN of its own)
     stats.frame_received()
     stats.conversion_failed("image encoding 'yuv999' is not a colour or mono image")
     status = diagnostic_status(stats.snapshot(), "n", "h", "torch")
@@ -162,3 +165,31 @@ def test_metric_status_says_which_source_and_why_not():
     status = metric_status(stats.snapshot(), "n", "")
     assert status.level == DiagnosticStatus.WARN and status.message == "no metric depth: lidar: too few LiDAR points"
     assert (_values(status)["source"], _values(status)["frames_relative_only"]) == ("none", "1")
+
+
+def test_error_log_throttles_each_kind_apart():
+    """One throttled call used to serve every bad input: 7 of 29 refused images were never logged."""
+    from depthfm_ros.ros.diagnostics import ErrorLog
+
+    clock, lines = FakeClock(), []
+    log = ErrorLog(lines.append, period_sec=5.0, clock=clock)
+    for k in range(3):  # two kinds interleaved, numbers differ from message to message
+        assert log("image", f"dropping bad image message: encoding 'yuv{k}' ({2 * k + 1} so far)") == (k == 0)
+        assert log("cloud", f"dropping bad cloud message: row_step {100 + k} too small ({2 * k + 2} so far)") == \
+            (k == 0)
+    assert len(lines) == 2 and "yuv0" in lines[0] and "row_step 100" in lines[1]
+    clock.t += 5.0
+    assert log("image", "dropping bad image message: encoding 'yuv9' (7 so far)")
+    assert len(lines) == 3
+
+
+def test_input_without_output_is_a_warning():
+    clock = FakeClock()
+    stats = FrameStats(clock=clock)
+    for _ in range(10):
+        stats.frame_received()
+        clock.t += 0.1
+    level, message = level_and_message(stats.snapshot())
+    assert level == "WARN" and "images arrive (2.0 Hz) but nothing was published in the last 5 s" in message
+    stats.frame_processed(100.0, 90.0)
+    assert level_and_message(stats.snapshot())[0] == "OK"

@@ -311,3 +311,22 @@ def test_a_decompression_bomb_is_refused_and_the_next_frames_are_served(graph_fa
         pub.publish(good)
         g.wait_for(lambda: len(g.received["relative_depth"]) == k + 1, f"good frame {k}")
     assert g.node.stats.conversion_errors == 1
+
+
+def test_each_kind_of_bad_input_is_logged_and_diagnostics_run_on_a_steady_clock(graph_factory, torch_backend):
+    """use_sim_time without /clock: the diagnostics timer used to stop (it ran on the ROS clock)."""
+    g = graph_factory(torch_backend, {**BASE, "log_throttle_sec": 60.0, "use_sim_time": True})
+    lines = []
+    g.node.error_log._log = lines.append
+    image_pub = g.publisher(Image, "/image")
+    for k in range(3):
+        bad_encoding = image_msg(k, 1)
+        bad_encoding.encoding = f"yuv{k}"
+        bad_step = image_msg(k, 2)
+        bad_step.step = 3 * W + 7
+        for j, msg in enumerate((bad_encoding, bad_step)):  # one at a time: the worker keeps only the newest
+            image_pub.publish(msg)
+            g.wait_for(lambda: g.node.stats.conversion_errors == 2 * k + j + 1, f"bad message {k}.{j}")
+    assert len(lines) == 2 and "yuv0" in lines[0] and "step" in lines[1]
+    count = len(g.received["diagnostics"])
+    g.wait_for(lambda: len(g.received["diagnostics"]) >= count + 2, "diagnostics without /clock")

@@ -3,6 +3,8 @@ plus the LiDAR-alignment state (fit, points, refusals, unsynchronized messages, 
 
 from __future__ import annotations
 
+import math
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -31,6 +33,30 @@ class StatsSnapshot:
     new_conversion_errors: int  # since the previous snapshot
     new_inference_errors: int
     new_processed: int
+
+
+class ErrorLog:
+    """Logs each *kind* of error at most once per ``period_sec`` (a kind: where it came from and the message with
+    its numbers blanked), so one frequent error cannot hide a new one the way a single throttled call does."""
+
+    def __init__(self, log_fn, period_sec: float, clock=time.monotonic):
+        self._log, self.period_sec, self._clock = log_fn, period_sec, clock
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, source: str, message: str) -> bool:
+        """Log ``message`` unless its kind was logged within the period; True when it was logged."""
+        kind = source + ":" + re.sub(r"[-+]?\d[\d.e+-]*", "#", message)[:120]
+        now = self._clock()
+        with self._lock:
+            if now - self._last.get(kind, -math.inf) < self.period_sec:
+                return False
+            self._last[kind] = now
+            if len(self._last) > 256:  # forget the oldest kinds
+                for old in sorted(self._last, key=self._last.get)[:128]:
+                    del self._last[old]
+        self._log(message)
+        return True
 
 
 class FrameStats:
@@ -124,6 +150,9 @@ def level_and_message(snap: StatsSnapshot) -> tuple[str, str]:
         return "WARN", "waiting for images"
     if snap.new_conversion_errors:
         return "WARN", f"{snap.new_conversion_errors} bad input message(s): {snap.last_error}"
+    if snap.input_rate_hz > 0 and snap.output_rate_hz == 0:
+        return "WARN", (f"images arrive ({snap.input_rate_hz:.1f} Hz) but nothing was published in the last "
+                        f"{RATE_WINDOW_SEC:g} s" + (f"; last error: {snap.last_error}" if snap.last_error else ""))
     return "OK", f"publishing depth at {snap.output_rate_hz:.1f} Hz"
 
 

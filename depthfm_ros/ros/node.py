@@ -16,6 +16,7 @@ import time
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -25,7 +26,7 @@ from ..backends import Backend, load_backend
 from ..errors import DepthFMError
 from ..pipeline import DepthFMPipeline
 from . import conversions
-from .diagnostics import FrameStats, diagnostic_array, diagnostic_status
+from .diagnostics import ErrorLog, FrameStats, diagnostic_array, diagnostic_status
 from .lidar import GroundFromTf, LidarInput
 from .outputs import DEPTH_TOPIC, RELATIVE_DEPTH_TOPIC, FrameOutputs
 from .params import declare_and_read
@@ -59,6 +60,7 @@ class DepthFMNode(Node):
         self.backend = backend if backend is not None else load_backend(settings)
         self.pipeline = DepthFMPipeline.from_settings(settings, self.backend)
         self.stats = FrameStats()
+        self.error_log = ErrorLog(self.get_logger().error, config.log_throttle_sec)
         self._camera_info: CameraInfo | None = None
         self._newest: tuple[tuple, float] | None = None  # (image, cloud or None), when it arrived
         self._wake = threading.Condition()
@@ -78,7 +80,9 @@ class DepthFMNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
         if self.lidar is not None:
             self.create_subscription(PointCloud2, "lidar", self.lidar.on_cloud, in_qos)
-        self.create_timer(config.diagnostics_period_sec, self._publish_diagnostics)
+        # a steady clock: /diagnostics keep coming under use_sim_time before (or without) /clock
+        self.create_timer(config.diagnostics_period_sec, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
 
         self._worker = threading.Thread(target=self._work, name="depthfm-inference", daemon=True)
         self._worker.start()
@@ -110,10 +114,10 @@ class DepthFMNode(Node):
         self._camera_info = msg
 
     def _input_refused(self, what: str, exc: Exception) -> None:
-        """Count a bad input message and log it (throttled); callable from the executor and the worker."""
+        """Count a bad input message and log it at ERROR, each kind of error at most once per log_throttle_sec;
+        callable from the executor and the worker."""
         self.stats.conversion_failed(str(exc))
-        self.get_logger().warning(f"dropping bad {what} message: {exc} ({self.stats.conversion_errors} so far)",
-                                  throttle_duration_sec=self.config.log_throttle_sec)
+        self.error_log(what, f"dropping bad {what} message: {exc} ({self.stats.conversion_errors} so far)")
 
     def _publish_diagnostics(self) -> None:
         name = self.get_fully_qualified_name()
