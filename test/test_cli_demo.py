@@ -37,3 +37,15 @@ def test_moving_camera_sees_the_scene_come_closer():
     far = render_scene(moved_scene(spec, camera_path(0)), camera).depth_hw_m
     assert np.nanmedian(near) < np.nanmedian(far)
     assert np.allclose(render_scene(moved_scene(spec, np.zeros(3)), camera).depth_hw_m, far, equal_nan=True)
+
+
+def test_the_demo_camera_stays_in_the_scene_for_any_frame_index():
+    """Frames of a slow node have large indices: the camera used to drive through the back wall (half-black
+    frames)."""
+    from depthfm_ros.ros.demo import demo_frame
+
+    camera = default_camera(64, 48)
+    spec = random_scene_spec(np.random.default_rng(3))
+    for k in (0, 7, 15, 16, 40, 333):
+        frame = demo_frame(spec, camera, k, 3)
+        assert np.isfinite(frame.depth_hw_m).all() and frame.rgb_hwc_u8.max() > 0, k

@@ -223,8 +223,8 @@ def test_ros2_run_entry_point_serves_and_stops_on_sigint():
     probe.create_subscription(Image, "/depthfm/relative_depth", got.append, 10)
     pub = probe.create_publisher(Image, "/entry_point_test/image", 10)
     graph.start()
-    try:
-        deadline = time.monotonic() + 15.0
+    try:  # a generous bound on a busy machine: start-up imports torch and builds the model (seconds, not minutes)
+        deadline = time.monotonic() + 120.0
         while not got and time.monotonic() < deadline and proc.poll() is None:
             if pub.get_subscription_count():
                 pub.publish(image_msg(0, 77))

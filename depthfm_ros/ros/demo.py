@@ -30,6 +30,12 @@ class DemoRun:
     finished: bool
 
 
+def demo_frame(spec, camera, k: int, seed: int):
+    """Frame ``k`` of the demo camera: a slow forward drive that loops every 16 frames, so the camera never leaves
+    the scene however many frames the node drops."""
+    return render_scene(moved_scene(spec, 0.5 * camera_path(k % 16)), camera, np.random.default_rng(seed))
+
+
 def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frames: int, scene_seed: int,
              timeout_sec: float) -> DemoRun:
     """A camera node publishes a rendered scene (driving forward through boxes) on ``CAMERA_NS/image_raw`` and
@@ -50,7 +56,7 @@ def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frame
     spec = random_scene_spec(np.random.default_rng(scene_seed))
 
     def render_frame(k: int):
-        return render_scene(moved_scene(spec, camera_path(k)), camera, np.random.default_rng(scene_seed))
+        return demo_frame(spec, camera, k, scene_seed)
 
     with InProcessGraph() as graph:
         depth_node = graph.add(DepthFMNode(

@@ -1,0 +1,88 @@
+"""The README and docs stay in step with the code: every documented command line parses with its tool's real
+parser (no unknown or misspelt flag), the sample messages are what the code prints, tables carry the labels the
+tools print."""
+
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def documented_commands():
+    """``depthfm-<tool> ...`` lines of the docs' code blocks, continuation lines joined, comments dropped."""
+    out = []
+    for path in DOCS:
+        in_code, pending = False, ""
+        for line in path.read_text().splitlines():
+            if line.strip().startswith("```"):
+                in_code, pending = not in_code, ""
+                continue
+            if not (in_code or line.startswith("    ") or pending):  # fenced or indented code
+                continue
+            text = (pending + " " + line.strip()) if pending else line.strip()
+            if text.endswith("\\"):
+                pending = text[:-1]
+                continue
+            pending = ""
+            text = text.split(" # ")[0].split("   #")[0].replace("[", "").replace("]", "").strip()
+            if text.startswith("depthfm-") and "..." not in text:
+                out.append(pytest.param(text, id=f"{path.name}:{text[:60]}"))
+    return out
+
+
+class _Parsed(BaseException):
+    """Raised from the patched parse_args: the command's flags were checked, nothing ran."""
+
+
+@pytest.mark.parametrize("command", documented_commands())
+def test_documented_command_lines_parse(monkeypatch, command):
+    import argparse
+
+    argv = shlex.split(command)
+    tool, args = argv[0], argv[1:]
+    real = argparse.ArgumentParser.parse_args
+
+    def check(parser, given=None, namespace=None):
+        _, unknown = parser.parse_known_args(given, namespace)
+        assert unknown == [], f"{tool}: unknown arguments {unknown}"
+        raise _Parsed()
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", check)
+    module = importlib.import_module("depthfm_ros.cli." + tool.removeprefix("depthfm-").replace("-", "_"))
+    with pytest.raises(_Parsed):
+        module.main(args)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", real)
+
+
+def test_there_are_documented_commands_for_every_tool():
+    tools = {shlex.split(p.values[0])[0] for p in documented_commands()}
+    assert {"depthfm-predict", "depthfm-export", "depthfm-demo", "depthfm-replay", "depthfm-train",
+            "depthfm-eval", "depthfm-distill-vae"} <= tools
+
+
+def test_sample_parameter_error_is_what_the_node_prints():
+    from depthfm_ros.ros.params import ParameterError, validate
+
+    text = (ROOT / "docs" / "ros.md").read_text()
+    sample = re.search(r"\(e\.g\. `(parameter 'processing_resolution'[^`]*)`\)", text).group(1)
+    with pytest.raises(ParameterError) as info:
+        validate({"model": "tiny", "processing_resolution": 100})
+    assert str(info.value) == sample
+
+
+def test_readme_tables_carry_the_labels_the_tools_print():
+    from depthfm_ros.cli.eval_fusion import sequence_table
+    from depthfm_ros.fusion.evaluation import METHODS, SEQUENCE_SOURCES, markdown_table
+
+    readme = (ROOT / "README.md").read_text()
+    header = markdown_table([]).splitlines()[0]
+    assert header in readme
+    rows = [line for line in readme.splitlines() if line.startswith("| vlp16 |")]
+    assert {line.split(" | ")[2] for line in rows} == set(METHODS)
+    assert sequence_table({s: {"frame_to_frame_log_std": 0.0, "abs_rel": 0.0, "metric_frames": 1.0}
+                           for s in SEQUENCE_SOURCES}).splitlines()[0].startswith("| metric source |")
