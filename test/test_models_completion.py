@@ -34,9 +34,9 @@ def test_complete_accepts_any_density(completion_model, density):
     keep = np.random.default_rng(1).random(depth_m.shape) < density
     sparse = np.where(keep, depth_m, 0.0)
     out = completion_model.complete(rgb, sparse, num_steps=2, ensemble_size=2, processing_resolution=64)
-    assert out.z_hw.shape == out.std_hw.shape == depth_m.shape
+    assert out.z_hw.shape == out.std_z_hw.shape == depth_m.shape
     assert out.num_sparse_points == int(keep.sum())
-    assert np.isfinite(out.z_hw).all() and (out.std_hw >= 0).all()
+    assert np.isfinite(out.z_hw).all() and (out.std_z_hw >= 0).all()
     if density == 0.0:
         assert out.depth_hw_m is None and out.a is None
     else:

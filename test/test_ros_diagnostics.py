@@ -88,7 +88,7 @@ def _fit(a=2.0, b=0.5):
 
 def test_lidar_goes_stale_after_the_timeout_and_recovers_with_clouds():
     clock = FakeClock()
-    stats = AlignmentStats(lidar_timeout_s=1.0, clock=clock)
+    stats = AlignmentStats(lidar_timeout_sec=1.0, clock=clock)
     assert not stats.is_stale()  # the timeout counts from start
     status = alignment_status(stats.snapshot(), "n", "/lidar")
     assert status.level == DiagnosticStatus.WARN and status.message == "waiting for LiDAR clouds"
@@ -123,7 +123,7 @@ def test_lidar_goes_stale_after_the_timeout_and_recovers_with_clouds():
 
 def test_zero_timeout_never_goes_stale():
     clock = FakeClock()
-    stats = AlignmentStats(lidar_timeout_s=0.0, clock=clock)
+    stats = AlignmentStats(lidar_timeout_sec=0.0, clock=clock)
     clock.t += 1e6
     assert not stats.is_stale()
     assert alignment_status(stats.snapshot(), "n", "/lidar").message == "waiting for LiDAR clouds"
@@ -133,7 +133,7 @@ def test_clouds_that_never_pair_make_the_lidar_stale():
     """Clouds keep arriving after a stamp jump but nothing pairs: that is a stale LiDAR too (it used to count as
     fresh forever, so images never fell back)."""
     clock = FakeClock()
-    stats = AlignmentStats(lidar_timeout_s=1.0, clock=clock)
+    stats = AlignmentStats(lidar_timeout_sec=1.0, clock=clock)
     stats.cloud_received()
     stats.pair_matched()
     for _ in range(5):

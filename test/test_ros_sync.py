@@ -10,7 +10,7 @@ from depthfm_ros.ros.sync import ApproximateTimeSync
 
 
 def test_matches_within_slop_and_not_beyond():
-    sync = ApproximateTimeSync(2, slop_s=0.02)
+    sync = ApproximateTimeSync(2, slop_sec=0.02)
     assert sync.add(0, 1.000, "img1") is None
     assert sync.add(1, 1.030, "scan_far") is None  # 30 ms apart: no set
     assert sync.add(1, 1.010, "scan1") == ("img1", "scan1")
@@ -18,7 +18,7 @@ def test_matches_within_slop_and_not_beyond():
 
 
 def test_camera_30hz_lidar_10hz_pairs_each_scan_with_nearest_image():
-    sync = ApproximateTimeSync(2, slop_s=0.01)
+    sync = ApproximateTimeSync(2, slop_sec=0.01)
     out = []
     events = [(0, k / 30.0 + 0.001, f"img{k}") for k in range(30)] + [(1, k / 10.0, f"scan{k}") for k in range(10)]
     for stream, stamp, msg in sorted(events, key=lambda e: e[1]):
@@ -34,7 +34,7 @@ def test_three_streams_arrival_order_does_not_matter():
     events = [(s, t, f"{s}@{t}") for s, ts in stamps.items() for t in ts]
     for perm in range(5):
         order = rng.permutation(len(events)) if perm else np.arange(len(events))
-        sync = ApproximateTimeSync(3, slop_s=0.01)
+        sync = ApproximateTimeSync(3, slop_sec=0.01)
         out = [m for i in order if (m := sync.add(*events[i])) is not None]
         assert len(out) >= 1
         for matched in out:
@@ -44,7 +44,7 @@ def test_three_streams_arrival_order_does_not_matter():
 
 
 def test_queue_is_bounded_and_drops_oldest():
-    sync = ApproximateTimeSync(2, slop_s=0.001, queue_size=3)
+    sync = ApproximateTimeSync(2, slop_sec=0.001, queue_size=3)
     for k in range(10):
         sync.add(0, float(k), k)
     assert sync.pending() == [3, 0]
@@ -54,7 +54,7 @@ def test_queue_is_bounded_and_drops_oldest():
 
 
 def test_no_reuse_and_stale_messages_dropped():
-    sync = ApproximateTimeSync(2, slop_s=0.05)
+    sync = ApproximateTimeSync(2, slop_sec=0.05)
     assert sync.add(0, 1.0, "a") is None
     assert sync.add(1, 1.0, "b") == ("a", "b")
     assert sync.add(1, 1.01, "c") is None  # "a" was used already
@@ -64,7 +64,7 @@ def test_no_reuse_and_stale_messages_dropped():
 
 def test_callback_and_threads():
     got = []
-    sync = ApproximateTimeSync(2, slop_s=0.004, queue_size=100, callback=lambda a, b: got.append((a, b)))
+    sync = ApproximateTimeSync(2, slop_sec=0.004, queue_size=100, callback=lambda a, b: got.append((a, b)))
 
     def feed(stream):
         for k in range(200):
@@ -80,8 +80,8 @@ def test_callback_and_threads():
     assert [a[1] for a, _ in got] == sorted(a[1] for a, _ in got)
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_streams=1, slop_s=0.1), dict(num_streams=2, slop_s=-1.0),
-                                    dict(num_streams=2, slop_s=0.1, queue_size=0)])
+@pytest.mark.parametrize("kwargs", [dict(num_streams=1, slop_sec=0.1), dict(num_streams=2, slop_sec=-1.0),
+                                    dict(num_streams=2, slop_sec=0.1, queue_size=0)])
 def test_bad_arguments(kwargs):
     with pytest.raises(InputError):
         ApproximateTimeSync(**kwargs)
@@ -97,12 +97,12 @@ class _Stamped:
         self.header.stamp.sec, self.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)), 10**9)
 
 
-def _cloud_image_sync(now_s=None):
+def _cloud_image_sync(now_sec=None):
     from depthfm_ros.ros.sync import CloudImageSync
 
     pairs = []
     sync = CloudImageSync(0.05, 10, lambda i, c: pairs.append((i, c)), lambda: None, use_message_filters=False,
-                          now_s=now_s)
+                          now_sec=now_sec)
     return sync, pairs
 
 
@@ -124,7 +124,7 @@ def test_a_backwards_jump_resets_and_pairing_resumes_at_once():
 
 def test_a_far_future_stamp_is_refused_and_forgotten():
     now = [1000.0]
-    sync, pairs = _cloud_image_sync(now_s=lambda: now[0])
+    sync, pairs = _cloud_image_sync(now_sec=lambda: now[0])
     with pytest.raises(InputError, match="ahead of the clock"):
         sync.add_cloud(_Stamped(5000.0))
     image, cloud = _Stamped(999.5), _Stamped(999.51)

@@ -38,11 +38,12 @@ MIN_POINTS_FOR_METRIC = 2
 
 @dataclass
 class CompletionResult:
-    """``z_hw``/``std_hw``: decoded log-depth value and ensemble std at the input size; ``depth_hw_m``: metric
-    depth (None with fewer than 2 sparse points); ``a``, ``b``: log depth = a·z + b; ``num_sparse_points``."""
+    """``z_hw``/``std_z_hw``: decoded log-depth value and its ensemble std (z units) at the input size;
+    ``depth_hw_m``: metric depth (None when the robust fit to the sparse points is refused, e.g. fewer than 2);
+    ``a``, ``b``: log depth = a·z + b; ``num_sparse_points``."""
 
     z_hw: np.ndarray
-    std_hw: np.ndarray
+    std_z_hw: np.ndarray
     depth_hw_m: np.ndarray | None
     a: float | None
     b: float | None
@@ -147,14 +148,14 @@ class DepthCompletionFM(DepthFM):
         x1 = flow_to_depth_latent(self, cond[:, :LATENT_CHANNELS], noise, num_steps, condition=cond)
         members = self.decode(x1).float().cpu().numpy().reshape(1, ensemble_size, h, w)
         z_bhw, std_bhw = members_to_input_size(members, h_in, w_in)
-        z_hw, std_hw = z_bhw[0], std_bhw[0]
+        z_hw, std_z_hw = z_bhw[0], std_bhw[0]
         n_points = int(valid_in.sum())
         try:  # the same robust log-space fit as the LiDAR alignment
             fit = fit_log_depth(z_hw, np.where(valid_in, sparse, np.nan).astype(np.float32),
                                 min_points=MIN_POINTS_FOR_METRIC)
         except AlignmentError:
-            return CompletionResult(z_hw, std_hw, None, None, None, n_points)
-        return CompletionResult(z_hw, std_hw, fit.depth_m(z_hw), fit.a, fit.b, n_points)
+            return CompletionResult(z_hw, std_z_hw, None, None, None, n_points)
+        return CompletionResult(z_hw, std_z_hw, fit.depth_m(z_hw), fit.a, fit.b, n_points)
 
 
 def completion_fn(folder: str, settings: ModelSettings):

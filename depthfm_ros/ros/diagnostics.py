@@ -217,13 +217,13 @@ class AlignmentSnapshot:
 class AlignmentStats:
     """Thread-safe LiDAR-alignment state written by the subscription callbacks and the worker.
 
-    With ``lidar_timeout_s`` > 0 the LiDAR is stale when pairing has produced no image + cloud pair for longer than
+    With ``lidar_timeout_sec`` > 0 the LiDAR is stale when pairing has produced no image + cloud pair for longer than
     that (counting from construction): clouds that stop, and clouds that arrive but never match (a stamp jump, a
     wrong clock), both count; 0 never calls it stale.
     """
 
-    def __init__(self, lidar_timeout_s: float = 0.0, clock=time.monotonic):
-        self.lidar_timeout_s, self._clock = lidar_timeout_s, clock
+    def __init__(self, lidar_timeout_sec: float = 0.0, clock=time.monotonic):
+        self.lidar_timeout_sec, self._clock = lidar_timeout_sec, clock
         self._lock = threading.Lock()
         self.clouds_received = self.pairs = self.unsynchronized = self.aligned = self.refused = self.unaligned = 0
         self.metric = False
@@ -243,13 +243,13 @@ class AlignmentStats:
             self._last_cloud = self._clock()
 
     def is_stale(self) -> bool:
-        """No cloud for longer than ``lidar_timeout_s`` (never with 0)."""
+        """No cloud for longer than ``lidar_timeout_sec`` (never with 0)."""
         with self._lock:
             return self._stale(self._clock())
 
     def _stale(self, now: float) -> bool:
         since = self._started if self._last_pair is None else self._last_pair
-        return self.lidar_timeout_s > 0 and now - since > self.lidar_timeout_s
+        return self.lidar_timeout_sec > 0 and now - since > self.lidar_timeout_sec
 
     def pair_matched(self) -> None:
         with self._lock:

@@ -24,10 +24,10 @@ from .sync import CloudImageSync
 
 class TfLookup:
     """4x4 transforms from tf2 when ``tf2_ros`` is importable (``buffer`` None otherwise), waiting at most
-    ``timeout_s``; one buffer and listener per node."""
+    ``timeout_sec``; one buffer and listener per node."""
 
-    def __init__(self, node, timeout_s: float):
-        self.timeout_s = timeout_s
+    def __init__(self, node, timeout_sec: float):
+        self.timeout_sec = timeout_sec
         try:
             import tf2_ros
         except ImportError:
@@ -45,7 +45,7 @@ class TfLookup:
             return None, "tf2_ros is not installed"
         try:
             tf = self.buffer.lookup_transform(target_frame, source_frame, Time.from_msg(stamp),
-                                              timeout=Duration(seconds=self.timeout_s)).transform
+                                              timeout=Duration(seconds=self.timeout_sec)).transform
         except Exception as exc:  # tf2 LookupException, ExtrapolationException, ...
             return None, f"tf2 {source_frame!r} -> {target_frame!r}: {exc}"
         t, q = tf.translation, tf.rotation
@@ -55,12 +55,12 @@ class TfLookup:
 class LidarExtrinsic(TfLookup):
     """``T_cam_lidar`` (4x4) for a cloud frame and image frame at the image stamp.
 
-    tf2 (when ``tf2_ros`` is importable) is asked first, waiting at most ``timeout_s``; when it has no transform
+    tf2 (when ``tf2_ros`` is importable) is asked first, waiting at most ``timeout_sec``; when it has no transform
     the parameters' fixed transform is used. :meth:`lookup` returns (T, source, tf error or "").
     """
 
-    def __init__(self, node, xyz_3, quat_xyzw_4, timeout_s: float):
-        super().__init__(node, timeout_s)
+    def __init__(self, node, xyz_3, quat_xyzw_4, timeout_sec: float):
+        super().__init__(node, timeout_sec)
         self.fixed = transform_from_xyz_quat(xyz_3, quat_xyzw_4)
 
     def lookup(self, cloud_frame: str, image_frame: str, image_stamp) -> tuple[np.ndarray, str, str]:
@@ -75,8 +75,8 @@ class GroundFromTf(TfLookup):
     frame on the ground, z up: base_footprint) at the image stamp; (None, None) without tf (the parameters are
     used then)."""
 
-    def __init__(self, node, ground_frame: str, timeout_s: float):
-        super().__init__(node, timeout_s)
+    def __init__(self, node, ground_frame: str, timeout_sec: float):
+        super().__init__(node, timeout_sec)
         self.ground_frame = ground_frame
 
     def __call__(self, header) -> tuple[np.ndarray | None, float | None]:
@@ -105,7 +105,7 @@ class LidarInput:
                                         config.lidar_tf_timeout_sec)
         self.sync = CloudImageSync(config.lidar_slop_sec, config.lidar_queue_size, self._on_pair,
                                    self.stats.message_unsynchronized,
-                                   now_s=lambda: node.get_clock().now().nanoseconds * 1e-9)
+                                   now_sec=lambda: node.get_clock().now().nanoseconds * 1e-9)
         self.completion_fn = completion_fn(config.completion_checkpoint, config.model_settings())
         self._stale = False  # executor thread only: for the log lines when the LiDAR goes and comes back
         self._published_alone: deque = deque(maxlen=2 * config.lidar_queue_size)  # images sent without a cloud

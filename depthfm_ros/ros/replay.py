@@ -315,8 +315,8 @@ def _message_types():
             bagio.CAMERA_INFO_TYPE: CameraInfo, bagio.POINTCLOUD2_TYPE: PointCloud2}
 
 
-def _wait(recorder: ReplayRecorder, predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
+def _wait(recorder: ReplayRecorder, predicate, timeout_sec: float) -> bool:
+    deadline = time.monotonic() + timeout_sec
     with recorder.cond:
         while not predicate():
             left = deadline - time.monotonic()

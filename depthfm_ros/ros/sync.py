@@ -4,7 +4,7 @@
 importable, else :class:`ApproximateTimeSync`) and counts messages that can no longer find a partner.
 
 :class:`ApproximateTimeSync` is the pure-Python matcher: messages are opaque, the caller gives each a stamp in
-seconds. A set (one message per stream) is emitted as soon as every stream holds a message within ``slop_s`` of
+seconds. A set (one message per stream) is emitted as soon as every stream holds a message within ``slop_sec`` of
 each other; matched and older messages are then dropped, so sets come out in time order and no message is used
 twice.
 """
@@ -26,7 +26,7 @@ IMAGE, CLOUD = 0, 1
 
 
 class ApproximateTimeSync:
-    """Match messages of ``num_streams`` streams whose stamps differ by at most ``slop_s`` seconds.
+    """Match messages of ``num_streams`` streams whose stamps differ by at most ``slop_sec`` seconds.
 
     Each stream keeps at most ``queue_size`` messages (oldest dropped first). :meth:`add` returns the matched
     tuple (ordered by stream) or None, and calls ``callback(*messages)`` when one is given. Thread-safe.
@@ -35,18 +35,18 @@ class ApproximateTimeSync:
     def __init__(
         self,
         num_streams: int,
-        slop_s: float,
+        slop_sec: float,
         queue_size: int = 10,
         callback: Callable[..., Any] | None = None,
     ):
         if num_streams < 2:
             raise InputError(f"need at least two streams to synchronize, got {num_streams}")
-        if not slop_s >= 0:
-            raise InputError(f"slop_s must be >= 0 seconds, got {slop_s}")
+        if not slop_sec >= 0:
+            raise InputError(f"slop_sec must be >= 0 seconds, got {slop_sec}")
         if queue_size < 1:
             raise InputError(f"queue_size must be >= 1, got {queue_size}")
         self.num_streams = num_streams
-        self.slop_s = float(slop_s)
+        self.slop_sec = float(slop_sec)
         self.queue_size = int(queue_size)
         self.callback = callback
         self._queues: list[deque[tuple[float, Any]]] = [deque() for _ in range(num_streams)]
@@ -91,7 +91,7 @@ class ApproximateTimeSync:
             best = min(range(len(other)), key=lambda i: abs(other[i][0] - stamp_s))
             picks.append(best)
         stamps = [self._queues[k][i][0] for k, i in enumerate(picks)]
-        if max(stamps) - min(stamps) > self.slop_s:
+        if max(stamps) - min(stamps) > self.slop_sec:
             return None
         matched = tuple(self._queues[k][i][1] for k, i in enumerate(picks))
         for k, i in enumerate(picks):  # drop the matched message and everything older in each stream
@@ -112,25 +112,25 @@ def stamp_seconds(header) -> float:
 
 
 class CloudImageSync:
-    """Pairs (image, cloud) whose stamps differ by at most ``slop_s``; ``on_pair(image, cloud)`` gets each pair.
+    """Pairs (image, cloud) whose stamps differ by at most ``slop_sec``; ``on_pair(image, cloud)`` gets each pair.
 
-    A message is counted in ``on_unsynchronized`` once it can no longer be paired: it is more than ``slop_s`` older
+    A message is counted in ``on_unsynchronized`` once it can no longer be paired: it is more than ``slop_sec`` older
     than the newest message of the other stream (streams arrive in stamp order), it fell out of a full queue, or a
     newer message of its stream was paired first. With a 30 Hz camera and a 10 Hz LiDAR two of three images are
     counted: that is expected. A message with a negative stamp raises InputError (and is not queued).
 
-    Time that jumps: a stamp more than ``slop_s`` older than the newest of its stream (a bag loop, a simulator
+    Time that jumps: a stamp more than ``slop_sec`` older than the newest of its stream (a bag loop, a simulator
     restart) *resets* the synchronizer, so pairing resumes at once in the new time. A stamp more than
-    ``max_future_s`` ahead of ``now_s()`` (the node's clock; skipped while it reads 0, before /clock) raises
+    ``max_future_sec`` ahead of ``now_sec()`` (the node's clock; skipped while it reads 0, before /clock) raises
     InputError and is forgotten, so one wrongly stamped message cannot block every later pair.
     """
 
-    def __init__(self, slop_s: float, queue_size: int, on_pair: Callable[[Any, Any], None],
+    def __init__(self, slop_sec: float, queue_size: int, on_pair: Callable[[Any, Any], None],
                  on_unsynchronized: Callable[[], None], use_message_filters: bool = True,
-                 now_s: Callable[[], float] | None = None, max_future_s: float = 10.0):
-        self.slop_s, self.queue_size = slop_s, queue_size
+                 now_sec: Callable[[], float] | None = None, max_future_sec: float = 10.0):
+        self.slop_sec, self.queue_size = slop_sec, queue_size
         self._on_pair, self._on_unsynchronized = on_pair, on_unsynchronized
-        self._now_s, self.max_future_s = now_s, max_future_s
+        self._now_s, self.max_future_sec = now_sec, max_future_sec
         self._use_message_filters = use_message_filters and _MESSAGE_FILTERS is not None
         self.implementation = "message_filters" if self._use_message_filters else "depthfm_ros.ros.sync"
         self._lock = threading.Lock()
@@ -144,11 +144,11 @@ class CloudImageSync:
         self._matched_now: tuple | None = None
         if self._use_message_filters:
             self._inputs = [_MESSAGE_FILTERS.SimpleFilter(), _MESSAGE_FILTERS.SimpleFilter()]
-            sync = _MESSAGE_FILTERS.ApproximateTimeSynchronizer(self._inputs, self.queue_size, self.slop_s)
+            sync = _MESSAGE_FILTERS.ApproximateTimeSynchronizer(self._inputs, self.queue_size, self.slop_sec)
             sync.registerCallback(self._matched)
         else:
             self._inputs = None
-            self._sync = ApproximateTimeSync(2, self.slop_s, self.queue_size, callback=self._matched)
+            self._sync = ApproximateTimeSync(2, self.slop_sec, self.queue_size, callback=self._matched)
 
     def _matched(self, image, cloud) -> None:
         self._matched_now = (image, cloud)
@@ -164,11 +164,11 @@ class CloudImageSync:
             raise InputError(f"negative header stamp ({msg.header.stamp.sec} s) cannot be synchronized")
         stamp = stamp_seconds(msg.header)
         now = self._now_s() if self._now_s is not None else 0.0
-        if now > 0 and stamp > now + self.max_future_s:
+        if now > 0 and stamp > now + self.max_future_sec:
             raise InputError(f"header stamp {stamp:.3f} s is {stamp - now:.1f} s ahead of the clock ({now:.3f} s): "
                              "refused and forgotten")
         with self._lock:
-            if stamp < self._newest[stream] - self.slop_s:  # time jumped back: start pairing in the new time
+            if stamp < self._newest[stream] - self.slop_sec:  # time jumped back: start pairing in the new time
                 self._reset()
                 self.resets += 1
             self._matched_now = None
@@ -202,7 +202,7 @@ class CloudImageSync:
             while len(pending[k]) > self.queue_size:
                 pending[k].popleft()
                 lost += 1
-            horizon = self._newest[1 - k] - self.slop_s
+            horizon = self._newest[1 - k] - self.slop_sec
             while pending[k] and pending[k][0] < horizon:
                 pending[k].popleft()
                 lost += 1
