@@ -86,3 +86,12 @@ def test_readme_tables_carry_the_labels_the_tools_print():
     assert {line.split(" | ")[2] for line in rows} == set(METHODS)
     assert sequence_table({s: {"frame_to_frame_log_std": 0.0, "abs_rel": 0.0, "metric_frames": 1.0}
                            for s in SEQUENCE_SOURCES}).splitlines()[0].startswith("| metric source |")
+
+
+def test_sample_unknown_parameter_message_is_what_the_node_prints():
+    from depthfm_ros.ros.params import ParameterError, validate
+
+    sample = re.search(r"\(`(parameter 'num_step' is not[^`]*)`\)", (ROOT / "docs" / "ros.md").read_text()).group(1)
+    with pytest.raises(ParameterError) as info:
+        validate({"model": "tiny", "num_step": 1})
+    assert str(info.value).startswith(sample)
