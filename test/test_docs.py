@@ -95,3 +95,14 @@ def test_sample_unknown_parameter_message_is_what_the_node_prints():
     with pytest.raises(ParameterError) as info:
         validate({"model": "tiny", "num_step": 1})
     assert str(info.value).startswith(sample)
+
+
+def test_readme_bench_tables_are_the_tools_tables():
+    from depthfm_ros.cli.bench import FLOP_COLUMNS, LATENCY_COLUMNS, format_table
+
+    readme = (ROOT / "README.md").read_text()
+    for columns in (LATENCY_COLUMNS, FLOP_COLUMNS):
+        assert format_table([], columns).splitlines()[0] in readme, columns
+    labels = {line.split(" | ")[0].removeprefix("| ") for line in readme.splitlines()
+              if line.startswith(("| torch", "| onnxruntime", "| tensorrt"))}
+    assert labels and labels <= {"torch[cpu]", "onnxruntime fused", "onnxruntime split"}, labels

@@ -70,6 +70,10 @@ def plot(path: Path, latency_rows: list[dict], flop_rows: list[dict], title: str
     return path
 
 
+LATENCY_COLUMNS = ["backend", *STAGES, "engine", "total", "fps"]
+FLOP_COLUMNS = ["input", "processing_hw", "encode_gflop", "step_gflop", "steps_gflop", "decode_gflop", "total_gflop"]
+
+
 def format_table(rows: list[dict], columns: list[str], fmt: str = "{:.1f}") -> str:
     header = "| " + " | ".join(columns) + " |"
     lines = [header, "|" + "|".join("---" for _ in columns) + "|"]
@@ -119,7 +123,7 @@ def _main(argv=None) -> int:
     title = (f"{model_name}, {args.height}x{args.width}, k={args.num_steps}, M={args.ensemble_size}, "
              f"{torch.get_num_threads()} threads")
     print(f"\nLatency (ms, median of {args.repeats}; {title}; fusion: fusion.alignment.fit_log_depth)")
-    print(format_table(rows, ["backend", *STAGES, "engine", "total", "fps"]))
+    print(format_table(rows, LATENCY_COLUMNS))
     write_csv(out / "bench_latency.csv", rows)
     flop_rows = []
     if not args.no_flops:
@@ -129,8 +133,7 @@ def _main(argv=None) -> int:
         vae_name = "TAESD-size tiny VAE" if vae_kind == "tiny" else "SD VAE"
         print(f"\nFLOPs of the full DepthFM (SD 2.1 UNet + {vae_name}), per image, k={args.num_steps}, "
               f"M={args.ensemble_size}")
-        print(format_table(flop_rows, ["input", "processing_hw", "encode_gflop", "step_gflop", "steps_gflop",
-                                       "decode_gflop", "total_gflop"], "{:.0f}"))
+        print(format_table(flop_rows, FLOP_COLUMNS, "{:.0f}"))
         write_csv(out / "bench_flops.csv", flop_rows)
         plot(out / "bench.png", rows, flop_rows, title)
     print(f"\nwrote {out}/bench_latency.csv" + ("" if args.no_flops else ", bench_flops.csv, bench.png"))
