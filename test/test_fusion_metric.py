@@ -97,3 +97,20 @@ def test_ground_plane_refuses_when_there_is_no_ground_below():
         ground_plane_fit(pred.z_hw, scene.camera, height, ground_normal(pitch_deg=-60.0))  # "down" is up
     with pytest.raises(InputError):
         ground_plane_fit(pred.z_hw, scene.camera, 0.0)
+
+
+@pytest.mark.parametrize("pitch_deg", [0.0, 12.0])
+def test_ground_from_tf_agrees_with_the_pitch_parameter(pitch_deg):
+    """ground_frame via tf (base_footprint: x forward, z up) and camera_pitch_deg describe the same ground."""
+    from scipy.spatial.transform import Rotation
+
+    from depthfm_ros.ros.lidar import ground_from_transform
+
+    optical_in_level = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # optical -> x fwd, z up
+    pitch_down = Rotation.from_euler("y", pitch_deg, degrees=True).as_matrix()  # +y (left) axis: nose down
+    T = np.eye(4)
+    T[:3, :3] = pitch_down @ optical_in_level
+    T[:3, 3] = [0.3, 0.0, 1.25]
+    down, height = ground_from_transform(T)
+    np.testing.assert_allclose(down, ground_normal(pitch_deg), atol=1e-12)
+    assert height == 1.25
