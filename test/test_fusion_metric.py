@@ -114,3 +114,11 @@ def test_ground_from_tf_agrees_with_the_pitch_parameter(pitch_deg):
     down, height = ground_from_transform(T)
     np.testing.assert_allclose(down, ground_normal(pitch_deg), atol=1e-12)
     assert height == 1.25
+
+
+def test_ground_from_tf_only_needs_the_per_frame_height():
+    cam = synthetic.default_camera(64, 48)
+    scale = MetricScale("auto", ground_from_tf=True)
+    assert scale.chain == ("ground",) and "tf height" in scale.describe()
+    estimate = scale.update(0.0, np.zeros((48, 64), np.float32), camera=cam)  # tf gave nothing this frame
+    assert not estimate.metric and "no camera height" in estimate.reason

@@ -144,16 +144,17 @@ class MetricScale:
 
     def __init__(self, source: str = "auto", *, use_lidar: bool = False, hold_sec: float = 1.0,
                  camera_height_m: float = 0.0, ground_down_cam: np.ndarray | None = None,
-                 fixed_fit: LogDepthFit | None = None, scale_filter: ScaleFilter | None = None):
+                 ground_from_tf: bool = False, fixed_fit: LogDepthFit | None = None,
+                 scale_filter: ScaleFilter | None = None):
         if source not in SOURCES:
             raise InputError(f"metric source must be one of {', '.join(SOURCES)}, got {source!r}")
         lidar = source == "lidar" or (source == "auto" and use_lidar)
-        ground = source == "ground" or (source == "auto" and camera_height_m > 0)
+        ground = source == "ground" or (source == "auto" and (camera_height_m > 0 or ground_from_tf))
         fixed = source == "fixed" or (source == "auto" and fixed_fit is not None and fixed_fit.a > 0)
         if lidar and not use_lidar:
             raise InputError("metric source 'lidar' needs use_lidar")
-        if ground and not camera_height_m > 0:
-            raise InputError("metric source 'ground' needs camera_height_m > 0")
+        if ground and not (camera_height_m > 0 or ground_from_tf):
+            raise InputError("metric source 'ground' needs camera_height_m > 0 or a ground_frame in tf")
         if fixed and (fixed_fit is None or not fixed_fit.a > 0):
             raise InputError("metric source 'fixed' needs a fixed scale > 0")
         self.chain = tuple(name for name, on in (("lidar", lidar), ("ground", ground), ("fixed", fixed)) if on)
@@ -164,8 +165,9 @@ class MetricScale:
     def describe(self) -> str:
         if not self.chain:
             return "no metric source: only relative depth (depthfm/relative_depth, depthfm/relative_uncertainty)"
-        parts = {"lidar": f"LiDAR fit (held up to {self.hold_sec:g} s)", "ground": f"ground plane at "
-                 f"{self.camera_height_m:g} m below the camera", "fixed": "fixed scale"}
+        height = f"{self.camera_height_m:g} m" if self.camera_height_m > 0 else "the tf height"
+        parts = {"lidar": f"LiDAR fit (held up to {self.hold_sec:g} s)",
+                 "ground": f"ground plane at {height} below the camera", "fixed": "fixed scale"}
         return "metric depth from " + ", then ".join(parts[name] for name in self.chain)
 
     def update(self, t_sec: float, z_hw: np.ndarray, *, lidar_fit: LogDepthFit | None = None,
@@ -207,6 +209,9 @@ class MetricScale:
     def _ground(self, z_hw, camera, down_cam, height_m) -> MetricEstimate:
         if camera is None:
             return MetricEstimate("", None, reason="ground: no camera_info")
+        if not height_m or not height_m > 0:
+            return MetricEstimate("", None, reason="ground: no camera height (no tf to the ground frame, "
+                                                   "camera_height_m 0)")
         try:
             fit = ground_plane_fit(z_hw, camera, height_m, down_cam)
         except AlignmentError as exc:

@@ -260,7 +260,8 @@ class NodeConfig:
             if self.metric_fixed_scale > 0 else None
         try:
             return MetricScale(self.metric_source, use_lidar=self.use_lidar, hold_sec=self.metric_hold_sec,
-                               camera_height_m=self.camera_height_m, fixed_fit=fixed,
+                               camera_height_m=self.camera_height_m, ground_from_tf=bool(self.ground_frame),
+                               fixed_fit=fixed,
                                ground_down_cam=ground_normal(self.camera_pitch_deg, self.camera_roll_deg),
                                scale_filter=ScaleFilter(gate_log=self.metric_gate_log))
         except InputError as exc:
