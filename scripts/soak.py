@@ -79,6 +79,7 @@ def _run(args, node, scene, scan, use_lidar) -> int:
     sent: dict[int, float] = {}
     latencies: list[float] = []
     inference_ms: list[float] = []
+    node_split: list[tuple[float, float]] = []  # the node's mean receive->publish and queue wait per status
     lock = threading.Lock()
 
     def on_depth(msg):
@@ -94,6 +95,7 @@ def _run(args, node, scene, scan, use_lidar) -> int:
                 values = {kv.key: kv.value for kv in status.values}
                 if values.get("inference_ms", "nan") != "nan":
                     inference_ms.append(float(values["inference_ms"]))
+                    node_split.append((float(values["latency_ms"]), float(values.get("queue_ms", "nan"))))
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     image_pub = probe.create_publisher(Image, "/soak/image", qos_profile_sensor_data)
@@ -147,6 +149,8 @@ def _run(args, node, scene, scan, use_lidar) -> int:
               "outputs": int(lat.size), "latency_ms": {k: float(np.percentile(lat, q)) if lat.size else float("nan")
                                                       for k, q in (("p50", 50), ("p95", 95), ("max", 100))},
               "inference_ms_p50": float(np.median(inference_ms)) if inference_ms else float("nan"),
+              "node_latency_ms_p50": float(np.median([a for a, _ in node_split])) if node_split else float("nan"),
+              "node_queue_ms_p50": float(np.nanmedian([q for _, q in node_split])) if node_split else float("nan"),
               "rss_mib": {"start": rss[0][1] if rss else float("nan"), "end": rss[-1][1] if rss else float("nan"),
                           "slope_mib_per_min_after_warmup": slope}}
     print(f"| minutes | images sent | outputs | latency p50 / p95 / max ms | inference ms | RSS start -> end MiB "

@@ -193,3 +193,14 @@ def test_input_without_output_is_a_warning():
     assert level == "WARN" and "images arrive (2.0 Hz) but nothing was published in the last 5 s" in message
     stats.frame_processed(100.0, 90.0)
     assert level_and_message(stats.snapshot())[0] == "OK"
+
+
+def test_queue_wait_is_reported_beside_latency_and_inference():
+    clock = FakeClock()
+    stats = FrameStats(clock=clock)
+    stats.frame_received()
+    stats.frame_processed(300.0, 180.0, 90.0)
+    stats.frame_processed(200.0, 170.0, 10.0)
+    snap = stats.snapshot()
+    assert (snap.latency_ms, snap.inference_ms, snap.queue_ms) == (250.0, 175.0, 50.0)
+    assert _values(diagnostic_status(snap, "n", "h", "torch"))["queue_ms"] == "50.0"

@@ -27,6 +27,7 @@ class StatsSnapshot:
     output_rate_hz: float
     latency_ms: float  # mean receive -> publish over the window (waiting for the worker included)
     inference_ms: float  # mean pipeline time over the window
+    queue_ms: float  # mean wait from hand-over to the worker taking the frame (the inference in flight)
     points_ms: float  # depthfm/points of the last frame that published them (NaN before)
     last_latency_ms: float
     last_error: str
@@ -70,7 +71,7 @@ class FrameStats:
         self.last_error = ""
         self.last_latency_ms = self.points_ms = float("nan")
         self._received_t: deque[float] = deque()
-        self._done: deque[tuple[float, float, float]] = deque()  # (time, latency_ms, inference_ms)
+        self._done: deque[tuple[float, float, float, float]] = deque()  # (time, latency, inference, queue ms)
         self._previous = (0, 0, 0)  # conversion_errors, inference_errors, processed at the last snapshot
 
     def _trim(self, now: float) -> None:
@@ -91,12 +92,12 @@ class FrameStats:
         with self._lock:
             self.dropped += 1
 
-    def frame_processed(self, latency_ms: float, inference_ms: float) -> None:
+    def frame_processed(self, latency_ms: float, inference_ms: float, queue_ms: float = float("nan")) -> None:
         with self._lock:
             now = self._clock()
             self.processed += 1
             self.last_latency_ms = latency_ms
-            self._done.append((now, latency_ms, inference_ms))
+            self._done.append((now, latency_ms, inference_ms, queue_ms))
             self._trim(now)
 
     def points_published(self, points_ms: float) -> None:
@@ -126,6 +127,7 @@ class FrameStats:
             span = RATE_WINDOW_SEC
             lat = [d[1] for d in self._done]
             inf = [d[2] for d in self._done]
+            queue = [d[3] for d in self._done]
             prev_conv, prev_inf, prev_proc = self._previous
             self._previous = (self.conversion_errors, self.inference_errors, self.processed)
             return StatsSnapshot(
@@ -135,6 +137,7 @@ class FrameStats:
                 input_rate_hz=len(self._received_t) / span, output_rate_hz=len(self._done) / span,
                 latency_ms=sum(lat) / len(lat) if lat else float("nan"),
                 inference_ms=sum(inf) / len(inf) if inf else float("nan"),
+                queue_ms=sum(queue) / len(queue) if queue else float("nan"),
                 points_ms=self.points_ms, last_latency_ms=self.last_latency_ms, last_error=self.last_error,
                 new_conversion_errors=self.conversion_errors - prev_conv,
                 new_inference_errors=self.inference_errors - prev_inf,
@@ -174,6 +177,7 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
         "latency_ms": f"{snap.latency_ms:.1f}",
         "last_latency_ms": f"{snap.last_latency_ms:.1f}",
         "inference_ms": f"{snap.inference_ms:.1f}",
+        "queue_ms": f"{snap.queue_ms:.1f}",
         "points_ms": f"{snap.points_ms:.1f}",
         "frames_received": str(snap.received),
         "frames_processed": str(snap.processed),

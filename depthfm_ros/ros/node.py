@@ -139,9 +139,10 @@ class DepthFMNode(Node):
                     return
                 (msg, cloud), t_received = self._newest
                 self._newest = None
-            self._process(msg, cloud, t_received)
+            self._process(msg, cloud, t_received, 1e3 * (time.perf_counter() - t_received))
 
-    def _process(self, msg: Image | CompressedImage, cloud: PointCloud2 | None, t_received: float) -> None:
+    def _process(self, msg: Image | CompressedImage, cloud: PointCloud2 | None, t_received: float,
+                 queue_ms: float = float("nan")) -> None:
         """One frame: convert (bad input is counted), infer (failures are counted as inference errors), publish
         (failures are counted as publishing errors); the worker keeps serving whatever happens."""
         log, throttle = self.get_logger(), self.config.log_throttle_sec
@@ -168,7 +169,7 @@ class DepthFMNode(Node):
             self.stats.publishing_failed(f"{type(exc).__name__}: {exc}")
             log.error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=throttle)
             return
-        self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms)
+        self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms, queue_ms)
 
     def destroy_node(self) -> None:
         """Stop the worker (after the inference in flight), then destroy the node."""
