@@ -58,6 +58,13 @@ class DepthFMPipeline:
         self.ensemble_size = ensemble_size
         self.rng = np.random.default_rng(seed)
 
+    def identical_members_warning(self) -> str:
+        """Why the ensemble std will be zero everywhere ("" when it will not): noising_step 0 adds no noise."""
+        if self.ensemble_size > 1 and self.backend.noising_step == 0:
+            return (f"the model's noising_step is 0: no noise augmentation, so the {self.ensemble_size} ensemble "
+                    "members are identical and the uncertainty is zero everywhere; ensemble_size 1 costs less")
+        return ""
+
     @classmethod
     def from_settings(cls, settings: ModelSettings, backend: Backend) -> "DepthFMPipeline":
         """The pipeline ``settings`` describe around ``backend`` (:func:`depthfm_ros.backends.load_backend`)."""

@@ -84,3 +84,19 @@ def test_bad_inputs_raise_typed_errors(tiny_model):
         pipe([])
     with pytest.raises(InputError, match="ensemble_size"):
         DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64, ensemble_size=0)
+
+
+def test_noising_step_0_says_the_ensemble_cannot_spread(official_tiny, tmp_path, capsys):
+    """The official tiny fixture has noising_step 0: every member is the same, the uncertainty all zero."""
+    from depthfm_ros.cli.predict import main
+    from depthfm_ros.models.architectures import build_tiny_depthfm
+
+    assert main(["--checkpoint", str(official_tiny / "tiny.ckpt"), "--vae", str(official_tiny / "vae"),
+                 "--ensemble-size", "2", "--num-steps", "1", "--processing-resolution", "64", "-o", str(tmp_path),
+                 str(official_tiny / "image.png")]) == 0
+    assert "ensemble members are identical" in capsys.readouterr().err
+    quiet = DepthFMPipeline(TorchBackend(build_tiny_depthfm(noising_step=0), num_steps=1), 64, 2)
+    assert "ensemble members are identical" in quiet.identical_members_warning()
+    for noising_step, members in ((400, 2), (0, 1)):
+        pipe = DepthFMPipeline(TorchBackend(build_tiny_depthfm(noising_step=noising_step), num_steps=1), 64, members)
+        assert pipe.identical_members_warning() == ""

@@ -98,13 +98,16 @@ class OnnxBackend(Backend):
         self.fixed_size = info.size
         self.noising_step = info.noising_step
         self.sessions = {}
+        self.fused_inputs = GRAPH_IO["fused"][0]
         for kind, path in self.paths.items():
             try:
                 self.sessions[kind] = ort.InferenceSession(str(path), options, providers=self.providers)
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
                 raise BackendError(f"onnxruntime cannot load {path}: {exc}") from exc
             names = tuple(i.name for i in self.sessions[kind].get_inputs())
-            if names != GRAPH_IO[kind][0]:
+            if kind == "fused" and names == ("image",) and self.noising_step == 0:
+                self.fused_inputs = names  # noising_step 0: the exporter drops the unused noise input
+            elif names != GRAPH_IO[kind][0]:
                 raise BackendError(f"{path} has inputs {names}, expected {GRAPH_IO[kind][0]} for a {kind} graph")
         if not self.fused:
             self.staged = StagedModel(self.stage("encoder"), self.stage("step"), self.stage("decoder"),
@@ -125,7 +128,8 @@ class OnnxBackend(Backend):
         rgb_bchw = np.ascontiguousarray(rgb_bchw, dtype=np.float32)
         noise = np.ascontiguousarray(noise, dtype=np.float32)
         if self.fused:
-            return self.sessions["fused"].run(None, {"image": rgb_bchw, "noise": noise})[0]
+            feeds = {"image": rgb_bchw, "noise": noise}
+            return self.sessions["fused"].run(None, {name: feeds[name] for name in self.fused_inputs})[0]
         with torch.inference_mode():
             return self.staged(torch.from_numpy(rgb_bchw), torch.from_numpy(noise), self.num_steps).numpy()
 

@@ -31,6 +31,7 @@ class TorchBackend(Backend):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device, torch_dtype(dtype)).eval()
         self.num_steps = num_steps
+        self.noising_step = model.noising_step
         self.dtype = dtype
         self.noising_step = model.noising_step
 

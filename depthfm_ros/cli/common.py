@@ -77,8 +77,11 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
 
 
 def pipeline_from_args(args: argparse.Namespace) -> DepthFMPipeline:
-    """Backend + pipeline of the model arguments."""
-    return DepthFMPipeline.from_settings(settings_from_args(args), backend_from_args(args))
+    """Backend + pipeline of the model arguments (warns on stderr when the ensemble cannot spread)."""
+    pipe = DepthFMPipeline.from_settings(settings_from_args(args), backend_from_args(args))
+    if pipe.identical_members_warning():
+        print(f"warning: {pipe.identical_members_warning()}", file=sys.stderr)
+    return pipe
 
 
 def run_cli(main_body, argv=None) -> int:

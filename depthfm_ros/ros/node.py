@@ -93,6 +93,8 @@ class DepthFMNode(Node):
                  f"{self.resolve_topic_name(DEPTH_TOPIC)}")
         if self.lidar is not None:
             log.info(self.lidar.describe())
+        if self.pipeline.identical_members_warning():
+            log.warning(self.pipeline.identical_members_warning())
         (log.info if self.outputs.metric.chain else log.warning)(self.outputs.metric.describe())
 
     # -- executor thread ----------------------------------------------------------------------------------------
