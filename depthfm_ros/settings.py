@@ -24,7 +24,8 @@ class ModelSettings:
     ``.engine``). ``vae_kind`` 'tiny' uses the distilled tiny VAE (``tiny_vae`` folder; giving one implies 'tiny').
     Run: ``backend``, ``dtype``, ``num_steps`` (k Euler steps), ``ensemble_size`` (M members),
     ``processing_resolution`` (longest side, multiple of 64; 0 = input size), ``seed`` (None = fresh entropy),
-    ``torch_threads`` (0 = torch's default). Empty strings count as not given. Bad values raise InputError.
+    ``torch_threads`` (0 = torch's default), ``rescale_attention`` (the official code's attention without
+    xformers; default its xformers path). Empty strings count as not given. Bad values raise InputError.
     """
 
     checkpoint: str | None = None
@@ -40,6 +41,7 @@ class ModelSettings:
     processing_resolution: int = 512
     seed: int | None = 0
     torch_threads: int = 0
+    rescale_attention: bool = False
 
     def __post_init__(self) -> None:
         for name in ("checkpoint", "vae", "engine", "tiny_vae"):

@@ -69,13 +69,21 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
         kwargs.pop("ensemble_size", None)
     if name == "torch":
         return TorchBackend.from_checkpoint(checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
+    rescale = kwargs.pop("rescale_attention", None)
     if name == "onnxruntime":
         from .onnx_backend import OnnxBackend
 
-        return OnnxBackend(engine, num_steps=num_steps, dtype=dtype, **kwargs)
-    from .tensorrt_backend import TensorRTBackend
+        backend = OnnxBackend(engine, num_steps=num_steps, dtype=dtype, **kwargs)
+    else:
+        from .tensorrt_backend import TensorRTBackend
 
-    return TensorRTBackend(engine, num_steps=num_steps, precision=dtype, **kwargs)
+        backend = TensorRTBackend(engine, num_steps=num_steps, precision=dtype, **kwargs)
+    exported = getattr(getattr(backend, "info", None), "rescale_attention", None)  # None: not recorded
+    if rescale is not None and exported is not None and bool(rescale) != exported:
+        raise BackendError(f"{engine} was exported with rescale_attention={exported}, asked for "
+                           f"rescale_attention={bool(rescale)}; re-export with depthfm-export"
+                           + (" --rescale-attention" if rescale else ""))
+    return backend
 
 
 
@@ -90,7 +98,7 @@ def load_backend(settings: ModelSettings) -> Backend:
     if not settings.checkpoint and not settings.engine:
         raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
                               "an exported engine, or the tiny random model")
-    kwargs = {}
+    kwargs = {"rescale_attention": settings.rescale_attention}
     if settings.engine:  # split TensorRT engines size their member profile from the ensemble size
         kwargs.update(engine=settings.engine, ensemble_size=settings.ensemble_size)
     elif settings.vae_kind == "tiny":

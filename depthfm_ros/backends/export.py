@@ -75,6 +75,7 @@ class GraphInfo:
     model_hash: str
     noising_step: int
     vae_kind: str = "full"
+    rescale_attention: bool = False  # the official non-xformers attention path (models.attention)
     format: str = SIDECAR_FORMAT
 
     @property
@@ -87,7 +88,7 @@ class GraphInfo:
     @classmethod
     def from_dict(cls, data: dict) -> "GraphInfo":
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names if n not in data and n not in ("format", "vae_kind"))
+        missing = sorted(n for n in names if n not in data and n not in ("format", "vae_kind", "rescale_attention"))
         if missing:
             raise BackendError(f"graph sidecar lacks {missing}; re-export with depthfm-export")
         info = cls(**{k: v for k, v in data.items() if k in names})
@@ -245,7 +246,8 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
     _set_io_dims(path, kind, height, width, ensemble_size)
     onnx.checker.check_model(str(path))  # path form: works for > 2 GB graphs with external data
     write_sidecar(path, GraphInfo(kind, height, width, num_steps, ensemble_size, opset,
-                                  mhash or model_hash(model), model.noising_step, model.vae_kind))
+                                  mhash or model_hash(model), model.noising_step, model.vae_kind,
+                                  bool(getattr(model, "rescale_attention", False))))
     tick("checked")
     return path
 

@@ -288,12 +288,14 @@ class TensorRTBackend(Backend):
             info = GraphInfo("fused", spec.height, spec.width, spec.num_steps, spec.ensemble_size, 0,
                              spec.model_hash, spec.noising_step)
             self.max_batch = spec.max_batch
+            self.info = None  # a prebuilt engine does not record its attention path
         else:
             graphs = resolve_graphs(path)
             infos = {"fused": read_sidecar(graphs["fused"])} if "fused" in graphs else read_split_infos(graphs)
             self.engines = {kind: TrtEngine(engine_for(p, precision, ensemble_size, max_batch, cache_dir))
                             for kind, p in graphs.items()}
             info = infos.get("fused") or infos["encoder"]
+            self.info = info
         self.fused = "fused" in self.engines
         self.max_members = max_split_members(next(iter(self.engines.values())).spec)
         if self.fused:

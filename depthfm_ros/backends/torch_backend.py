@@ -25,15 +25,22 @@ def torch_dtype(name: str) -> torch.dtype:
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: DepthFM, num_steps: int = 2, dtype: str = "fp32", device: str | None = None):
+    def __init__(self, model: DepthFM, num_steps: int = 2, dtype: str = "fp32", device: str | None = None,
+                 rescale_attention: bool | None = None):
         if num_steps < 1:
             raise InputError(f"num_steps must be >= 1, got {num_steps}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device, torch_dtype(dtype)).eval()
         self.num_steps = num_steps
         self.noising_step = model.noising_step
+        if rescale_attention is not None:
+            model.set_rescale_attention(rescale_attention)
+        self.rescale_attention = getattr(model, "rescale_attention", False)
         self.dtype = dtype
         self.noising_step = model.noising_step
+        if rescale_attention is not None:
+            model.set_rescale_attention(rescale_attention)
+        self.rescale_attention = getattr(model, "rescale_attention", False)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None,

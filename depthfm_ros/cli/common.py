@@ -21,6 +21,9 @@ def add_checkpoint_args(group, *, tiny_help: str = "use a small RANDOM model (no
     group.add_argument("--vae", help="SD VAE folder in diffusers format (config.json + weights), with an "
                        "official .ckpt")
     group.add_argument("--tiny-model", action="store_true", help=tiny_help)
+    group.add_argument("--rescale-attention", action="store_true",
+                       help="the official code's attention without xformers (self-attention scaled by "
+                       "sqrt(log n / log 4n / d)); default: its xformers path, plain 1/sqrt(d)")
     if vae_kinds:
         group.add_argument("--vae-kind", choices=VAE_KINDS, default="full",
                            help="full: the SD VAE; tiny: the distilled tiny VAE (docs/tiny_vae.md), ~3x fewer FLOPs")
@@ -61,7 +64,8 @@ def settings_from_args(args: argparse.Namespace) -> ModelSettings:
                          dtype=getattr(args, "dtype", "fp32"), num_steps=getattr(args, "num_steps", 2),
                          ensemble_size=getattr(args, "ensemble_size", 1),
                          processing_resolution=getattr(args, "processing_resolution", 512),
-                         seed=_seed(getattr(args, "seed", 0)), torch_threads=getattr(args, "torch_threads", 0))
+                         seed=_seed(getattr(args, "seed", 0)), torch_threads=getattr(args, "torch_threads", 0),
+                         rescale_attention=getattr(args, "rescale_attention", False))
 
 
 def model_from_args(args: argparse.Namespace, seed: int = 0):

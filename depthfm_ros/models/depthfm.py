@@ -22,6 +22,7 @@ from ..errors import CheckpointError, InputError
 from ..sampler import sample_members
 from ..settings import VAE_KINDS
 from ..shapes import LATENT_CHANNELS, LATENT_SCALE
+from .attention import set_rescale_attention
 from .ldm import ldm_hparams_from_unet, load_official_checkpoint, unet_from_ldm, unet_to_ldm_state_dict
 from .tiny_vae import check_tiny_vae, load_tiny_vae, tiny_decode, tiny_encode
 
@@ -65,6 +66,14 @@ class DepthFM(nn.Module):
         self.noising_step = int(noising_step)
         self.latent_scale = float(latent_scale)
         self.tiny_vae = None  # set_tiny_vae: a distilled AutoencoderTiny used by encode/decode instead of ``vae``
+        self.rescale_attention = False  # the official non-xformers attention path (set_rescale_attention)
+
+    def set_rescale_attention(self, rescale: bool) -> "DepthFM":
+        """Use the official code's attention without xformers (self-attention scaled by sqrt(log n / log 4n / d))
+        or, False (default), its xformers path (plain 1/sqrt(d)); :mod:`depthfm_ros.models.attention`."""
+        set_rescale_attention(self.unet, bool(rescale))
+        self.rescale_attention = bool(rescale)
+        return self
 
     def set_tiny_vae(self, tiny_vae) -> "DepthFM":
         """Use a distilled tiny VAE (``depthfm_ros.models.tiny_vae``) in ``encode``/``decode``; None restores the

@@ -17,8 +17,9 @@ def load_model(settings: ModelSettings) -> DepthFM:
         if settings.vae_kind == "tiny":
             model.set_tiny_vae(load_tiny_vae(settings.tiny_vae) if settings.tiny_vae
                                else build_tiny_vae(TINY_TEST_CONFIG))
-        return model
+        return model.set_rescale_attention(settings.rescale_attention)
     if not settings.checkpoint:
         raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
                               "or the tiny random model")
-    return DepthFM.load(settings.checkpoint, settings.vae, tiny_vae=settings.tiny_vae, vae_kind=settings.vae_kind)
+    model = DepthFM.load(settings.checkpoint, settings.vae, tiny_vae=settings.tiny_vae, vae_kind=settings.vae_kind)
+    return model.set_rescale_attention(settings.rescale_attention)

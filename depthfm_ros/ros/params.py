@@ -113,6 +113,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               integer_range=(1, 64, 1)),
     ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64",
               integer_range=(0, 8192, SIZE_MULTIPLE)),
+    ParamSpec("rescale_attention", False, "the official code's attention without xformers (self-attention scaled "
+              "by sqrt(log n / log 4n / d)); false: its xformers path (plain 1/sqrt(d)). An exported engine must "
+              "have been exported the same way"),
     ParamSpec("seed", 0, "seed of the noise generator; -1 draws fresh entropy", integer_range=(-1, 2**31 - 1, 1)),
     ParamSpec("max_image_pixels", 16_777_216, "images (raw or compressed) with more pixels are refused before "
               "decoding (a compressed image's size comes from its header); 0 = no limit",
@@ -209,6 +212,7 @@ class NodeConfig:
     num_steps: int
     ensemble_size: int
     processing_resolution: int
+    rescale_attention: bool
     seed: int
     max_image_pixels: int
     image_transport: str
@@ -273,7 +277,8 @@ class NodeConfig:
                              tiny_model=self.model == "tiny", vae_kind=self.vae_kind, tiny_vae=self.tiny_vae,
                              backend=self.backend, dtype=self.dtype, num_steps=self.num_steps,
                              ensemble_size=self.ensemble_size, processing_resolution=self.processing_resolution,
-                             seed=None if self.seed < 0 else self.seed, torch_threads=self.torch_threads)
+                             seed=None if self.seed < 0 else self.seed, torch_threads=self.torch_threads,
+                             rescale_attention=self.rescale_attention)
 
 
 def parameters_from_settings(settings: ModelSettings) -> dict[str, Any]:
@@ -283,7 +288,8 @@ def parameters_from_settings(settings: ModelSettings) -> dict[str, Any]:
             "engine": settings.engine or "", "backend": settings.backend, "dtype": settings.dtype,
             "num_steps": settings.num_steps, "ensemble_size": settings.ensemble_size,
             "processing_resolution": settings.processing_resolution,
-            "seed": -1 if settings.seed is None else settings.seed, "torch_threads": settings.torch_threads}
+            "seed": -1 if settings.seed is None else settings.seed, "torch_threads": settings.torch_threads,
+            "rescale_attention": settings.rescale_attention}
 
 
 def _check_type(spec: ParamSpec, value: Any) -> Any:
