@@ -330,3 +330,12 @@ def test_each_kind_of_bad_input_is_logged_and_diagnostics_run_on_a_steady_clock(
     assert len(lines) == 2 and "yuv0" in lines[0] and "step" in lines[1]
     count = len(g.received["diagnostics"])
     g.wait_for(lambda: len(g.received["diagnostics"]) >= count + 2, "diagnostics without /clock")
+
+
+def test_a_negative_stamp_without_lidar_is_served_not_a_publishing_error(graph_factory, torch_backend):
+    g = graph_factory(torch_backend, BASE)
+    msg = image_msg(0, 0)
+    msg.header.stamp.sec = -5  # rclpy's Time refuses it; the metric filter's clock must not
+    g.publisher(Image, "/image").publish(msg)
+    g.wait_for(lambda: g.node.stats.processed == 1, "the frame processed")
+    assert g.received["relative_depth"] and g.node.stats.publishing_errors == 0

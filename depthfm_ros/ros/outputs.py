@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..fusion.frame import metric_maps
@@ -63,7 +62,7 @@ class FrameOutputs:
         fused = self.lidar.fuse(prediction, header, cloud, camera, camera_error, rgb_hwc_u8) if self.lidar else None
         down_cam, height_m = self.ground_tf(header) if self.ground_tf else (None, None)
         estimate = self.metric.update(
-            Time.from_msg(header.stamp).nanoseconds * 1e-9, prediction.z_hw,
+            conversions.stamp_ns(header.stamp) * 1e-9, prediction.z_hw,
             lidar_fit=fused.fit if fused is not None else None, camera=camera, down_cam=down_cam,
             camera_height_m=height_m,
             lidar_reason=fused.refused if fused is not None else "no LiDAR cloud for this frame (stale LiDAR)")
