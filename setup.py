@@ -45,7 +45,8 @@ setup(
     ],
     extras_require={
         "ros": ROS_WHEELS,
-        "tensorrt": ["tensorrt>=10", "cuda-python>=12"],
+        # TensorRT 10.x is the tested range (11 removed the FP16 builder flag); CUDA streams come from torch
+        "tensorrt": ["tensorrt>=10,<11"],
         "train": ["accelerate>=0.30", "tensorboard>=2.15"],
         "simplify": ["onnxslim>=0.1.30"],
         "test": ["pytest>=8", "ruff>=0.6", "onnxscript>=0.1", "onnxslim>=0.1.30", "accelerate>=0.30",

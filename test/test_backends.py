@@ -4,6 +4,7 @@ and the bench's FLOP counter. GPU-only TensorRT tests skip without tensorrt + CU
 import dataclasses
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,118 @@ def test_exported_fused_and_split_graphs_run_for_any_noising_step(tmp_path, nois
         np.testing.assert_allclose(out, expected, atol=1e-4)
     if noising_step == 0:  # no noise, no spread: every member is the same
         np.testing.assert_allclose(expected[:, 0], expected[:, 1], atol=1e-6)
+
+
+class _FakeTensorRT:
+    """A stand-in ``tensorrt`` module recording the builder calls (TensorRT needs a GPU to run for real)."""
+
+    def __init__(self, version: str, with_fp16: bool = True):
+        import types
+
+        self.__version__, self.calls = version, []
+        flags = {"FP16": "FP16"} if with_fp16 else {}
+        self.BuilderFlag = types.SimpleNamespace(**flags)
+        self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+        self.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0)
+        fake = self
+
+        class Logger:
+            WARNING = 2
+
+            def __init__(self, level):
+                pass
+
+        class Cache:
+            def serialize(self):
+                return b"timing-cache"
+
+        class Config:
+            def set_memory_pool_limit(self, pool, size):
+                fake.calls.append(("pool", pool, size))
+
+            def set_flag(self, flag):
+                fake.calls.append(("flag", flag))
+
+            def add_optimization_profile(self, profile):
+                fake.calls.append(("profile", dict(profile.shapes)))
+
+            def create_timing_cache(self, data):
+                return Cache()
+
+            def set_timing_cache(self, cache, ignore_mismatch):
+                pass
+
+            def get_timing_cache(self):
+                return Cache()
+
+        class Profile:
+            def __init__(self):
+                self.shapes = {}
+
+            def set_shape(self, name, lo, opt, hi):
+                self.shapes[name] = (lo, opt, hi)
+
+        class Builder:
+            def __init__(self, logger):
+                pass
+
+            def create_network(self, flags):
+                return "network"
+
+            def create_builder_config(self):
+                return Config()
+
+            def create_optimization_profile(self):
+                return Profile()
+
+            def build_serialized_network(self, network, config):
+                fake.calls.append(("build",))
+                return b"engine-bytes"
+
+        class OnnxParser:
+            num_errors = 0
+
+            def __init__(self, network, logger):
+                pass
+
+            def parse_from_file(self, path):
+                fake.calls.append(("parse", path))
+                return True
+
+        self.Logger, self.Builder, self.OnnxParser = Logger, Builder, OnnxParser
+
+
+@pytest.mark.parametrize("version, fp16_flag", [("10.9.0", True), ("11.0.0", False)])
+def test_engine_build_drives_the_tensorrt_api_and_guards_the_fp16_flag(monkeypatch, tmp_path, graphs, version,
+                                                                       fp16_flag):
+    """tensorrt>=10 installed 11.x, where BuilderFlag.FP16 is gone: the fp16 build failed with a bare
+    AttributeError. Now: a clear BackendError; the extra pins tensorrt<11; the timing cache is written atomically."""
+    import sys
+
+    from depthfm_ros.backends import tensorrt_backend
+    from depthfm_ros.backends.export import read_sidecar
+    from depthfm_ros.backends.tensorrt_backend import EngineSpec, build_engine
+
+    fake = _FakeTensorRT(version, with_fp16=fp16_flag)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    onnx_path = graphs[(1, 1)]
+    info = read_sidecar(onnx_path)
+    spec = EngineSpec(info.model_hash, "fused", 1, 1, info.height, info.width, "fp16", version)
+    engine, cache = tmp_path / "fused.engine", tmp_path / "timing.cache"
+    if not fp16_flag:
+        with pytest.raises(BackendError, match="no FP16 builder flag"):
+            build_engine(onnx_path, spec, engine, cache)
+        assert ("build",) not in fake.calls
+        return
+    assert build_engine(onnx_path, spec, engine, cache) == engine
+    assert engine.read_bytes() == b"engine-bytes" and cache.read_bytes() == b"timing-cache"
+    assert not list(tmp_path.glob("*.tmp"))
+    assert ("flag", "FP16") in fake.calls and ("parse", str(onnx_path)) in fake.calls
+    profile = next(c[1] for c in fake.calls if c[0] == "profile")
+    assert profile["image"][1] == (1, 3, info.height, info.width) and set(profile) == {"image", "noise"}
+    assert tensorrt_backend.read_engine_spec(engine) == spec
+
+
+def test_tensorrt_extra_is_pinned_to_the_tested_range():
+    text = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
+    assert '"tensorrt": ["tensorrt>=10,<11"]' in text and "cuda-python" not in text

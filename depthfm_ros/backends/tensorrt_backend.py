@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,7 +181,12 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Pat
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if spec.precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
+        fp16 = getattr(trt.BuilderFlag, "FP16", None)
+        if fp16 is None:  # TensorRT 11 removed weak typing: precision comes from the graph's own types
+            raise BackendError(f"TensorRT {trt.__version__} has no FP16 builder flag (weakly typed networks were "
+                               "removed); use TensorRT 10 (pip install '.[tensorrt]' pins tensorrt<11) or "
+                               "precision fp32")
+        config.set_flag(fp16)
     profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile_shapes(spec, opt_batch).items():
         profile.set_shape(name, lo, opt, hi)
@@ -199,8 +205,10 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Pat
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     engine_path.write_bytes(bytes(serialized))
     sidecar_path(engine_path).write_text(json.dumps(dataclasses.asdict(spec), indent=2))
-    if timing_cache_path:
-        timing_cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
+    if timing_cache_path:  # atomic: a reader never sees half a cache
+        partial = timing_cache_path.with_name(timing_cache_path.name + f".{os.getpid()}.tmp")
+        partial.write_bytes(bytes(config.get_timing_cache().serialize()))
+        os.replace(partial, timing_cache_path)
     log.info("built %s in %.0f s", engine_path, time.perf_counter() - t0)
     return engine_path
 
