@@ -24,7 +24,8 @@ class ModelSettings:
     ``.engine``). ``vae_kind`` 'tiny' uses the distilled tiny VAE (``tiny_vae`` folder; giving one implies 'tiny').
     Run: ``backend``, ``dtype``, ``num_steps`` (k Euler steps), ``ensemble_size`` (M members),
     ``processing_resolution`` (longest side, multiple of 64; 0 = input size), ``seed`` (None = fresh entropy),
-    ``torch_threads`` (0 = torch's default), ``rescale_attention`` (the official code's attention without
+    ``torch_threads`` (0 = torch's default), ``onnx_threads`` (onnxruntime intra-op threads, 0 = its default),
+    ``rescale_attention`` (the official code's attention without
     xformers; default its xformers path). Empty strings count as not given. Bad values raise InputError.
     """
 
@@ -42,6 +43,7 @@ class ModelSettings:
     seed: int | None = 0
     torch_threads: int = 0
     rescale_attention: bool = False
+    onnx_threads: int = 0
 
     def __post_init__(self) -> None:
         for name in ("checkpoint", "vae", "engine", "tiny_vae"):
@@ -52,7 +54,7 @@ class ModelSettings:
         for name, choices in (("backend", BACKENDS), ("dtype", DTYPES), ("vae_kind", VAE_KINDS)):
             if getattr(self, name) not in choices:
                 raise InputError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
-        for name, lo in (("num_steps", 1), ("ensemble_size", 1), ("torch_threads", 0)):
+        for name, lo in (("num_steps", 1), ("ensemble_size", 1), ("torch_threads", 0), ("onnx_threads", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise InputError(f"{name} must be an integer >= {lo}, got {value!r}")

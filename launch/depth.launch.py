@@ -44,6 +44,7 @@ PARAMETER_ARGUMENTS = {
     "publish_points": "true: publish depthfm/points (PointCloud2)",
     "completion_checkpoint": "DepthCompletionFM folder for the completed depth",
     "torch_threads": "torch intra-op threads (0 = torch default)",
+    "onnx_threads": "onnxruntime intra-op threads (0 = its default)",
 }
 # documented older argument names -> the argument they stand for
 ARGUMENT_ALIASES = {"steps": "num_steps", "ensemble": "ensemble_size", "lidar_slop": "lidar_slop_sec",

@@ -67,13 +67,14 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
                            "(depthfm-export writes them)")
     if name != "tensorrt":
         kwargs.pop("ensemble_size", None)
+    onnx_threads = kwargs.pop("onnx_threads", 0)
     if name == "torch":
         return TorchBackend.from_checkpoint(checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
     rescale = kwargs.pop("rescale_attention", None)
     if name == "onnxruntime":
         from .onnx_backend import OnnxBackend
 
-        backend = OnnxBackend(engine, num_steps=num_steps, dtype=dtype, **kwargs)
+        backend = OnnxBackend(engine, num_steps=num_steps, dtype=dtype, intra_op_num_threads=onnx_threads, **kwargs)
     else:
         from .tensorrt_backend import TensorRTBackend
 
@@ -98,7 +99,7 @@ def load_backend(settings: ModelSettings) -> Backend:
     if not settings.checkpoint and not settings.engine:
         raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
                               "an exported engine, or the tiny random model")
-    kwargs = {"rescale_attention": settings.rescale_attention}
+    kwargs = {"rescale_attention": settings.rescale_attention, "onnx_threads": settings.onnx_threads}
     if settings.engine:  # split TensorRT engines size their member profile from the ensemble size
         kwargs.update(engine=settings.engine, ensemble_size=settings.ensemble_size)
     elif settings.vae_kind == "tiny":

@@ -151,8 +151,9 @@ def available_backends(model: DepthFM, height: int, width: int, num_steps: int, 
     if not with_onnx:
         return out
     paths = export_onnx(model, graph_dir, height, width, num_steps, ensemble_size)
-    fused = OnnxBackend(paths["fused"], num_steps=num_steps)
-    split = OnnxBackend(graph_dir, num_steps=num_steps)
+    threads = torch.get_num_threads()  # compare engines at equal threads
+    fused = OnnxBackend(paths["fused"], num_steps=num_steps, intra_op_num_threads=threads)
+    split = OnnxBackend(graph_dir, num_steps=num_steps, intra_op_num_threads=threads)
     t = TimedStages(*(split.stage(k) for k in ("encoder", "step", "decoder")))
     out.append(("onnxruntime fused", fused, None, None))
     out.append(("onnxruntime split", split, t, staged(t, model.noising_step)))

@@ -49,6 +49,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> Non
                    help="longest side the model sees, multiple of 64 (0: input size)")
     g.add_argument("--dtype", default="fp32", choices=DTYPES)
     g.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads at start (0: torch's default)")
+    g.add_argument("--onnx-threads", type=int, default=0,
+                   help="onnxruntime intra-op threads (0: its default, one per core)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (reproducible ensembles); -1: fresh entropy")
 
 
@@ -65,7 +67,8 @@ def settings_from_args(args: argparse.Namespace) -> ModelSettings:
                          ensemble_size=getattr(args, "ensemble_size", 1),
                          processing_resolution=getattr(args, "processing_resolution", 512),
                          seed=_seed(getattr(args, "seed", 0)), torch_threads=getattr(args, "torch_threads", 0),
-                         rescale_attention=getattr(args, "rescale_attention", False))
+                         rescale_attention=getattr(args, "rescale_attention", False),
+                         onnx_threads=getattr(args, "onnx_threads", 0))
 
 
 def model_from_args(args: argparse.Namespace, seed: int = 0):

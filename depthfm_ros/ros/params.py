@@ -131,6 +131,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("torch_threads", 0, "torch intra-op threads set at start (torch.set_num_threads); 0 keeps torch's "
               "default. On a loaded CPU 1-2 threads can be ~10x faster than the default",
               integer_range=(0, 256, 1)),
+    ParamSpec("onnx_threads", 0, "onnxruntime intra-op threads (backend onnxruntime); 0 keeps its default (one "
+              "per core, which competes with DDS and fusion on a loaded CPU)", integer_range=(0, 256, 1)),
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
     ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to it and "
               "publish metric depth/uncertainty and depthfm/completed_depth for synchronized image+cloud pairs; "
@@ -221,6 +223,7 @@ class NodeConfig:
     diagnostics_period_sec: float
     log_throttle_sec: float
     torch_threads: int
+    onnx_threads: int
     use_lidar: bool
     lidar_slop_sec: float
     lidar_timeout_sec: float
@@ -278,7 +281,7 @@ class NodeConfig:
                              backend=self.backend, dtype=self.dtype, num_steps=self.num_steps,
                              ensemble_size=self.ensemble_size, processing_resolution=self.processing_resolution,
                              seed=None if self.seed < 0 else self.seed, torch_threads=self.torch_threads,
-                             rescale_attention=self.rescale_attention)
+                             rescale_attention=self.rescale_attention, onnx_threads=self.onnx_threads)
 
 
 def parameters_from_settings(settings: ModelSettings) -> dict[str, Any]:
@@ -289,7 +292,7 @@ def parameters_from_settings(settings: ModelSettings) -> dict[str, Any]:
             "num_steps": settings.num_steps, "ensemble_size": settings.ensemble_size,
             "processing_resolution": settings.processing_resolution,
             "seed": -1 if settings.seed is None else settings.seed, "torch_threads": settings.torch_threads,
-            "rescale_attention": settings.rescale_attention}
+            "rescale_attention": settings.rescale_attention, "onnx_threads": settings.onnx_threads}
 
 
 def _check_type(spec: ParamSpec, value: Any) -> Any:
