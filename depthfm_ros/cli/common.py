@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 
 from ..backends import Backend, load_backend
 from ..errors import DepthFMError
@@ -59,16 +59,12 @@ def _seed(seed: int | None) -> int | None:
 
 
 def settings_from_args(args: argparse.Namespace) -> ModelSettings:
-    """The :class:`ModelSettings` the model arguments describe (what the node builds from its parameters)."""
-    return ModelSettings(checkpoint=args.checkpoint, vae=args.vae, engine=getattr(args, "engine", None),
-                         tiny_model=args.tiny_model, vae_kind=getattr(args, "vae_kind", "full"),
-                         tiny_vae=getattr(args, "tiny_vae", None), backend=getattr(args, "backend", "torch"),
-                         dtype=getattr(args, "dtype", "fp32"), num_steps=getattr(args, "num_steps", 2),
-                         ensemble_size=getattr(args, "ensemble_size", 1),
-                         processing_resolution=getattr(args, "processing_resolution", 512),
-                         seed=_seed(getattr(args, "seed", 0)), torch_threads=getattr(args, "torch_threads", 0),
-                         rescale_attention=getattr(args, "rescale_attention", False),
-                         onnx_threads=getattr(args, "onnx_threads", 0))
+    """The :class:`ModelSettings` the model arguments describe (what the node builds from its parameters); a tool
+    without some of the arguments gets ModelSettings' own defaults for them."""
+    given = {f.name: getattr(args, f.name) for f in fields(ModelSettings) if hasattr(args, f.name)}
+    if "seed" in given:
+        given["seed"] = _seed(given["seed"])
+    return ModelSettings(**given)
 
 
 def model_from_args(args: argparse.Namespace, seed: int = 0):

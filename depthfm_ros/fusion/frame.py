@@ -32,15 +32,15 @@ CompletionFn = Callable[[np.ndarray, np.ndarray], "np.ndarray | None"]
 class FusedFrame:
     """A frame aligned to LiDAR, all maps (H, W) float32 at the prediction's size.
 
-    ``depth_hw_m``: exp(a·z + b), NaN where not finite (None when refused); ``std_hw_m``: its first-order std,
-    |a|·std_z·depth; ``completed_hw_m``: the fit corrected towards the LiDAR; ``lidar_mask_hw``: the LiDAR pixels the
+    ``depth_hw_m``: exp(a·z + b) of this frame's fit, NaN where not finite (None when refused; what is published
+    comes from the filtered scale, :mod:`depthfm_ros.fusion.metric`); ``completed_hw_m``: the fit corrected towards
+    the LiDAR; ``lidar_mask_hw``: the LiDAR pixels the
     completion kept (bool, None with a completion model); ``fit``: the alignment (None when refused);
     ``refused``: why there is no metric depth ("" when aligned); ``num_points``: LiDAR pixels in the image;
     ``timings_ms``: projection, fit and completion times.
     """
 
     depth_hw_m: np.ndarray | None
-    std_hw_m: np.ndarray | None
     completed_hw_m: np.ndarray | None
     lidar_mask_hw: np.ndarray | None
     fit: LogDepthFit | None
@@ -97,7 +97,7 @@ def fuse_frame(prediction: DepthPrediction, points_n3: np.ndarray, camera: Pinho
         num_points = int(np.isfinite(sparse).sum())
         t1 = time.perf_counter()
         fit = fit_log_depth(prediction.z_hw, sparse, prediction.std_z_hw)
-        depth_hw_m, std_hw_m = metric_maps(fit, prediction.z_hw, prediction.std_z_hw)
+        depth_hw_m = fit.depth_m(prediction.z_hw)
         check_depth_range(depth_hw_m, min_range_m, max_range_m)
         t2 = time.perf_counter()
         completed, lidar_mask = None, None
@@ -108,9 +108,9 @@ def fuse_frame(prediction: DepthPrediction, points_n3: np.ndarray, camera: Pinho
             completed, lidar_mask = result.depth_hw_m, result.lidar_mask_hw
         t3 = time.perf_counter()
     except DepthFMError as exc:  # AlignmentError, a cloud that does not project, ...
-        return FusedFrame(None, None, None, None, None, str(exc), num_points,
+        return FusedFrame(None, None, None, None, str(exc), num_points,
                           {"fusion": 1e3 * (time.perf_counter() - t0)})
     timings = {"fusion": 1e3 * (t3 - t0), "projection": 1e3 * (t1 - t0), "fit": 1e3 * (t2 - t1),
                "completion": 1e3 * (t3 - t2)}
-    return FusedFrame(depth_hw_m, std_hw_m, completed.astype(np.float32, copy=False), lidar_mask, fit, "",
+    return FusedFrame(depth_hw_m, completed.astype(np.float32, copy=False), lidar_mask, fit, "",
                       num_points, timings)

@@ -130,7 +130,7 @@ class CloudImageSync:
                  now_sec: Callable[[], float] | None = None, max_future_sec: float = 10.0):
         self.slop_sec, self.queue_size = slop_sec, queue_size
         self._on_pair, self._on_unsynchronized = on_pair, on_unsynchronized
-        self._now_s, self.max_future_sec = now_sec, max_future_sec
+        self._now_sec, self.max_future_sec = now_sec, max_future_sec
         self._use_message_filters = use_message_filters and _MESSAGE_FILTERS is not None
         self.implementation = "message_filters" if self._use_message_filters else "depthfm_ros.ros.sync"
         self._lock = threading.Lock()
@@ -163,7 +163,7 @@ class CloudImageSync:
         if msg.header.stamp.sec < 0:  # message_filters (rclpy Time) raises on it: refuse it the same way here
             raise InputError(f"negative header stamp ({msg.header.stamp.sec} s) cannot be synchronized")
         stamp = stamp_seconds(msg.header)
-        now = self._now_s() if self._now_s is not None else 0.0
+        now = self._now_sec() if self._now_sec is not None else 0.0
         if now > 0 and stamp > now + self.max_future_sec:
             raise InputError(f"header stamp {stamp:.3f} s is {stamp - now:.1f} s ahead of the clock ({now:.3f} s): "
                              "refused and forgotten")
