@@ -13,7 +13,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch_ros.actions import Node
 
-from depthfm_ros.ros.params import SPECS
+from depthfm_ros.ros.params import SPECS, coerce
 
 DEFAULT_PARAMS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config", "depthfm.yaml")
 
@@ -59,16 +59,11 @@ TOPIC_ARGUMENTS = {
 
 
 def typed(parameter: str, text: str):
-    """A launch argument's text as the value its node parameter declares (``"0"`` -> 0.0 for a double)."""
-    default = SPECS[parameter].default
-    if isinstance(default, str):
+    """A launch argument's text as the value its node parameter declares (``"0"`` -> 0.0 for a double, ``"2.0"`` -> 2
+    for an integer; anything else is left for the node's validation to name)."""
+    if isinstance(SPECS[parameter].default, str):
         return text  # paths and choices stay text
-    value = yaml.safe_load(text)
-    if isinstance(default, bool) or not isinstance(value, (int, float)) or isinstance(value, bool):
-        return value  # validate() names a wrong type
-    if isinstance(default, float):
-        return float(value)
-    return int(value) if float(value).is_integer() else value  # 2.0 -> 2; 0.5 stays for validate() to refuse
+    return coerce(parameter, yaml.safe_load(text))
 
 
 def parameter_overrides(launch_configurations: dict) -> dict:

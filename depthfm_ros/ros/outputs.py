@@ -19,6 +19,7 @@ from ..geometry.projection import points_from_depth
 from ..pipeline import DepthPrediction
 from . import conversions
 from .diagnostics import MetricStats, metric_status
+from .sync import stamp_seconds
 
 DEPTH_TOPIC = "depthfm/depth"
 UNCERTAINTY_TOPIC = "depthfm/uncertainty"
@@ -62,7 +63,7 @@ class FrameOutputs:
         fused = self.lidar.fuse(prediction, header, cloud, camera, camera_error, rgb_hwc_u8) if self.lidar else None
         down_cam, height_m = self.ground_tf(header) if self.ground_tf else (None, None)
         estimate = self.metric.update(
-            conversions.stamp_ns(header.stamp) * 1e-9, prediction.z_hw,
+            stamp_seconds(header), prediction.z_hw,
             lidar_fit=fused.fit if fused is not None else None, camera=camera, down_cam=down_cam,
             camera_height_m=height_m,
             lidar_reason=fused.refused if fused is not None else "no LiDAR cloud for this frame (stale LiDAR)")
