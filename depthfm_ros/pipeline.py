@@ -94,7 +94,9 @@ class DepthFMPipeline:
     def preprocess(self, batch: list[np.ndarray], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Engine inputs for same-size RGB images at the processing size: images (b, 3, h, w) in [-1, 1] and the
         ensemble noise (b*M, 4, h/8, w/8) from this pipeline's generator."""
-        rgb_bchw = np.stack([to_model_input(rgb, height, width) for rgb in batch])
+        rgb_bchw = np.empty((len(batch), 3, height, width), np.float32)
+        for rgb, out in zip(batch, rgb_bchw):
+            to_model_input(rgb, height, width, out)
         noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, height, width),
                                          dtype=np.float32)
         return rgb_bchw, noise

@@ -53,32 +53,49 @@ def resize_hw(array_hw: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(array_hw, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def to_model_input(rgb_hwc_u8: np.ndarray, height: int, width: int) -> np.ndarray:
-    """RGB uint8 -> float32 (3, h, w) in [-1, 1] at the processing size (official scaling x/127.5 - 1)."""
+_INPUT_LUT = np.arange(256, dtype=np.float32) / 127.5 - 1.0  # uint8 -> [-1, 1], float32 as numpy computes it
+
+
+def to_model_input(rgb_hwc_u8: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 -> float32 (3, h, w) in [-1, 1] at the processing size (official scaling x/127.5 - 1), written into
+    ``out`` when given. After the (uint8) resize one table lookup per channel: the values are exactly those of
+    ``x.astype(float32) / 127.5 - 1``."""
     rgb = resize_hw(check_rgb(rgb_hwc_u8), height, width)
-    return (rgb.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)
+    out = np.empty((3, height, width), np.float32) if out is None else out
+    for c, plane in enumerate(cv2.split(rgb)):
+        cv2.LUT(plane, _INPUT_LUT, dst=out[c])
+    return out
 
 
 def ensemble_stats(z_members_bmhw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation over ensemble members (axis 1): log-depth z and its uncertainty, both (b, h, w)."""
+    """Mean and standard deviation over ensemble members (axis 1): log-depth z and its uncertainty, both (b, h, w);
+    one member: itself and zeros (nothing computed)."""
+    if z_members_bmhw.shape[1] == 1:
+        return z_members_bmhw[:, 0], np.zeros(z_members_bmhw[:, 0].shape, z_members_bmhw.dtype)
     return z_members_bmhw.mean(axis=1), z_members_bmhw.std(axis=1)
 
 
 def members_to_input_size(z_members_bmhw: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Ensemble mean z and std of engine output (b, M, h, w), each resized back to ``height`` x ``width``: float32
-    (b, height, width)."""
-    z_bhw, std_bhw = ensemble_stats(z_members_bmhw)
-    z_bhw = np.stack([resize_hw(z, height, width) for z in z_bhw]).astype(np.float32, copy=False)
-    std_bhw = np.stack([resize_hw(s, height, width) for s in std_bhw]).astype(np.float32, copy=False)
-    return z_bhw, std_bhw
+    (b, height, width). One member's all-zero std is made at the output size, not resized."""
+    z_bhw, std_bhw = ensemble_stats(np.asarray(z_members_bmhw, np.float32))
+    z_out = np.stack([resize_hw(z, height, width) for z in z_bhw])
+    if z_members_bmhw.shape[1] == 1:
+        return z_out, np.zeros_like(z_out)
+    return z_out, np.stack([resize_hw(s, height, width) for s in std_bhw])
 
 
 def relative_depth(z_bhw: np.ndarray) -> np.ndarray:
-    """Official output: per-sample min-max of exp(z), in [0, 1] (0 near, 1 far up to the model's affine ambiguity)."""
-    d = np.exp(z_bhw.astype(np.float64))
-    axes = tuple(range(1, d.ndim))
-    lo, hi = d.min(axis=axes, keepdims=True), d.max(axis=axes, keepdims=True)
-    return ((d - lo) / np.maximum(hi - lo, 1e-12)).astype(np.float32)
+    """Official output: per-sample min-max of exp(z), in [0, 1] (0 near, 1 far up to the model's affine ambiguity).
+
+    float32 throughout (exp, then (d - lo) * 1/(hi - lo) in place): within float32 rounding of a float64 evaluation.
+    """
+    d = np.exp(np.asarray(z_bhw, np.float32))
+    for sample in d.reshape(len(d), -1):
+        lo, hi = sample.min(), sample.max()
+        sample -= lo
+        sample *= np.float32(1.0 / max(float(hi - lo), 1e-12))
+    return d
 
 
 def colorize(values_hw: np.ndarray, vmin: float | None = None, vmax: float | None = None,

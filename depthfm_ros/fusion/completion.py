@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.sparse import csr_matrix
 from scipy.ndimage import gaussian_filter
 
 from ..errors import InputError
@@ -38,49 +39,45 @@ _MAX_MOSAIC = 32000  # cv2.remap needs source images smaller than SHRT_MAX
 class _BilateralGrid:
     """Splat / blur / slice over (row, col, guide...), every axis in units of its sigma, one cell per sigma.
 
-    The points are fixed at construction (their multilinear corner weights are computed once). The blur is a
-    unit-peak Gaussian of one cell, so a lone point contributes weight ~1 at its own position. Grids are
-    ``(C, *shape)`` float32.
+    The points are fixed at construction: their multilinear corner weights form a sparse (points x cells) matrix
+    with 2^D entries per row, built without sorting, so a splat is one sparse product (its transpose) and a
+    lookup at the points another. The blur is a unit-peak Gaussian of one cell, so a lone point contributes weight
+    ~1 at its own position. Grids are ``(C, *shape)`` float32.
     """
 
     def __init__(self, lo_d: np.ndarray, hi_d: np.ndarray, coords_pd: np.ndarray):
         self.lo = np.asarray(lo_d, dtype=np.float64) - 2.0  # two cells of padding: the blur spreads past the data
         self.shape = tuple(int(s) for s in np.ceil(np.asarray(hi_d) - self.lo + 2.0).astype(int) + 1)
-        strides = [int(np.prod(self.shape[k + 1 :])) for k in range(len(self.shape))]
+        strides = np.array([int(np.prod(self.shape[k + 1 :])) for k in range(len(self.shape))], dtype=np.int64)
         g = coords_pd - self.lo
         base = np.clip(np.floor(g).astype(np.int64), 0, np.array(self.shape) - 2)
-        frac = np.clip(g - base, 0.0, 1.0).T.astype(np.float32)
-        flat0 = base @ np.array(strides, dtype=np.int64)
-        self.corners_idx, corner_w = [], []
-        for bits in range(2 ** len(frac)):
-            on = [bits >> k & 1 for k in range(len(frac))]
-            corner_w.append(np.prod([frac[k] if on[k] else 1.0 - frac[k] for k in range(len(frac))], axis=0))
-            self.corners_idx.append(flat0 + int(np.dot(on, strides)))
-        self.corners_idx = np.stack(self.corners_idx)  # (2^D, P)
-        self.corners_w = np.stack(corner_w).astype(np.float32)
+        frac = np.clip(g - base, 0.0, 1.0).astype(np.float32)  # (P, D)
+        num_points, dims = frac.shape
+        flat0 = base @ strides
+        # corner c has offset bit k = (c >> k) & 1 on axis k; the weights below are built in the same order
+        bits = (np.arange(2**dims)[:, None] >> np.arange(dims)[None, :]) & 1  # (2^D, D)
+        corners_idx = flat0[:, None] + (bits @ strides)[None, :]  # (P, 2^D)
+        corners_w = np.ones((num_points, 1), np.float32)
+        for k in range(dims):  # grows (P, 1) -> (P, 2^D) in the order of ``bits``
+            pair = np.stack([1.0 - frac[:, k], frac[:, k]], axis=1)  # (P, 2): this axis' lower / upper corner
+            corners_w = (pair[:, :, None] * corners_w[:, None, :]).reshape(num_points, 2 ** (k + 1))
+        size = int(np.prod(self.shape))
+        self.points = csr_matrix(
+            (corners_w.ravel(), corners_idx.ravel(), np.arange(0, corners_w.size + 1, 2**dims)),
+            shape=(num_points, size))
         # What a point gives itself after splat, blur and sample (the multilinear weights are separable).
-        self.self_weight = np.prod((1 - frac) ** 2 + frac**2 + 2 * np.exp(-0.5) * frac * (1 - frac), axis=0)
-
-    def subset(self, keep: np.ndarray) -> "_BilateralGrid":
-        out = object.__new__(_BilateralGrid)
-        out.lo, out.shape, out.self_weight = self.lo, self.shape, self.self_weight[keep]
-        out.corners_idx, out.corners_w = self.corners_idx[:, keep], self.corners_w[:, keep]
-        return out
+        self.self_weight = np.prod((1 - frac) ** 2 + frac**2 + 2 * np.exp(-0.5) * frac * (1 - frac), axis=1)
 
     def splat_blur(self, values_cp: np.ndarray) -> np.ndarray:
         """Grid ``(C, *shape)`` float32 of ``values`` (one row per channel) splatted at the points and blurred."""
-        size = int(np.prod(self.shape))
-        idx = self.corners_idx.ravel()
-        out = np.stack([np.bincount(idx, weights=(self.corners_w * v).ravel(), minlength=size) for v in values_cp])
-        out = out.reshape(-1, *self.shape)
-        for c in range(len(out)):
-            out[c] = gaussian_filter(out[c], sigma=1.0, mode="constant", truncate=3.0) * _BLUR_Z ** len(self.shape)
-        return out.astype(np.float32)
+        out = (self.points.T @ np.asarray(values_cp, np.float32).T).T.reshape(-1, *self.shape)
+        out = gaussian_filter(out, sigma=(0.0,) + (1.0,) * len(self.shape), mode="constant", truncate=3.0)
+        out *= np.float32(_BLUR_Z ** len(self.shape))
+        return out
 
     def sample(self, grid_c: np.ndarray) -> np.ndarray:
         """Multilinear lookup ``(C, P)`` of ``grid_c`` at the points."""
-        flat = grid_c.reshape(len(grid_c), -1)
-        return np.stack([(f.take(self.corners_idx) * self.corners_w).sum(0) for f in flat])
+        return (self.points @ grid_c.reshape(len(grid_c), -1).T).T
 
     def range_cells(self, range_hw: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per guide axis, the (cell index, fraction) of every pixel; shared by grids with the same guide axes."""
@@ -108,18 +105,21 @@ class _BilateralGrid:
         map_x = (np.arange(w) / sigma_px - self.lo[1]).astype(np.float32)[None, :]
         mx0 = range_cells[0][0] * np.float32(gx) + map_x
         my0 = range_cells[1][0] * np.float32(gy) + map_y if nr == 2 else np.broadcast_to(map_y, (h, w))
-        out = np.zeros((h, w, len(grid_c)), dtype=np.float32)
-        for bits in range(2**nr):
-            step0, step1 = bits & 1, bits >> 1 & 1
-            frac0 = range_cells[0][1]
-            wgt = frac0 if step0 else 1.0 - frac0
-            if nr == 2:
-                frac1 = range_cells[1][1]
-                wgt = wgt * (frac1 if step1 else 1.0 - frac1)
+        def lookup(step0: int, step1: int) -> np.ndarray:
             mx = mx0 + np.float32(gx) if step0 else mx0
             my = np.ascontiguousarray(my0 + np.float32(gy) if step1 else my0)
-            sliced = cv2.remap(mosaic, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            out += wgt[..., None] * sliced.reshape(h, w, -1)
+            out = cv2.remap(mosaic, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            return out.reshape(h, w, -1)
+
+        def lerp(lo: np.ndarray, hi: np.ndarray, frac: np.ndarray) -> np.ndarray:  # lo + frac (hi - lo), in place
+            hi -= lo
+            hi *= frac[..., None]
+            hi += lo
+            return hi
+
+        out = lerp(lookup(0, 0), lookup(1, 0), range_cells[0][1])
+        if nr == 2:
+            out = lerp(out, lerp(lookup(0, 1), lookup(1, 1), range_cells[0][1]), range_cells[1][1])
         return out
 
 
@@ -198,13 +198,12 @@ def complete_depth(
         scale = 1.4826 * float(np.median(np.abs(dev))) if len(r) else 0.0
         keep = np.abs(dev) <= max(outlier_k * scale, min_outlier_log)
     num_rejected = int((~keep).sum())
-    rows, cols, r = rows[keep], cols[keep], r[keep]
-    levels = [grid.subset(keep) for grid in levels]
+    r_all, rows, cols, r = r, rows[keep], cols[keep], r[keep]
 
     correction = np.zeros((h, w), dtype=np.float32)
     support = np.zeros((h, w), dtype=np.float32)
     if len(r) > 0:
-        values = np.stack([r, np.ones_like(r)])
+        values = np.stack([r_all * keep, keep])  # the rejected points splat nothing
         range_cells = levels[0].range_cells(guides)  # the same for every level
         for level, (sigma, grid) in enumerate(zip(sigmas, levels)):
             num_den = grid.slice_image(grid.splat_blur(values), sigma, range_cells)

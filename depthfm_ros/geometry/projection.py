@@ -94,8 +94,9 @@ def project_points(
         T = _check_transform(T_cam_lidar)
         xyz = xyz @ T[:3, :3].T + T[:3, 3]
     z = xyz[:, 2]
-    keep = np.all(np.isfinite(xyz), axis=1) & (z > max(min_depth_m, 1e-9)) & (z <= max_depth_m)
-    xyz, z = xyz[keep], z[keep]
+    keep = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & (z > max(min_depth_m, 1e-9)) & (z <= max_depth_m)
+    xyz = np.compress(keep, xyz, axis=0)
+    z = xyz[:, 2]
     if len(z) == 0:
         return depth_hw_m
 
@@ -118,11 +119,10 @@ def project_points(
     inside = np.isfinite(col) & np.isfinite(row) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
     flat = row[inside].astype(np.int64) * w + col[inside].astype(np.int64)
     z = z[inside]
-    order = np.lexsort((z, flat))  # by pixel, nearest first
-    flat, z = flat[order], z[order]
-    first = np.ones(len(flat), dtype=bool)
-    first[1:] = flat[1:] != flat[:-1]
-    depth_hw_m.ravel()[flat[first]] = z[first]
+    nearest = np.full(h * w, np.inf)
+    np.minimum.at(nearest, flat, z)  # several points on one pixel: the nearest wins (occlusion)
+    hit = nearest < np.inf
+    depth_hw_m.ravel()[hit] = nearest[hit]
     return depth_hw_m
 
 

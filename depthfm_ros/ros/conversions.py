@@ -16,7 +16,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..errors import InputError
 from ..geometry.camera import PinholeCamera
-from .wire import HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, finite_rows, pack_points, strided_view, unpack_xyz
+from .wire import (HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, finite_rows, pack_points_array, strided_view,
+                   uint8_array, unpack_xyz)
 
 try:
     from sensor_msgs_py import point_cloud2 as _POINT_CLOUD2
@@ -84,17 +85,30 @@ def check_pixels(width: int, height: int, max_pixels: int, what: str = "image") 
                          f"({max_pixels}); refused without decoding")
 
 
+_TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
+           "mono8": cv2.COLOR_GRAY2RGB, "8UC1": cv2.COLOR_GRAY2RGB}  # rgb8 / 8UC3 are copied as they are
+
+
 def image_to_rgb(msg: Image, max_pixels: int = 0) -> np.ndarray:
-    """The model input: RGB uint8 (H, W, 3) from any colour or mono encoding (alpha dropped, 16 bit >> 8)."""
+    """The model input: RGB uint8 (H, W, 3) from any colour or mono encoding (alpha dropped, 16 bit >> 8).
+
+    8-bit images are read in one pass straight from the message buffer (row padding honoured); the result owns
+    its memory."""
     if msg.encoding not in _RGB_CHANNELS:
         raise InputError(f"image encoding {msg.encoding!r} is not a colour or mono image; "
                          f"supported: {sorted(_RGB_CHANNELS)}")
     check_pixels(msg.width, msg.height, max_pixels)
+    dtype, channels = _image_dtype(msg)
+    if dtype.itemsize == 1:
+        pixels = strided_view(msg.data, dtype, (msg.height, msg.width, channels), (msg.step, channels, 1))
+        if msg.encoding in _TO_RGB:
+            return cv2.cvtColor(pixels if channels > 1 else pixels[..., 0], _TO_RGB[msg.encoding])
+        return np.array(pixels, order="C")
     array = image_to_array(msg)
     if array.ndim == 2:
         array = array[..., None]
     rgb = np.ascontiguousarray(array[..., _RGB_CHANNELS[msg.encoding]])
-    return (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else rgb
+    return (rgb >> 8).astype(np.uint8)
 
 
 def numpy_to_image(array: np.ndarray, encoding: str, header) -> Image:
@@ -109,8 +123,10 @@ def numpy_to_image(array: np.ndarray, encoding: str, header) -> Image:
     if shape_channels != channels or array.shape[0] == 0 or array.shape[1] == 0:
         raise InputError(f"{encoding} needs a non-empty array of {channels} channel(s), got shape {array.shape}")
     height, width = array.shape[:2]
-    return Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=int(HOST_IS_BIGENDIAN),
-                 step=width * channels * array.dtype.itemsize, data=np.ascontiguousarray(array).tobytes())
+    msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=int(HOST_IS_BIGENDIAN),
+                step=width * channels * array.dtype.itemsize)
+    msg.data = uint8_array(array)  # after construction: the constructor copies data element by element
+    return msg
 
 
 def compressed_size(encoded: np.ndarray, format_: str) -> tuple[int, int]:
@@ -209,7 +225,7 @@ def xyz_to_pointcloud2(points: np.ndarray, header, rgb: np.ndarray | None = None
     already. ``is_dense`` is True when no coordinate is NaN/inf.
     """
     points = np.asarray(points)
-    data = pack_points(points, rgb)
+    data = pack_points_array(points, rgb)
     n_points = points.size // 3
     if organized_shape is None:
         organized_shape = points.shape[:2] if points.ndim == 3 else (1, n_points)
@@ -217,11 +233,13 @@ def xyz_to_pointcloud2(points: np.ndarray, header, rgb: np.ndarray | None = None
     if height * width != n_points:
         raise InputError(f"organized shape {organized_shape} does not hold {n_points} points")
     fields, point_step = build_cloud_fields(rgb is not None)
-    return PointCloud2(header=header, height=height, width=width,
-                       fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-                               for f in fields],
-                       is_bigendian=HOST_IS_BIGENDIAN, point_step=point_step, row_step=point_step * width,
-                       data=data, is_dense=bool(np.isfinite(points).all()))
+    msg = PointCloud2(header=header, height=height, width=width,
+                      fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                              for f in fields],
+                      is_bigendian=HOST_IS_BIGENDIAN, point_step=point_step, row_step=point_step * width,
+                      is_dense=bool(np.isfinite(points).all()))
+    msg.data = uint8_array(data)  # after construction: the constructor copies data element by element
+    return msg
 
 
 def output_camera(info: CameraInfo | None, width: int, height: int,

@@ -7,9 +7,11 @@ datatype codes below, and a cloud is ``height`` rows of ``width`` points, ``poin
 
 from __future__ import annotations
 
+import array as array_module
 import sys
 from typing import NamedTuple, Sequence
 
+import cv2
 import numpy as np
 
 from ..errors import InputError
@@ -39,27 +41,46 @@ def build_cloud_fields(with_rgb: bool) -> tuple[list[PointFieldSpec], int]:
     return fields, 4 * len(fields)
 
 
+def uint8_array(array: np.ndarray) -> array_module.array:
+    """A message's uint8[] ``data`` from any numpy array in one copy: rosidl keeps an ``array.array('B')`` as it is
+    (bytes would be copied once more, into one)."""
+    out = array_module.array("B")
+    out.frombytes(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return out
+
+
 def pack_points(points_n3: np.ndarray, rgb_n3_u8: np.ndarray | None = None) -> bytes:
     """Bytes of a PointCloud2 with :func:`build_cloud_fields` layout, host byte order.
 
     ``points_n3`` may also be organized (h, w, 3); ``rgb_n3_u8`` must have the same leading shape. Colour follows
     the ROS/PCL convention: ``0x00RRGGBB`` as uint32, its bits stored in the float32 field ``rgb``.
     """
+    return pack_points_array(points_n3, rgb_n3_u8).tobytes()
+
+
+def pack_points_array(points_n3: np.ndarray, rgb_n3_u8: np.ndarray | None = None) -> np.ndarray:
+    """:func:`pack_points` as a numpy array of the bytes' layout (no copy to bytes)."""
     points_n3 = np.asarray(points_n3)
     if points_n3.shape[-1:] != (3,):
         raise InputError(f"points must be (..., 3), got shape {points_n3.shape}")
     xyz = points_n3.reshape(-1, 3)
     if rgb_n3_u8 is None:
-        return xyz.astype(np.float32, copy=False).tobytes()
+        return np.ascontiguousarray(xyz, np.float32)
     rgb_n3_u8 = np.asarray(rgb_n3_u8)
     if rgb_n3_u8.dtype != np.uint8 or rgb_n3_u8.shape != points_n3.shape:
         raise InputError(f"rgb must be uint8 of the points' shape {points_n3.shape}, got {rgb_n3_u8.dtype} "
                          f"{rgb_n3_u8.shape}")
-    rgb = rgb_n3_u8.reshape(-1, 3).astype(np.uint32)
-    packed = np.empty((xyz.shape[0], 4), np.float32)
-    packed[:, :3] = xyz
-    packed[:, 3].view(np.uint32)[:] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-    return packed.tobytes()
+    if xyz.shape[0] == 0:
+        return np.empty((0, 4), np.float32)
+    # 0x00RRGGBB: OpenCV's RGB -> BGRA puts B, G, R, A in memory, a little-endian uint32 A<<24 | R<<16 | G<<8 | B
+    colour = cv2.cvtColor(np.ascontiguousarray(rgb_n3_u8.reshape(1, -1, 3)), cv2.COLOR_RGB2BGRA)
+    colour = colour.reshape(-1).view(np.uint32)
+    if HOST_IS_BIGENDIAN:
+        colour.byteswap(inplace=True)
+    colour &= np.uint32(0x00FFFFFF)
+    # cv2.merge interleaves the four 32-bit columns as integers: every bit is kept (NaN payloads, colour bits)
+    xyz_bits = np.ascontiguousarray(xyz, np.float32).view(np.int32).reshape(1, -1, 3)
+    return cv2.merge([xyz_bits, colour.view(np.int32).reshape(1, -1, 1)])
 
 
 def unpack_rgb(rgb_packed_f4: np.ndarray) -> np.ndarray:
