@@ -6,12 +6,14 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from .backends.base import Backend
 from .errors import InputError
 from .processing import check_rgb, members_to_input_size, processing_size, relative_depth, to_model_input
 from .settings import ModelSettings
 from .shapes import latent_noise_shape
+from .tensor_processing import postprocess_tensor, to_model_input_tensor
 
 
 @dataclass
@@ -43,10 +45,12 @@ class DepthFMPipeline:
             An engine built for a fixed size overrides it.
         ensemble_size: members per image, run as one batch; their std is the uncertainty.
         seed: seed of the noise generator (reproducible runs); None draws fresh entropy.
+        tensor_processing: pre/post-process on the engine's torch device (:mod:`depthfm_ros.tensor_processing`);
+            None (default) does so when the engine runs on a CUDA device, else with numpy/OpenCV on the CPU.
     """
 
     def __init__(self, backend: Backend, processing_resolution: int = 512, ensemble_size: int = 1,
-                 seed: int | None = 0):
+                 seed: int | None = 0, tensor_processing: bool | None = None):
         if ensemble_size < 1:
             raise InputError(f"ensemble_size must be >= 1, got {ensemble_size}")
         processing_size(64, 64, processing_resolution)  # validates the resolution
@@ -57,6 +61,12 @@ class DepthFMPipeline:
         self.processing_resolution = processing_resolution
         self.ensemble_size = ensemble_size
         self.rng = np.random.default_rng(seed)
+        device = backend.tensor_device
+        if tensor_processing is None:
+            tensor_processing = device is not None and device.type == "cuda"
+        if tensor_processing and device is None:
+            raise InputError(f"{backend.name} does not compute on torch tensors: tensor_processing needs such a backend")
+        self.tensor_device = device if tensor_processing else None
 
     def identical_members_warning(self) -> str:
         """Why the ensemble std will be zero everywhere ("" when it will not): noising_step 0 adds no noise."""
@@ -93,12 +103,16 @@ class DepthFMPipeline:
 
     def preprocess(self, batch: list[np.ndarray], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Engine inputs for same-size RGB images at the processing size: images (b, 3, h, w) in [-1, 1] and the
-        ensemble noise (b*M, 4, h/8, w/8) from this pipeline's generator."""
+        ensemble noise (b*M, 4, h/8, w/8) from this pipeline's generator (torch tensors on the engine's device with
+        ``tensor_processing``; the noise is the same either way)."""
+        noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, height, width),
+                                         dtype=np.float32)
+        if self.tensor_device is not None:
+            rgb_bchw = torch.stack([to_model_input_tensor(rgb, height, width, self.tensor_device) for rgb in batch])
+            return rgb_bchw, torch.from_numpy(noise).to(self.tensor_device, non_blocking=True)
         rgb_bchw = np.empty((len(batch), 3, height, width), np.float32)
         for rgb, out in zip(batch, rgb_bchw):
             to_model_input(rgb, height, width, out)
-        noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, height, width),
-                                         dtype=np.float32)
         return rgb_bchw, noise
 
     @staticmethod
@@ -113,9 +127,14 @@ class DepthFMPipeline:
         h, w = self.size_for(h_in, w_in)
         rgb_bchw, noise = self.preprocess(batch, h, w)
         t1 = time.perf_counter()
-        members = self.backend.run(rgb_bchw, noise)
-        t2 = time.perf_counter()
-        z_bhw, std_bhw, depth_bhw = self.postprocess(members, h_in, w_in)
+        if self.tensor_device is not None:
+            members = self.backend.run_tensors(rgb_bchw, noise)
+            t2 = time.perf_counter()
+            z_bhw, std_bhw, depth_bhw = postprocess_tensor(members, h_in, w_in)
+        else:
+            members = self.backend.run(rgb_bchw, noise)
+            t2 = time.perf_counter()
+            z_bhw, std_bhw, depth_bhw = self.postprocess(members, h_in, w_in)
         t3 = time.perf_counter()
         timings = {"preprocess": 1e3 * (t1 - t0), "engine": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
         return [DepthPrediction(z, d, s, (h, w), self.ensemble_size,

@@ -41,6 +41,7 @@ from depthfm_ros.geometry.projection import PointsOptions, points_from_depth  # 
 from depthfm_ros.pipeline import DepthFMPipeline  # noqa: E402
 from depthfm_ros.ros import conversions  # noqa: E402
 from depthfm_ros.sim import synthetic  # noqa: E402
+from depthfm_ros.tensor_processing import postprocess_tensor  # noqa: E402
 
 #: per-stage targets in ms at 640x480 on one core (issue 14); "base" = conversion + pre + post + messages
 TARGETS_MS = {"base": 4.0, "fit": 3.0, "completion": 10.0, "points": 4.0}
@@ -87,7 +88,8 @@ def time_stage(fn, repeats: int) -> tuple[dict, object]:
     return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}, result
 
 
-def bench_size(width: int, height: int, ensemble_size: int, resolution: int, repeats: int) -> dict:
+def bench_size(width: int, height: int, ensemble_size: int, resolution: int, repeats: int,
+               torch_device: str | None = None) -> dict:
     scene, sim, scan, image_msg, cloud_msg = frame_inputs(width, height)
     pipeline = DepthFMPipeline(ReplayBackend(sim.z_hw), resolution, ensemble_size, seed=0)
     h, w = pipeline.size_for(height, width)
@@ -99,7 +101,6 @@ def bench_size(width: int, height: int, ensemble_size: int, resolution: int, rep
     z_hw, std_hw, rel_hw = z[0], std[0], rel[0]
     header = image_msg.header
 
-    points_cam = scan.points_n3
     stages["cloud"], xyz = time_stage(lambda: conversions.pointcloud2_to_xyz(cloud_msg), repeats)
     stages["projection"], sparse = time_stage(
         lambda: sparse_depth(xyz, scene.camera, scan.T_cam_lidar, width, height, 0.1, 100.0), repeats)
@@ -118,10 +119,23 @@ def bench_size(width: int, height: int, ensemble_size: int, resolution: int, rep
         return conversions.xyz_to_pointcloud2(cloud.xyz, header, cloud.rgb)
 
     stages["points"], _ = time_stage(points, repeats)
+    if torch_device is not None:  # the GPU pre/post path (tensor_processing), timed to the host copy of each output
+        tensors = DepthFMPipeline(ReplayBackend(sim.z_hw), resolution, ensemble_size, seed=0, tensor_processing=False)
+        tensors.tensor_device = torch.device(torch_device)
+        sync = torch.cuda.synchronize if tensors.tensor_device.type == "cuda" else (lambda: None)
+
+        def pre():
+            out = tensors.preprocess([rgb], h, w)
+            sync()
+            return out
+
+        stages[f"preprocess[{torch_device}]"], (rgb_t, noise_t) = time_stage(pre, repeats)
+        members_t = torch.from_numpy(members).to(tensors.tensor_device)
+        stages[f"postprocess[{torch_device}]"], _ = time_stage(
+            lambda: postprocess_tensor(members_t, height, width), repeats)
     base = [stages[s]["median_ms"] for s in BASE_STAGES]
     stages["base"] = {"median_ms": float(sum(base)),
                       "p95_ms": float(sum(stages[s]["p95_ms"] for s in BASE_STAGES))}
-    del points_cam
     return {"size": f"{width}x{height}", "processing_size": f"{w}x{h}", "ensemble_size": ensemble_size,
             "lidar_points": int(len(xyz)), "lidar_pixels": int(np.isfinite(sparse).sum()), "stages": stages}
 
@@ -129,13 +143,13 @@ def bench_size(width: int, height: int, ensemble_size: int, resolution: int, rep
 def print_table(result: dict) -> None:
     print(f"\n{result['size']} (processing {result['processing_size']}, ensemble {result['ensemble_size']}, "
           f"{result['lidar_points']} LiDAR points, {result['lidar_pixels']} in the image)")
-    print(f"  {'stage':12s} {'median ms':>10s} {'p95 ms':>8s} {'target ms':>10s}")
+    print(f"  {"stage":18s} {'median ms':>10s} {'p95 ms':>8s} {'target ms':>10s}")
     at_target_size = result["size"] == "640x480"
     for name, row in result["stages"].items():
         target = TARGETS_MS.get(name)
         mark = "" if target is None or not at_target_size else ("  ok" if row["median_ms"] <= target else "  OVER")
         target_text = f"{target:10.1f}" if target is not None else f"{'':10s}"
-        print(f"  {name:12s} {row['median_ms']:10.2f} {row['p95_ms']:8.2f} {target_text}{mark}")
+        print(f"  {name:18s} {row['median_ms']:10.2f} {row['p95_ms']:8.2f} {target_text}{mark}")
 
 
 def main() -> None:
@@ -145,6 +159,7 @@ def main() -> None:
     parser.add_argument("--processing-resolution", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--core", type=int, default=0, help="CPU core to pin to (-1: do not pin)")
+    parser.add_argument("--torch-device", help="also time the tensor pre/post path on this device (cuda, cpu)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.core >= 0 and hasattr(os, "sched_setaffinity"):
@@ -156,7 +171,8 @@ def main() -> None:
     results = []
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
-        results.append(bench_size(width, height, args.ensemble_size, args.processing_resolution, args.repeats))
+        results.append(bench_size(width, height, args.ensemble_size, args.processing_resolution, args.repeats,
+                                  args.torch_device))
         print_table(results[-1])
     if args.json:
         with open(args.json, "w") as f:

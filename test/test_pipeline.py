@@ -2,8 +2,12 @@ import cv2
 import numpy as np
 import pytest
 
+import torch
+
+from depthfm_ros.backends.base import Backend
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.errors import InputError
+from depthfm_ros.models.architectures import build_tiny_depthfm
 from depthfm_ros.pipeline import DepthFMPipeline
 
 
@@ -100,3 +104,31 @@ def test_noising_step_0_says_the_ensemble_cannot_spread(official_tiny, tmp_path,
     for noising_step, members in ((400, 2), (0, 1)):
         pipe = DepthFMPipeline(TorchBackend(build_tiny_depthfm(noising_step=noising_step), num_steps=1), 64, members)
         assert pipe.identical_members_warning() == ""
+
+
+def test_tensor_processing_on_cpu_tensors_gives_the_numpy_path_results():
+    """The GPU pre/post path (tensor_processing) run on CPU tensors: same noise, same engine, the same outputs as
+    the numpy/OpenCV path within float32 rounding (640x480 -> 512x384 is a non-integer area shrink: the resized
+    image is identical)."""
+    backend = TorchBackend(build_tiny_depthfm(seed=0, noising_step=400), num_steps=1, device="cpu")
+    rgb = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    plain = DepthFMPipeline(backend, processing_resolution=192, ensemble_size=3, seed=7)
+    tensors = DepthFMPipeline(backend, processing_resolution=192, ensemble_size=3, seed=7, tensor_processing=True)
+    assert plain.tensor_device is None and tensors.tensor_device == torch.device("cpu")
+    a, b = plain(rgb), tensors(rgb)
+    assert b.z_hw.shape == (240, 320) and b.std_z_hw.std() > 0
+    np.testing.assert_allclose(b.z_hw, a.z_hw, atol=2e-6)
+    np.testing.assert_allclose(b.std_z_hw, a.std_z_hw, atol=2e-6)
+    np.testing.assert_allclose(b.relative_depth_hw, a.relative_depth_hw, atol=2e-6)
+
+
+def test_tensor_processing_needs_a_tensor_backend():
+    class NumpyOnly(Backend):
+        name, num_steps = "numpy-only", 1
+
+        def run(self, rgb_bchw, noise):
+            return np.zeros((rgb_bchw.shape[0], 1, *rgb_bchw.shape[2:]), np.float32)
+
+    assert DepthFMPipeline(NumpyOnly()).tensor_device is None  # auto: numpy path
+    with pytest.raises(InputError, match="tensor"):
+        DepthFMPipeline(NumpyOnly(), tensor_processing=True)

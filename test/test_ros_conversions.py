@@ -116,6 +116,23 @@ def test_image_to_rgb_channel_orders():
     np.testing.assert_array_equal(image_to_rgb(image_msg(bgr16, "bgr16")), [[[3, 2, 1]]])
 
 
+@pytest.mark.parametrize("encoding", ["rgb8", "8UC3", "bgr8", "rgba8", "bgra8", "mono8", "8UC1"])
+@pytest.mark.parametrize("pad", [0, 5])
+def test_image_to_rgb_fast_paths_equal_the_channel_selection(encoding, pad):
+    """The one-pass 8-bit paths (copy / cv2.cvtColor straight from the buffer) give exactly what selecting the
+    channels of image_to_array gives, with odd row padding, in memory of their own."""
+    array = sample(encoding, 37, 53)
+    msg = image_msg(array, encoding, pad)
+    out = image_to_rgb(msg)
+    full = image_to_array(msg)
+    full = full[..., None] if full.ndim == 2 else full
+    np.testing.assert_array_equal(out, full[..., conversions._RGB_CHANNELS[encoding]])
+    assert out.flags.c_contiguous and out.flags.owndata and out.shape == (37, 53, 3)
+    out[:] = 0  # writing to the result never touches the message
+    np.testing.assert_array_equal(image_to_array(msg)[..., 0] if full.shape[2] > 1 else image_to_array(msg),
+                                  full[..., 0] if full.shape[2] > 1 else full[..., 0])
+
+
 def test_bad_images_raise_input_error():
     good = image_msg(sample("rgb8"), "rgb8")
     cases = {

@@ -44,6 +44,20 @@ def test_fields_pack_and_unpack_round_trip(with_rgb):
         assert packed[:1].view(np.uint32)[0] == (r << 16) | (g << 8) | b
 
 
+def test_packing_is_bit_exact_for_every_colour_and_nan_payload():
+    """The cv2 packing (BGRA lookup + 32-bit merge) equals the shift formula on every value, keeps NaN payloads and
+    colours whose bits are float32 denormals, and packs no points to no bytes."""
+    rgb = np.stack(np.meshgrid(np.arange(0, 256, 5), np.arange(0, 256, 3), np.arange(0, 256, 7)), -1)
+    rgb = rgb.reshape(-1, 3).astype(np.uint8)
+    points = np.random.default_rng(1).normal(size=(len(rgb), 3)).astype(np.float32)
+    points[::7, 1] = np.array([0x7FC01234], np.uint32).view(np.float32)[0]  # a NaN with a payload
+    words = np.frombuffer(pack_points(points, rgb), np.uint32).reshape(-1, 4)
+    np.testing.assert_array_equal(words[:, :3], points.view(np.uint32))
+    c = rgb.astype(np.uint32)
+    np.testing.assert_array_equal(words[:, 3], (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2])
+    assert pack_points(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)) == b""
+
+
 def layout_bytes(points_n3, spec, point_step, byteorder, row_pad=0, width=None):
     """Write points with an arbitrary per-field layout (numpy structured dtype) plus junk padding."""
     width = width or len(points_n3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+import torch
 
 from ..errors import BackendError, InputError
 from ..shapes import ensemble_size_of
@@ -27,6 +28,15 @@ class Backend(ABC):
     @abstractmethod
     def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """z members (b, M, h, w) for images (b, 3, h, w) and noise (b*M, 4, h/8, w/8)."""
+
+    @property
+    def tensor_device(self):
+        """The torch device this engine computes on when it takes tensors (:meth:`run_tensors`), else None."""
+        return None
+
+    def run_tensors(self, rgb_bchw, noise):
+        """:meth:`run` on torch tensors, returning a tensor; engines on a GPU override it to keep data there."""
+        return torch.from_numpy(self.run(rgb_bchw.cpu().numpy(), noise.cpu().numpy()))
 
     def check_inputs(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> int:
         """Validate shapes against this engine; return the ensemble size M."""

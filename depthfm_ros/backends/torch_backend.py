@@ -37,10 +37,6 @@ class TorchBackend(Backend):
             model.set_rescale_attention(rescale_attention)
         self.rescale_attention = getattr(model, "rescale_attention", False)
         self.dtype = dtype
-        self.noising_step = model.noising_step
-        if rescale_attention is not None:
-            model.set_rescale_attention(rescale_attention)
-        self.rescale_attention = getattr(model, "rescale_attention", False)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None,
@@ -48,13 +44,21 @@ class TorchBackend(Backend):
         """``tiny_vae``/``vae_kind`` select the distilled tiny VAE (see :meth:`DepthFM.load`)."""
         return cls(DepthFM.load(checkpoint, vae, tiny_vae=tiny_vae, vae_kind=vae_kind), **kwargs)
 
+    @property
+    def tensor_device(self) -> torch.device:
+        return self.device
+
     @torch.inference_mode()
     def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return self.run_tensors(torch.from_numpy(np.ascontiguousarray(rgb_bchw)),
+                                torch.from_numpy(np.ascontiguousarray(noise))).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def run_tensors(self, rgb_bchw: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """:meth:`run` on tensors, kept on this backend's device: z members (b, M, h, w) in the model's dtype."""
         self.check_inputs(rgb_bchw, noise)
         dt = self.model.dtype
-        images = torch.from_numpy(np.ascontiguousarray(rgb_bchw)).to(self.device, dt)
-        z = self.model(images, torch.from_numpy(np.ascontiguousarray(noise)).to(self.device, dt), self.num_steps)
-        return z.float().cpu().numpy()
+        return self.model(rgb_bchw.to(self.device, dt), noise.to(self.device, dt), self.num_steps)
 
     def describe(self) -> str:
         vae = ", tiny VAE" if self.model.tiny_vae is not None else ""

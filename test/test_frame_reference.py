@@ -1,0 +1,78 @@
+"""The per-frame speed-ups of issue 14 keep every output: each function against the results the straightforward
+implementation gave before them (test/fixtures/frame_reference.npz, made by make_frame_reference.py at commit
+fe60677), or against a plain numpy re-statement of the old code where that is short."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from depthfm_ros.fusion.alignment import fit_log_depth
+from depthfm_ros.fusion.completion import complete_depth
+from depthfm_ros.fusion.frame import sparse_depth
+from depthfm_ros.processing import members_to_input_size, relative_depth, to_model_input
+from depthfm_ros.sim import synthetic
+
+REFERENCE = np.load(Path(__file__).parent / "fixtures" / "frame_reference.npz")
+CASES = ((0, "vlp16", 0.05), (1, "random2pct", 0.3), (2, "os64", 0.6))
+
+
+def _case(seed, pattern, outliers):
+    scene = synthetic.make_scene(np.random.default_rng(seed), 160, 120)
+    sim = synthetic.simulate_prediction(scene, np.random.default_rng([seed, 1]))
+    scan = synthetic.simulate_lidar(scene, pattern, np.random.default_rng([seed, 2]), outlier_fraction=outliers)
+    return scene, sim, scan
+
+
+@pytest.mark.parametrize("seed,pattern,outliers", CASES)
+def test_projection_fit_and_completion_match_the_reference(seed, pattern, outliers):
+    scene, sim, scan = _case(seed, pattern, outliers)
+    key = f"s{seed}"
+    sparse = sparse_depth(scan.points_n3, scene.camera, scan.T_cam_lidar, 160, 120, 0.1, 100)
+    np.testing.assert_array_equal(sparse, REFERENCE[key + "_sparse"])  # nearest point per pixel, bit for bit
+
+    fit = fit_log_depth(sim.z_hw, sparse, sim.std_z_hw)
+    a, b, rms, inliers, points = REFERENCE[key + "_fit"]
+    assert (fit.num_inliers, fit.num_points) == (int(inliers), int(points))
+    np.testing.assert_allclose([fit.a, fit.b, fit.rms_log], [a, b, rms], rtol=1e-7)
+
+    completed = complete_depth(sim.z_hw, sparse, fit, guide_hw=scene.rgb_hwc_u8 if seed == 1 else None)
+    assert completed.num_rejected == int(REFERENCE[key + "_rejected"])
+    np.testing.assert_allclose(completed.depth_hw_m, REFERENCE[key + "_completed"], rtol=2e-6)
+
+
+def test_postprocessing_matches_the_reference():
+    members = np.random.default_rng(5).normal(0, 0.3, (2, 3, 32, 48)).astype(np.float32)
+    z, std = members_to_input_size(members, 40, 60)
+    np.testing.assert_allclose(z, REFERENCE["post_z"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(std, REFERENCE["post_std"], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(relative_depth(z), REFERENCE["post_rel"], atol=3e-7)
+
+
+def test_relative_depth_is_the_float64_min_max_within_float32_rounding():
+    z = np.random.default_rng(0).normal(0, 1.5, (3, 48, 64)).astype(np.float32)
+    d = np.exp(z.astype(np.float64))
+    lo, hi = d.min(axis=(1, 2), keepdims=True), d.max(axis=(1, 2), keepdims=True)
+    out = relative_depth(z)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, (d - lo) / (hi - lo), atol=2e-7)
+    assert out.min() == 0.0 and out.reshape(3, -1).max(axis=1).tolist() == pytest.approx([1, 1, 1], abs=1e-7)
+
+
+def test_one_member_gives_zero_std_without_computing_it():
+    members = np.random.default_rng(1).normal(size=(2, 1, 32, 48)).astype(np.float32)
+    z, std = members_to_input_size(members, 64, 96)
+    ref = np.stack([cv2.resize(m[0], (96, 64), interpolation=cv2.INTER_LINEAR) for m in members])
+    np.testing.assert_array_equal(z, ref)
+    assert std.shape == z.shape and std.dtype == np.float32 and not std.any()
+
+
+@pytest.mark.parametrize("size", [(480, 640), (384, 512), (720, 1280)])
+def test_model_input_is_bit_identical_to_the_numpy_formula(size):
+    rgb = np.random.default_rng(2).integers(0, 256, (*size, 3), dtype=np.uint8)
+    for h, w in ((384, 512), (size[0], size[1]), (512, 704)):
+        resized = rgb if (h, w) == size else cv2.resize(
+            rgb, (w, h), interpolation=cv2.INTER_AREA if h * w < size[0] * size[1] else cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(to_model_input(rgb, h, w),
+                                      (resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))
