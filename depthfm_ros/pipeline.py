@@ -65,7 +65,7 @@ class DepthFMPipeline:
         if tensor_processing is None:
             tensor_processing = device is not None and device.type == "cuda"
         if tensor_processing and device is None:
-            raise InputError(f"{backend.name} does not compute on torch tensors: tensor_processing needs such a backend")
+            raise InputError(f"{backend.name} does not compute on torch tensors: tensor_processing needs one that does")
         self.tensor_device = device if tensor_processing else None
 
     def identical_members_warning(self) -> str:

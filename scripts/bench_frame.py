@@ -143,7 +143,7 @@ def bench_size(width: int, height: int, ensemble_size: int, resolution: int, rep
 def print_table(result: dict) -> None:
     print(f"\n{result['size']} (processing {result['processing_size']}, ensemble {result['ensemble_size']}, "
           f"{result['lidar_points']} LiDAR points, {result['lidar_pixels']} in the image)")
-    print(f"  {"stage":18s} {'median ms':>10s} {'p95 ms':>8s} {'target ms':>10s}")
+    print(f"  {'stage':18s} {'median ms':>10s} {'p95 ms':>8s} {'target ms':>10s}")
     at_target_size = result["size"] == "640x480"
     for name, row in result["stages"].items():
         target = TARGETS_MS.get(name)

@@ -1,7 +1,6 @@
 import cv2
 import numpy as np
 import pytest
-
 import torch
 
 from depthfm_ros.backends.base import Backend

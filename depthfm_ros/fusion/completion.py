@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.sparse import csr_matrix
 from scipy.ndimage import gaussian_filter
+from scipy.sparse import csr_matrix
 
 from ..errors import InputError
 from .alignment import LogDepthFit, check_float_map

@@ -16,8 +16,16 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from ..errors import InputError
 from ..geometry.camera import PinholeCamera
-from .wire import (HOST_IS_BIGENDIAN, build_cloud_fields, byte_buffer, finite_rows, pack_points_array, strided_view,
-                   uint8_array, unpack_xyz)
+from .wire import (
+    HOST_IS_BIGENDIAN,
+    build_cloud_fields,
+    byte_buffer,
+    finite_rows,
+    pack_points_array,
+    strided_view,
+    uint8_array,
+    unpack_xyz,
+)
 
 try:
     from sensor_msgs_py import point_cloud2 as _POINT_CLOUD2
