@@ -2,6 +2,7 @@
 and the bench's FLOP counter. GPU-only TensorRT tests skip without tensorrt + CUDA."""
 
 import dataclasses
+import json
 import logging
 import re
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fake_tensorrt import FakeTensorRT
 from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
 
 from depthfm_ros import backends
@@ -101,7 +103,7 @@ def test_engine_cache_key_changes_with_every_field():
     keys = {SPEC.cache_key()}
     changes = {"model_hash": "fedcba9876543210", "kind": "step", "num_steps": 1, "ensemble_size": 1, "height": 448,
                "width": 512, "precision": "fp32", "tensorrt_version": "10.4.0", "max_batch": 2, "device": "x sm89",
-               "noising_step": 200, "max_members": 16}
+               "noising_step": 200, "max_members": 16, "graph_hash": "0123456789abcdef"}
     assert set(changes) == {f.name for f in dataclasses.fields(EngineSpec)}
     for field, value in changes.items():
         keys.add(dataclasses.replace(SPEC, **{field: value}).cache_key())
@@ -214,85 +216,6 @@ def test_exported_fused_and_split_graphs_run_for_any_noising_step(tmp_path, nois
         np.testing.assert_allclose(expected[:, 0], expected[:, 1], atol=1e-6)
 
 
-class _FakeTensorRT:
-    """A stand-in ``tensorrt`` module recording the builder calls (TensorRT needs a GPU to run for real)."""
-
-    def __init__(self, version: str, with_fp16: bool = True):
-        import types
-
-        self.__version__, self.calls = version, []
-        flags = {"FP16": "FP16"} if with_fp16 else {}
-        self.BuilderFlag = types.SimpleNamespace(**flags)
-        self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-        self.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0)
-        fake = self
-
-        class Logger:
-            WARNING = 2
-
-            def __init__(self, level):
-                pass
-
-        class Cache:
-            def serialize(self):
-                return b"timing-cache"
-
-        class Config:
-            def set_memory_pool_limit(self, pool, size):
-                fake.calls.append(("pool", pool, size))
-
-            def set_flag(self, flag):
-                fake.calls.append(("flag", flag))
-
-            def add_optimization_profile(self, profile):
-                fake.calls.append(("profile", dict(profile.shapes)))
-
-            def create_timing_cache(self, data):
-                return Cache()
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                pass
-
-            def get_timing_cache(self):
-                return Cache()
-
-        class Profile:
-            def __init__(self):
-                self.shapes = {}
-
-            def set_shape(self, name, lo, opt, hi):
-                self.shapes[name] = (lo, opt, hi)
-
-        class Builder:
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                return "network"
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                fake.calls.append(("build",))
-                return b"engine-bytes"
-
-        class OnnxParser:
-            num_errors = 0
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse_from_file(self, path):
-                fake.calls.append(("parse", path))
-                return True
-
-        self.Logger, self.Builder, self.OnnxParser = Logger, Builder, OnnxParser
-
-
 @pytest.mark.parametrize("version, fp16_flag", [("10.9.0", True), ("11.0.0", False)])
 def test_engine_build_drives_the_tensorrt_api_and_guards_the_fp16_flag(monkeypatch, tmp_path, graphs, version,
                                                                        fp16_flag):
@@ -304,7 +227,7 @@ def test_engine_build_drives_the_tensorrt_api_and_guards_the_fp16_flag(monkeypat
     from depthfm_ros.backends.export import read_sidecar
     from depthfm_ros.backends.tensorrt_backend import EngineSpec, build_engine
 
-    fake = _FakeTensorRT(version, with_fp16=fp16_flag)
+    fake = FakeTensorRT(version, with_fp16=fp16_flag)
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     onnx_path = graphs[(1, 1)]
     info = read_sidecar(onnx_path)
@@ -316,9 +239,10 @@ def test_engine_build_drives_the_tensorrt_api_and_guards_the_fp16_flag(monkeypat
         assert ("build",) not in fake.calls
         return
     assert build_engine(onnx_path, spec, engine, cache) == engine
-    assert engine.read_bytes() == b"engine-bytes" and cache.read_bytes() == b"timing-cache"
+    assert json.loads(engine.read_bytes())["onnx"] == str(onnx_path) and cache.read_bytes() == b"timing-cache"
     assert not list(tmp_path.glob("*.tmp"))
     assert ("flag", "FP16") in fake.calls and ("parse", str(onnx_path)) in fake.calls
+    assert ("ignore_mismatch", False) in fake.calls  # a cache of another GPU / version is not silently used
     profile = next(c[1] for c in fake.calls if c[0] == "profile")
     assert profile["image"][1] == (1, 3, info.height, info.width) and set(profile) == {"image", "noise"}
     assert tensorrt_backend.read_engine_spec(engine) == spec
@@ -327,3 +251,138 @@ def test_engine_build_drives_the_tensorrt_api_and_guards_the_fp16_flag(monkeypat
 def test_tensorrt_extra_is_pinned_to_the_tested_range():
     text = (Path(__file__).resolve().parents[1] / "setup.py").read_text()
     assert '"tensorrt": ["tensorrt>=10,<11"]' in text and "cuda-python" not in text
+
+
+# ------------------------------------------------------------------ TensorRT runtime through the stand-in module
+@pytest.fixture
+def fake_trt(monkeypatch):
+    import sys
+
+    def install(**kwargs):
+        fake = FakeTensorRT(**kwargs)
+        monkeypatch.setitem(sys.modules, "tensorrt", fake)
+        return fake
+
+    return install
+
+
+def _inputs(b=1, m=1, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-1, 1, (b, 3, HEIGHT, WIDTH)).astype(np.float32),
+            rng.standard_normal((b * m, 4, HEIGHT // 8, WIDTH // 8)).astype(np.float32))
+
+
+@pytest.mark.parametrize("which", ["fused", "split"])
+def test_tensorrt_backend_runs_engines_by_name_and_caches_them(fake_trt, graphs, tmp_path, which):
+    """engine_for -> TrtEngine -> TensorRTBackend.run with the stand-in runtime executing each engine's graph through
+    the bound addresses: the same z as onnxruntime on the same graphs; a second backend reuses every engine."""
+    from depthfm_ros.backends.onnx_backend import OnnxBackend
+    from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
+
+    fake = fake_trt()
+    source = graphs[(2, 4)] if which == "fused" else graphs["split"]
+    rgb, noise = _inputs(1, 4)
+    backend = TensorRTBackend(source, num_steps=2, ensemble_size=4, cache_dir=tmp_path, device="cpu")
+    builds = [c for c in fake.calls if c[0] == "build"]
+    assert len(builds) == (1 if which == "fused" else 3)
+    z = backend.run(rgb, noise)
+    expected = OnnxBackend(source, num_steps=2).run(rgb, noise)
+    assert z.shape == (1, 4, HEIGHT, WIDTH) and z.dtype == np.float32
+    np.testing.assert_allclose(z, expected, atol=1e-5)
+    executes = [c for c in fake.calls if c[0] == "execute"]
+    assert len(executes) == (1 if which == "fused" else 1 + 2 + 1)  # encoder, k steps, decoder
+    assert {name for _, name, _ in (c for c in fake.calls if c[0] == "shape")} <= {"image", "noise", "x_t", "t",
+                                                                                  "z_img", "x_1"}
+    again = TensorRTBackend(source, num_steps=2, ensemble_size=4, cache_dir=tmp_path, device="cpu")
+    assert len([c for c in fake.calls if c[0] == "build"]) == len(builds)  # cache hits
+    np.testing.assert_allclose(again.run(rgb, noise), z, atol=0)
+    assert len(fake.loggers) == 1  # one TensorRT logger for builders and runtimes
+    timing = list(tmp_path.glob("timing_*.cache"))
+    assert len(timing) == 1 and "tensorrt[fp16" in backend.describe()
+
+
+def test_fp16_io_engines_are_fed_and_read_in_their_dtype(fake_trt, graphs, tmp_path):
+    """Outputs were always allocated float32 and inputs never cast: an fp16-IO engine read garbage. Now the dtypes
+    come from the engine."""
+    from depthfm_ros.backends.onnx_backend import OnnxBackend
+    from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
+
+    fake_trt(io_dtype="float16")
+    rgb, noise = _inputs(1, 1, seed=3)
+    backend = TensorRTBackend(graphs[(1, 1)], num_steps=1, cache_dir=tmp_path, device="cpu")
+    assert set(backend.engines["fused"].dtypes.values()) == {torch.float16}
+    z = backend.run(rgb, noise)
+    expected = OnnxBackend(graphs[(1, 1)], num_steps=1).run(rgb, noise)
+    assert z.dtype == np.float32
+    np.testing.assert_allclose(z, expected, atol=2e-2)  # fp16 rounding of inputs and output, not garbage
+    assert np.abs(z - expected).mean() < 3e-3
+
+
+def test_engine_cache_follows_the_graph_the_tensorrt_version_and_the_gpu(fake_trt, graphs, tmp_path):
+    """The key covered the weights, not the graph: a re-export reused a stale engine. The timing cache was one file
+    for every GPU and version."""
+    import shutil
+
+    from depthfm_ros.backends import tensorrt_backend as trt_backend
+
+    onnx = tmp_path / "g" / "fused.onnx"
+    onnx.parent.mkdir()
+    shutil.copy(graphs[(1, 1)], onnx)
+    shutil.copy(trt_backend.sidecar_path(graphs[(1, 1)]), trt_backend.sidecar_path(onnx))
+    fake_trt(version="10.9.0")
+    first = trt_backend.engine_for(onnx, cache_dir=tmp_path / "cache", device="cpu")
+    assert trt_backend.engine_for(onnx, cache_dir=tmp_path / "cache", device="cpu") == first
+    import onnx as onnx_lib
+
+    graph = onnx_lib.load(str(onnx))
+    graph.doc_string = "re-exported"  # same weights (the model hash), another graph file
+    onnx_lib.save(graph, str(onnx))
+    second = trt_backend.engine_for(onnx, cache_dir=tmp_path / "cache", device="cpu")
+    assert second != first
+    fake_trt(version="10.10.0")
+    third = trt_backend.engine_for(onnx, cache_dir=tmp_path / "cache", device="cpu")
+    assert third not in (first, second)
+    assert len(list((tmp_path / "cache").glob("timing_*.cache"))) == 2
+    a = trt_backend.timing_cache_path("c", "10.9.0", "Orin sm87 16SM 61GiB")
+    assert a != trt_backend.timing_cache_path("c", "10.9.0", "Orin sm87 8SM 30GiB")
+
+
+def test_prebuilt_engine_is_checked_against_this_tensorrt_and_gpu(fake_trt, graphs, tmp_path, monkeypatch):
+    from depthfm_ros.backends import tensorrt_backend as trt_backend
+
+    fake_trt(version="10.9.0")
+    engine = trt_backend.engine_for(graphs[(1, 1)], precision="fp32", cache_dir=tmp_path, device="cpu")
+    backend = trt_backend.TensorRTBackend(engine, device="cpu")
+    assert backend.precision == "fp32" and "prebuilt .engine" in backend.describe()  # the engine's, not the default
+    rgb, noise = _inputs()
+    assert backend.run(rgb, noise).shape == (1, 1, HEIGHT, WIDTH)
+    fake_trt(version="10.10.0")
+    with pytest.raises(BackendError, match="built with TensorRT 10.9.0"):
+        trt_backend.TensorRTBackend(engine, device="cpu")
+    fake_trt(version="10.9.0")
+    monkeypatch.setattr(trt_backend, "cuda_device_name", lambda device="cuda": "Orin sm87 8SM 30GiB")
+    with pytest.raises(BackendError, match="not portable across GPUs"):
+        trt_backend.TensorRTBackend(engine, device="cpu")
+
+
+@pytest.mark.parametrize("fail, message", [("shape", "set_input_shape"), ("execute", "execute_async_v3"),
+                                           ("context", "execution context"), ("deserialize", "deserialize")])
+def test_every_failing_tensorrt_call_is_a_backend_error(fake_trt, graphs, tmp_path, fail, message):
+    from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
+
+    fake_trt(fail=fail)
+    with pytest.raises(BackendError, match=message):
+        TensorRTBackend(graphs[(1, 1)], num_steps=1, cache_dir=tmp_path, device="cpu").run(*_inputs())
+
+
+def test_engine_inputs_are_bound_by_name_all_or_none(fake_trt, graphs, tmp_path):
+    from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
+
+    fake_trt()
+    engine = TensorRTBackend(graphs[(1, 1)], num_steps=1, cache_dir=tmp_path, device="cpu").engines["fused"]
+    image, noise = (torch.from_numpy(a) for a in _inputs())
+    with pytest.raises(BackendError, match="takes inputs"):
+        engine(image)  # zip() used to drop the missing input silently
+    with pytest.raises(BackendError, match="takes inputs"):
+        engine(image=image, noise=noise, extra=noise)
+    np.testing.assert_allclose(engine(noise=noise, image=image).numpy(), engine(image, noise).numpy())

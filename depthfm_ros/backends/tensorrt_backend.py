@@ -6,13 +6,20 @@ run. Everything up to the builder call is pure and tested without a GPU: which o
 (:class:`EngineSpec`). CUDA memory is torch's; TensorRT >= 10 name-based I/O API (``execute_async_v3``).
 
 Engines are cached as ``<cache_dir>/depthfm_<kind>_<H>x<W>_k<k>_m<M>_<precision>_<key>.engine`` (+ ``.json``),
-keyed by model hash, graph kind, k, M, resolution, batch profile, precision, TensorRT version and GPU, so a changed
-model, setting or TensorRT upgrade builds a new engine instead of loading a stale one. A timing cache
-(``timing.cache`` in the same folder) makes rebuilds for other shapes fast.
+keyed by the ONNX graph's own hash, the model hash, graph kind, k, M, resolution, batch profile, precision, TensorRT
+version and GPU (name, compute capability, SM count, memory: Orin modules differ), so a re-export, a changed
+setting, another GPU or a TensorRT upgrade builds a new engine instead of loading a stale one; a prebuilt
+``.engine`` that does not match this TensorRT or GPU is refused with the reason. A timing cache per TensorRT
+version and GPU (``timing_<key>.cache`` in the same folder, written atomically) makes rebuilds for other shapes fast.
+
+At run time each backend owns one CUDA stream: every engine call of a frame is enqueued on it and the frame is
+synchronised once. I/O tensors are bound by name with the dtypes the engine declares; every TensorRT call that
+reports failure raises :class:`BackendError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -92,6 +99,7 @@ class EngineSpec:
     device: str = ""
     noising_step: int = 0
     max_members: int = 8
+    graph_hash: str = ""
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -101,9 +109,10 @@ class EngineSpec:
 
     @classmethod
     def for_graph(cls, info: GraphInfo, precision: str, tensorrt_version: str, ensemble_size: int = 1,
-                  max_batch: int = 1, device: str = "") -> "EngineSpec":
+                  max_batch: int = 1, device: str = "", graph_hash: str = "") -> "EngineSpec":
         return cls(info.model_hash, info.kind, info.num_steps, info.ensemble_size or ensemble_size, info.height,
-                   info.width, precision, tensorrt_version, max_batch, device, info.noising_step)
+                   info.width, precision, tensorrt_version, max_batch, device, info.noising_step,
+                   graph_hash=graph_hash)
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -146,6 +155,18 @@ def default_cache_dir(onnx_path: str | Path) -> Path:
     return Path(onnx_path).parent / "engines"
 
 
+def graph_hash(onnx_path: str | Path) -> str:
+    """sha256 of the ONNX file itself (its graph and inline weights; external weights are in the model hash)."""
+    with open(onnx_path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
+def timing_cache_path(cache_dir: str | Path, tensorrt_version: str, device: str) -> Path:
+    """The timing cache of one TensorRT version on one GPU (timings of another are wrong, not just stale)."""
+    key = hashlib.sha256(f"{tensorrt_version}|{device}".encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"timing_{key}.cache"
+
+
 # -------------------------------------------------------------------------------------------- tensorrt proper
 def import_tensorrt():
     """The ``tensorrt`` module, or BackendError saying how to get it."""
@@ -157,12 +178,33 @@ def import_tensorrt():
     return tensorrt
 
 
-def cuda_device_name() -> str:
-    """GPU name and compute capability (part of the engine key: engines are not portable across GPUs)."""
+_LOGGERS: dict[int, object] = {}
+
+
+def trt_logger(trt):
+    """The process's one TensorRT logger (TensorRT expects a single logger shared by builders and runtimes)."""
+    if id(trt) not in _LOGGERS:
+        _LOGGERS[id(trt)] = trt.Logger(trt.Logger.WARNING)
+    return _LOGGERS[id(trt)]
+
+
+def cuda_device_name(device: str | torch.device = "cuda") -> str:
+    """The GPU as the engine key names it: name, compute capability, SM count and memory (engines and timings are not
+    portable across GPUs, and every Orin module reports the same name and sm87). ``device`` "cpu" is only for a
+    stand-in ``tensorrt`` module in tests."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return "cpu"
     if not torch.cuda.is_available():
         raise BackendError("TensorRT needs a CUDA device; torch sees none")
-    major, minor = torch.cuda.get_device_capability()
-    return f"{torch.cuda.get_device_name()} sm{major}{minor}"
+    props = torch.cuda.get_device_properties(device)
+    return (f"{props.name} sm{props.major}{props.minor} {props.multi_processor_count}SM "
+            f"{props.total_memory / (1 << 30):.0f}GiB")
+
+
+def _check(ok, what: str) -> None:
+    if not ok:
+        raise BackendError(f"TensorRT: {what} failed")
 
 
 def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Path,
@@ -170,7 +212,7 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Pat
     """Parse ``onnx_path``, build a serialized engine for ``spec`` and write it (+ sidecar) to ``engine_path``."""
     trt = import_tensorrt()
     check_parser_ready(onnx_path)
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])  # 8.6 needs the explicit-batch flag, 10 has no other mode
     network = builder.create_network(0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
@@ -194,7 +236,7 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Pat
     timing_cache_path = Path(timing_cache_path) if timing_cache_path else None
     cache_bytes = timing_cache_path.read_bytes() if timing_cache_path and timing_cache_path.is_file() else b""
     timing_cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(timing_cache, ignore_mismatch=True)
+    _check(config.set_timing_cache(timing_cache, ignore_mismatch=False), "loading the timing cache")
     t0 = time.perf_counter()
     log.info("building TensorRT %s engine for %s (%s); this takes minutes for the full model",
              spec.precision, Path(onnx_path).name, spec.engine_name())
@@ -203,8 +245,11 @@ def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Pat
         raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    engine_path.write_bytes(bytes(serialized))
+    partial = engine_path.with_name(engine_path.name + f".{os.getpid()}.tmp")  # atomic, like the timing cache
+    with open(partial, "wb") as f:
+        f.write(memoryview(serialized))  # no host copy of a multi-GB plan
     sidecar_path(engine_path).write_text(json.dumps(dataclasses.asdict(spec), indent=2))
+    os.replace(partial, engine_path)
     if timing_cache_path:  # atomic: a reader never sees half a cache
         partial = timing_cache_path.with_name(timing_cache_path.name + f".{os.getpid()}.tmp")
         partial.write_bytes(bytes(config.get_timing_cache().serialize()))
@@ -225,50 +270,91 @@ def read_engine_spec(engine_path: str | Path) -> EngineSpec:
 
 
 def engine_for(onnx_path: str | Path, precision: str = "fp16", ensemble_size: int = 1, max_batch: int = 1,
-               cache_dir: str | Path | None = None, rebuild: bool = False) -> Path:
-    """Cached engine for a graph: load-path if built before for the same spec, else build it now."""
+               cache_dir: str | Path | None = None, rebuild: bool = False, device: str = "cuda") -> Path:
+    """Cached engine for a graph: its path if built before for the same spec (graph, model, settings, TensorRT,
+    GPU), else build it now."""
     trt = import_tensorrt()
     info = check_parser_ready(onnx_path)
-    spec = EngineSpec.for_graph(info, precision, trt.__version__, ensemble_size, max_batch, cuda_device_name())
+    gpu = cuda_device_name(device)
+    spec = EngineSpec.for_graph(info, precision, trt.__version__, ensemble_size, max_batch, gpu, graph_hash(onnx_path))
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(onnx_path)
     engine_path = cache_dir / spec.engine_name()
     if engine_path.is_file() and not rebuild:
         log.info("TensorRT engine cache hit: %s", engine_path)
         return engine_path
-    return build_engine(onnx_path, spec, engine_path, cache_dir / "timing.cache")
+    return build_engine(onnx_path, spec, engine_path, timing_cache_path(cache_dir, trt.__version__, gpu))
+
+
+def torch_dtype_of(trt, trt_dtype) -> torch.dtype:
+    """The torch dtype of a TensorRT tensor dtype; BackendError for one this package does not feed."""
+    table = {trt.float32: torch.float32, trt.float16: torch.float16}
+    if hasattr(trt, "bfloat16"):
+        table[trt.bfloat16] = torch.bfloat16
+    if trt_dtype not in table:
+        raise BackendError(f"TensorRT tensor dtype {trt_dtype} is not supported by depthfm_ros")
+    return table[trt_dtype]
 
 
 class TrtEngine:
-    """One deserialized engine and its execution context; inputs and outputs are CUDA torch tensors."""
+    """One deserialized engine and its execution context; tensors live on ``device`` (CUDA; "cpu" only with a
+    stand-in ``tensorrt`` module in tests).
 
-    def __init__(self, engine_path: str | Path):
+    Inputs are bound by name (positional arguments in the engine's input order, all of them), cast to the dtype the
+    engine declares and made contiguous; the output is allocated in the engine's dtype. Calls are enqueued on the
+    given CUDA stream; the caller synchronises it.
+    """
+
+    def __init__(self, engine_path: str | Path, device: str | torch.device = "cuda"):
         trt = import_tensorrt()
+        self.trt, self.device, self.path = trt, torch.device(device), Path(engine_path)
         self.spec = read_engine_spec(engine_path)
         if self.spec.tensorrt_version != trt.__version__:
             raise BackendError(f"{engine_path} was built with TensorRT {self.spec.tensorrt_version}, this is "
                                f"{trt.__version__}: rebuild it from the .onnx")
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        gpu = cuda_device_name(self.device)
+        if self.spec.device and self.spec.device != gpu:
+            raise BackendError(f"{engine_path} was built for {self.spec.device!r}, this GPU is {gpu!r}: engines are "
+                               "not portable across GPUs; rebuild it from the .onnx on this machine")
+        self.runtime = trt.Runtime(trt_logger(trt))
+        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
             raise BackendError(f"TensorRT cannot deserialize {engine_path} (other GPU or TensorRT version?)")
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BackendError(f"TensorRT cannot create an execution context for {engine_path} (out of GPU memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(self.outputs) != 1:
+            raise BackendError(f"{engine_path} has outputs {self.outputs}; depthfm engines have exactly one")
+        self.dtypes = {n: torch_dtype_of(trt, self.engine.get_tensor_dtype(n)) for n in names}
 
-    def __call__(self, *tensors: torch.Tensor) -> torch.Tensor:
-        """Run with inputs in graph order; returns the (single) output as a new CUDA float32 tensor."""
-        stream = torch.cuda.current_stream()
-        for name, tensor in zip(self.inputs, tensors):
-            tensor = tensor.contiguous()
-            self.context.set_input_shape(name, tuple(tensor.shape))
-            self.context.set_tensor_address(name, tensor.data_ptr())
+    def __call__(self, *tensors: torch.Tensor, stream: torch.cuda.Stream | None = None,
+                 **named: torch.Tensor) -> torch.Tensor:
+        """Run with the inputs by name (or all of them in the engine's order); returns the output tensor."""
+        if tensors:
+            if named or len(tensors) != len(self.inputs):
+                raise BackendError(f"{self.path.name}: takes inputs {self.inputs}, got {len(tensors)} positional "
+                                   f"and {sorted(named)} named")
+            named = dict(zip(self.inputs, tensors))
+        if set(named) != set(self.inputs):
+            raise BackendError(f"{self.path.name}: takes inputs {self.inputs}, got {sorted(named)}")
+        bound = []  # referenced until the call is enqueued; later work on the same stream orders after it
+        for name in self.inputs:
+            tensor = named[name].to(self.device, self.dtypes[name]).contiguous()
+            _check(self.context.set_input_shape(name, tuple(tensor.shape)), f"set_input_shape({name}, "
+                   f"{tuple(tensor.shape)}) (outside the engine's optimisation profile?)")
+            _check(self.context.set_tensor_address(name, tensor.data_ptr()), f"set_tensor_address({name})")
+            bound.append(tensor)
         out_name = self.outputs[0]
-        out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=torch.float32, device="cuda")
-        self.context.set_tensor_address(out_name, out.data_ptr())
-        if not self.context.execute_async_v3(stream.cuda_stream):
-            raise BackendError("TensorRT execution failed")
+        out = torch.empty(tuple(self.context.get_tensor_shape(out_name)), dtype=self.dtypes[out_name],
+                          device=self.device)
+        _check(self.context.set_tensor_address(out_name, out.data_ptr()), f"set_tensor_address({out_name})")
+        handle = stream.cuda_stream if stream is not None else 0
+        _check(self.context.execute_async_v3(handle), f"execute_async_v3 of {self.path.name}")
+        if stream is not None:
+            for tensor in bound:
+                tensor.record_stream(stream)
         return out
 
 
@@ -276,31 +362,37 @@ class TensorRTBackend(Backend):
     """TensorRT engine(s) from a fused ``.onnx`` (fixed k, M), a split-stage folder (any k) or a built ``.engine``.
 
     Images per call are at most ``max_batch``; the fused engine's M and all engines' resolution are fixed.
+    ``device`` is the CUDA device ("cpu" only with a stand-in ``tensorrt`` module in tests).
     """
 
     name = "tensorrt"
 
     def __init__(self, engine: str | Path, num_steps: int | None = None, precision: str = "fp16",
-                 ensemble_size: int = 1, max_batch: int = 1, cache_dir: str | Path | None = None):
-        if precision == "bf16":
-            raise BackendError("TensorRT backend builds fp16 or fp32 engines, not bf16")
+                 ensemble_size: int = 1, max_batch: int = 1, cache_dir: str | Path | None = None,
+                 device: str = "cuda"):
+        if precision not in PRECISIONS:
+            raise BackendError(f"TensorRT backend builds {' or '.join(PRECISIONS)} engines, not {precision}")
         import_tensorrt()
-        cuda_device_name()  # BackendError without a GPU
+        self.device = torch.device(device)
+        cuda_device_name(self.device)  # BackendError without a GPU
+        self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
         path = Path(engine)
         self.max_batch = max_batch
-        if path.suffix == ".engine":
-            self.engines = {"fused": TrtEngine(path)}
+        self.prebuilt = path.suffix == ".engine"
+        if self.prebuilt:
+            self.engines = {"fused": TrtEngine(path, self.device)}
             spec = self.engines["fused"].spec
             if spec.kind != "fused":
                 raise BackendError(f"{path} is a {spec.kind} engine; give the split .onnx folder instead")
             info = GraphInfo("fused", spec.height, spec.width, spec.num_steps, spec.ensemble_size, 0,
                              spec.model_hash, spec.noising_step)
-            self.max_batch = spec.max_batch
+            self.max_batch, precision = spec.max_batch, spec.precision  # what the engine is, not what was asked
             self.info = None  # a prebuilt engine does not record its attention path
         else:
             graphs = resolve_graphs(path)
             infos = {"fused": read_sidecar(graphs["fused"])} if "fused" in graphs else read_split_infos(graphs)
-            self.engines = {kind: TrtEngine(engine_for(p, precision, ensemble_size, max_batch, cache_dir))
+            self.engines = {kind: TrtEngine(engine_for(p, precision, ensemble_size, max_batch, cache_dir,
+                                                       device=str(self.device)), self.device)
                             for kind, p in graphs.items()}
             info = infos.get("fused") or infos["encoder"]
             self.info = info
@@ -311,11 +403,23 @@ class TensorRTBackend(Backend):
             self.num_steps, self.fixed_ensemble_size = int(info.num_steps), int(info.ensemble_size)
         else:
             self.num_steps = 2 if num_steps is None else int(num_steps)
-            self.staged = StagedModel(self.engines["encoder"], self.engines["step"], self.engines["decoder"],
-                                      info.noising_step)
+            e = self.engines
+            self.staged = StagedModel(lambda image: e["encoder"](image=image, stream=self.stream),
+                                      lambda x_t, t, z_img: e["step"](x_t=x_t, t=t, z_img=z_img, stream=self.stream),
+                                      lambda x_1: e["decoder"](x_1=x_1, stream=self.stream), info.noising_step)
         self.fixed_size, self.noising_step, self.precision = info.size, info.noising_step, precision
 
+    @property
+    def tensor_device(self) -> torch.device:
+        return self.device
+
     def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return self.run_tensors(torch.from_numpy(np.ascontiguousarray(rgb_bchw, np.float32)),
+                                torch.from_numpy(np.ascontiguousarray(noise, np.float32))).cpu().numpy()
+
+    def run_tensors(self, rgb_bchw: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """z members (b, M, h, w) float32 on the device: every engine call on this backend's stream, one
+        synchronisation per frame."""
         self.check_inputs(rgb_bchw, noise)
         if rgb_bchw.shape[0] > self.max_batch:
             raise BackendError(f"tensorrt: engine profile allows {self.max_batch} image(s) per call, "
@@ -323,18 +427,28 @@ class TensorRTBackend(Backend):
         if not self.fused and noise.shape[0] > self.max_members:
             raise BackendError(f"tensorrt: split engines were built for at most {self.max_members} members per "
                                f"call (b*M), got {noise.shape[0]}; raise max_members/max_batch and rebuild")
-        with torch.inference_mode():
-            images = torch.from_numpy(np.ascontiguousarray(rgb_bchw, np.float32)).cuda()
-            noise_t = torch.from_numpy(np.ascontiguousarray(noise, np.float32)).cuda()
-            z = self.engines["fused"](images, noise_t) if self.fused else self.staged(images, noise_t, self.num_steps)
-            torch.cuda.current_stream().synchronize()
-            return z.cpu().numpy()
+        context = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+        with torch.inference_mode(), context:
+            if self.stream is not None:  # inputs made on another stream are complete before this one reads them
+                self.stream.wait_stream(torch.cuda.current_stream(self.device))
+            images = rgb_bchw.to(self.device, torch.float32, non_blocking=True)
+            noise_t = noise.to(self.device, torch.float32, non_blocking=True)
+            if self.fused:
+                z = self.engines["fused"](image=images, noise=noise_t, stream=self.stream)
+            else:
+                z = self.staged(images, noise_t, self.num_steps)
+            z = z.float()
+        if self.stream is not None:
+            self.stream.synchronize()
+        return z
 
     def describe(self) -> str:
         mode = f"fused M={self.fixed_ensemble_size}" if self.fused else "split"
-        return f"tensorrt[{self.precision}, {mode}, {self.fixed_size[0]}x{self.fixed_size[1]}] (steps={self.num_steps})"
+        source = ", prebuilt .engine" if self.prebuilt else ""
+        return (f"tensorrt[{self.precision}, {mode}, {self.fixed_size[0]}x{self.fixed_size[1]}, "
+                f"max_batch {self.max_batch}{source}] (steps={self.num_steps})")
 
 
 __all__ = ["PRECISIONS", "TENSORRT_MAX_OPSET", "TENSORRT_ONNX_OPS", "EngineSpec", "TensorRTBackend",
-           "TrtEngine", "build_engine", "check_parser_ready", "engine_for", "profile_shapes",
-           "tensorrt_unsupported_ops"]
+           "TrtEngine", "build_engine", "check_parser_ready", "engine_for", "graph_hash", "profile_shapes",
+           "tensorrt_unsupported_ops", "timing_cache_path"]
