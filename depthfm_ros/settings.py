@@ -11,7 +11,15 @@ from .errors import InputError
 from .shapes import SIZE_MULTIPLE
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-DTYPES = ("fp32", "fp16", "bf16")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+
+
+def resolve_dtype(dtype: str, backend: str) -> str:
+    """'auto' -> the precision ``backend`` runs best and its engines are exported with: fp16 for TensorRT (what
+    ``depthfm-export --tensorrt`` builds by default, so the node reuses that engine), fp32 elsewhere."""
+    if dtype != "auto":
+        return dtype
+    return "fp16" if backend == "tensorrt" else "fp32"
 VAE_KINDS = ("full", "tiny")
 
 
@@ -26,7 +34,8 @@ class ModelSettings:
     ``processing_resolution`` (longest side, multiple of 64; 0 = input size), ``seed`` (None = fresh entropy),
     ``torch_threads`` (0 = torch's default), ``onnx_threads`` (onnxruntime intra-op threads, 0 = its default),
     ``rescale_attention`` (the official code's attention without
-    xformers; default its xformers path). Empty strings count as not given. Bad values raise InputError.
+    xformers; default its xformers path), ``max_batch`` (images per call of a TensorRT engine's profile, as
+    exported). ``dtype`` 'auto' is fp16 on TensorRT and fp32 elsewhere (:func:`resolve_dtype`). Empty strings count as not given. Bad values raise InputError.
     """
 
     checkpoint: str | None = None
@@ -36,7 +45,7 @@ class ModelSettings:
     vae_kind: str = "full"
     tiny_vae: str | None = None
     backend: str = "torch"
-    dtype: str = "fp32"
+    dtype: str = "auto"
     num_steps: int = 2
     ensemble_size: int = 1
     processing_resolution: int = 512
@@ -44,6 +53,7 @@ class ModelSettings:
     torch_threads: int = 0
     rescale_attention: bool = False
     onnx_threads: int = 0
+    max_batch: int = 1
 
     def __post_init__(self) -> None:
         for name in ("checkpoint", "vae", "engine", "tiny_vae"):
@@ -54,7 +64,8 @@ class ModelSettings:
         for name, choices in (("backend", BACKENDS), ("dtype", DTYPES), ("vae_kind", VAE_KINDS)):
             if getattr(self, name) not in choices:
                 raise InputError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
-        for name, lo in (("num_steps", 1), ("ensemble_size", 1), ("torch_threads", 0), ("onnx_threads", 0)):
+        for name, lo in (("num_steps", 1), ("ensemble_size", 1), ("torch_threads", 0), ("onnx_threads", 0),
+                          ("max_batch", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise InputError(f"{name} must be an integer >= {lo}, got {value!r}")

@@ -28,7 +28,7 @@ PARAMETER_ARGUMENTS = {
     "tiny_vae": "tiny VAE folder from depthfm-distill-vae",
     "engine": "exported .onnx / split folder, or a built TensorRT .engine",
     "backend": "auto | tensorrt | onnxruntime | torch",
-    "dtype": "fp32 | fp16 | bf16",
+    "dtype": "auto | fp32 | fp16 | bf16 (auto: fp16 on tensorrt, fp32 elsewhere)",
     "num_steps": "Euler flow-matching steps k",
     "ensemble_size": "ensemble members M (>= 2 for uncertainty)",
     "processing_resolution": "longest side the model sees (multiple of 64, 0 = native)",
@@ -45,6 +45,7 @@ PARAMETER_ARGUMENTS = {
     "completion_checkpoint": "DepthCompletionFM folder for the completed depth",
     "torch_threads": "torch intra-op threads (0 = torch default)",
     "onnx_threads": "onnxruntime intra-op threads (0 = its default)",
+    "max_batch": "TensorRT engine profile: images per call (as depthfm-export --max-batch)",
 }
 # documented older argument names -> the argument they stand for
 ARGUMENT_ALIASES = {"steps": "num_steps", "ensemble": "ensemble_size", "lidar_slop": "lidar_slop_sec",

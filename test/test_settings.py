@@ -42,7 +42,7 @@ def test_the_choice_lists_are_the_ones_every_surface_uses():
     from depthfm_ros.ros.params import SPECS
 
     assert SPECS["backend"].choices == BACKENDS and SPECS["dtype"].choices == DTYPES
-    assert SPECS["vae_kind"].choices == VAE_KINDS and tuple(TORCH_DTYPES) == DTYPES
+    assert SPECS["vae_kind"].choices == VAE_KINDS and ("auto", *TORCH_DTYPES) == DTYPES
 
 
 def test_onnx_threads_reach_the_onnxruntime_session(tmp_path):
@@ -57,3 +57,26 @@ def test_onnx_threads_reach_the_onnxruntime_session(tmp_path):
                                          onnx_threads=1))
     assert backend.sessions["fused"].get_session_options().intra_op_num_threads == 1
     assert validate({"model": "tiny", "onnx_threads": 2}).model_settings().onnx_threads == 2
+
+
+def test_one_precision_setting_end_to_end():
+    """Export built fp16 engines, the node asked fp32: every start rebuilt. 'auto' (the default everywhere) is
+    fp16 on TensorRT and fp32 elsewhere; bf16 with backend auto does not pick TensorRT, which cannot build it."""
+    import torch
+
+    from depthfm_ros.backends import choose_backend
+    from depthfm_ros.backends.torch_backend import torch_dtype
+    from depthfm_ros.ros.params import SPECS
+    from depthfm_ros.settings import resolve_dtype
+
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    assert ModelSettings().dtype == SPECS["dtype"].default == parser.parse_args([]).dtype == "auto"
+    assert [resolve_dtype("auto", b) for b in ("tensorrt", "onnxruntime", "torch")] == ["fp16", "fp32", "fp32"]
+    assert resolve_dtype("bf16", "tensorrt") == "bf16" and torch_dtype("auto") == torch.float32
+    assert choose_backend("m.onnx", True, True, False)[0] == "tensorrt"
+    name, why = choose_backend("m.onnx", True, True, False, dtype="bf16")
+    assert name == "onnxruntime" and "bf16" in why
+    assert ModelSettings(max_batch=4).max_batch == 4
+    with pytest.raises(InputError, match="max_batch"):
+        ModelSettings(max_batch=0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BackendError, CheckpointError, InputError
 from ..models.loading import load_model
-from ..settings import BACKENDS, ModelSettings
+from ..settings import BACKENDS, ModelSettings, resolve_dtype
 from .base import Backend
 from .torch_backend import TorchBackend
 
@@ -31,11 +31,15 @@ def onnxruntime_cuda_available() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
-def choose_backend(engine: str | Path | None, tensorrt_ok: bool, cuda_ok: bool, ort_cuda_ok: bool) -> tuple[str, str]:
-    """The 'auto' choice and why: TensorRT (importable + CUDA + a graph/engine), else onnxruntime for a graph,
-    else torch. TensorRT and onnxruntime need ``engine`` (an exported .onnx, split folder or built .engine)."""
+def choose_backend(engine: str | Path | None, tensorrt_ok: bool, cuda_ok: bool, ort_cuda_ok: bool,
+                   dtype: str = "auto") -> tuple[str, str]:
+    """The 'auto' choice and why: TensorRT (importable + CUDA + a graph/engine, and a precision it builds), else
+    onnxruntime for a graph, else torch. TensorRT and onnxruntime need ``engine`` (an exported .onnx, split folder
+    or built .engine)."""
     if engine is None:
         return "torch", "no engine/graph given, running the PyTorch model"
+    if dtype == "bf16" and Path(engine).suffix != ".engine":  # TensorRT builds fp16/fp32; onnxruntime runs fp32
+        return "onnxruntime", "dtype bf16: TensorRT builds fp16 or fp32 engines; running the graph in fp32"
     if tensorrt_ok and cuda_ok:
         return "tensorrt", f"TensorRT is installed and a CUDA device is present; engine from {engine}"
     if Path(engine).suffix == ".engine":
@@ -48,7 +52,7 @@ def choose_backend(engine: str | Path | None, tensorrt_ok: bool, cuda_ok: bool, 
 
 
 def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str | None = None,
-                   num_steps: int = 2, dtype: str = "fp32", engine: str | Path | None = None, **kwargs) -> Backend:
+                   num_steps: int = 2, dtype: str = "auto", engine: str | Path | None = None, **kwargs) -> Backend:
     """Build a backend by name. ``checkpoint`` is an official .ckpt (with ``vae``) or a converted model folder
     (torch backend); ``engine`` is an exported .onnx, a split-graph folder or a built .engine (onnxruntime,
     tensorrt). Extra ``kwargs`` go to the backend (``device``, ``intra_op_num_threads``, ``ensemble_size``,
@@ -60,13 +64,17 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
         raise InputError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "auto":
         ort_cuda = engine is not None and onnxruntime_cuda_available()
-        name, reason = choose_backend(engine, tensorrt_importable(), cuda_available(), ort_cuda)
+        name, reason = choose_backend(engine, tensorrt_importable(), cuda_available(), ort_cuda, dtype)
         log.info("backend auto -> %s: %s", name, reason)
+        if name == "onnxruntime" and dtype == "bf16":  # auto chose it for bf16: runs as the graph is, fp32
+            dtype = "fp32"
+    dtype = resolve_dtype(dtype, name)
     if name != "torch" and engine is None:
         raise BackendError(f"backend {name!r} needs an exported graph: set engine to a .onnx/.engine "
                            "(depthfm-export writes them)")
     if name != "tensorrt":
         kwargs.pop("ensemble_size", None)
+        kwargs.pop("max_batch", None)
     onnx_threads = kwargs.pop("onnx_threads", 0)
     if name == "torch":
         return TorchBackend.from_checkpoint(checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
@@ -95,13 +103,14 @@ def load_backend(settings: ModelSettings) -> Backend:
     engine) or ``checkpoint`` (+ ``vae``) feed :func:`create_backend`.
     """
     if settings.tiny_model:
-        return TorchBackend(load_model(settings), num_steps=settings.num_steps, dtype=settings.dtype)
+        return TorchBackend(load_model(settings), num_steps=settings.num_steps,
+                            dtype=resolve_dtype(settings.dtype, "torch"))
     if not settings.checkpoint and not settings.engine:
         raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
                               "an exported engine, or the tiny random model")
     kwargs = {"rescale_attention": settings.rescale_attention, "onnx_threads": settings.onnx_threads}
     if settings.engine:  # split TensorRT engines size their member profile from the ensemble size
-        kwargs.update(engine=settings.engine, ensemble_size=settings.ensemble_size)
+        kwargs.update(engine=settings.engine, ensemble_size=settings.ensemble_size, max_batch=settings.max_batch)
     elif settings.vae_kind == "tiny":
         kwargs.update(tiny_vae=settings.tiny_vae, vae_kind="tiny")
     return create_backend(settings.backend, settings.checkpoint, settings.vae, num_steps=settings.num_steps,

@@ -9,14 +9,15 @@ import torch
 
 from ..errors import InputError
 from ..models.depthfm import DepthFM
-from ..settings import DTYPES
+from ..settings import DTYPES, resolve_dtype
 from .base import Backend
 
-TORCH_DTYPES = dict(zip(DTYPES, (torch.float32, torch.float16, torch.bfloat16)))
+TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    """'fp32' | 'fp16' | 'bf16' -> torch dtype."""
+    """'fp32' | 'fp16' | 'bf16' (or 'auto': fp32 for torch) -> torch dtype."""
+    name = resolve_dtype(name, "torch")
     if name not in TORCH_DTYPES:
         raise InputError(f"dtype must be one of {', '.join(DTYPES)}, got {name!r}")
     return TORCH_DTYPES[name]
@@ -36,7 +37,7 @@ class TorchBackend(Backend):
         if rescale_attention is not None:
             model.set_rescale_attention(rescale_attention)
         self.rescale_attention = getattr(model, "rescale_attention", False)
-        self.dtype = dtype
+        self.dtype = resolve_dtype(dtype, "torch")
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, vae: str | Path | None = None,

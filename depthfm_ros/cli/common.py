@@ -47,7 +47,8 @@ def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> Non
     add_sampling_args(g, ensemble=ensemble)
     g.add_argument("--processing-resolution", type=int, default=512,
                    help="longest side the model sees, multiple of 64 (0: input size)")
-    g.add_argument("--dtype", default="fp32", choices=DTYPES)
+    g.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="auto: fp16 on tensorrt (as depthfm-export builds engines), fp32 elsewhere")
     g.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads at start (0: torch's default)")
     g.add_argument("--onnx-threads", type=int, default=0,
                    help="onnxruntime intra-op threads (0: its default, one per core)")

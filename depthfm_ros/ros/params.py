@@ -107,7 +107,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(.onnx/folder, built and cached on first start, or a prebuilt .engine); empty runs the checkpoint "
               "with torch (depthfm-export writes the graphs)"),
     ParamSpec("backend", "auto", "inference engine; auto picks tensorrt, then onnxruntime, then torch", BACKENDS),
-    ParamSpec("dtype", "fp32", "compute precision of the engine", DTYPES),
+    ParamSpec("dtype", "auto", "compute precision of the engine; auto: fp16 on tensorrt (as depthfm-export builds "
+              "its engines), fp32 elsewhere", DTYPES),
     ParamSpec("num_steps", 2, "Euler flow-matching steps per image", integer_range=(1, 1000, 1)),
     ParamSpec("ensemble_size", 1, "ensemble members per image; their std is the uncertainty (0 with 1 member)",
               integer_range=(1, 64, 1)),
@@ -133,6 +134,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               integer_range=(0, 256, 1)),
     ParamSpec("onnx_threads", 0, "onnxruntime intra-op threads (backend onnxruntime); 0 keeps its default (one "
               "per core, which competes with DDS and fusion on a loaded CPU)", integer_range=(0, 256, 1)),
+    ParamSpec("max_batch", 1, "images per call of the TensorRT engine profile; the same as depthfm-export "
+              "--max-batch so the node reuses the exported engine", integer_range=(1, 64, 1)),
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
     ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to it and "
               "publish metric depth/uncertainty and depthfm/completed_depth for synchronized image+cloud pairs; "
@@ -224,6 +227,7 @@ class NodeConfig:
     log_throttle_sec: float
     torch_threads: int
     onnx_threads: int
+    max_batch: int
     use_lidar: bool
     lidar_slop_sec: float
     lidar_timeout_sec: float
@@ -281,7 +285,8 @@ class NodeConfig:
                              backend=self.backend, dtype=self.dtype, num_steps=self.num_steps,
                              ensemble_size=self.ensemble_size, processing_resolution=self.processing_resolution,
                              seed=None if self.seed < 0 else self.seed, torch_threads=self.torch_threads,
-                             rescale_attention=self.rescale_attention, onnx_threads=self.onnx_threads)
+                             rescale_attention=self.rescale_attention, onnx_threads=self.onnx_threads,
+                             max_batch=self.max_batch)
 
 
 def parameters_from_settings(settings: ModelSettings) -> dict[str, Any]:
@@ -292,7 +297,8 @@ def parameters_from_settings(settings: ModelSettings) -> dict[str, Any]:
             "num_steps": settings.num_steps, "ensemble_size": settings.ensemble_size,
             "processing_resolution": settings.processing_resolution,
             "seed": -1 if settings.seed is None else settings.seed, "torch_threads": settings.torch_threads,
-            "rescale_attention": settings.rescale_attention, "onnx_threads": settings.onnx_threads}
+            "rescale_attention": settings.rescale_attention, "onnx_threads": settings.onnx_threads,
+            "max_batch": settings.max_batch}
 
 
 def _check_type(spec: ParamSpec, value: Any) -> Any:
