@@ -33,9 +33,10 @@ class ModelSettings:
     Run: ``backend``, ``dtype``, ``num_steps`` (k Euler steps), ``ensemble_size`` (M members),
     ``processing_resolution`` (longest side, multiple of 64; 0 = input size), ``seed`` (None = fresh entropy),
     ``torch_threads`` (0 = torch's default), ``onnx_threads`` (onnxruntime intra-op threads, 0 = its default),
-    ``rescale_attention`` (the official code's attention without
-    xformers; default its xformers path), ``max_batch`` (images per call of a TensorRT engine's profile, as
-    exported). ``dtype`` 'auto' is fp16 on TensorRT and fp32 elsewhere (:func:`resolve_dtype`). Empty strings count as not given. Bad values raise InputError.
+    ``rescale_attention`` (the official code's attention without xformers; default its xformers path),
+    ``max_batch`` (images per call of a TensorRT engine's profile, as exported). ``dtype`` 'auto' is fp16 on
+    TensorRT and fp32 elsewhere (:func:`resolve_dtype`). Empty strings count as not given. Bad values raise
+    InputError.
     """
 
     checkpoint: str | None = None
