@@ -299,6 +299,8 @@ def test_tensorrt_backend_runs_engines_by_name_and_caches_them(fake_trt, graphs,
     assert len(fake.loggers) == 1  # one TensorRT logger for builders and runtimes
     timing = list(tmp_path.glob("timing_*.cache"))
     assert len(timing) == 1 and "tensorrt[fp16" in backend.describe()
+    # the member profile is sized for this M (it is in the key), not for 8 members whatever M is
+    assert all(e.spec.max_members == 4 for e in backend.engines.values())
 
 
 def test_fp16_io_engines_are_fed_and_read_in_their_dtype(fake_trt, graphs, tmp_path):

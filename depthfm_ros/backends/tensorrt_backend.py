@@ -110,9 +110,9 @@ class EngineSpec:
     @classmethod
     def for_graph(cls, info: GraphInfo, precision: str, tensorrt_version: str, ensemble_size: int = 1,
                   max_batch: int = 1, device: str = "", graph_hash: str = "") -> "EngineSpec":
-        return cls(info.model_hash, info.kind, info.num_steps, info.ensemble_size or ensemble_size, info.height,
-                   info.width, precision, tensorrt_version, max_batch, device, info.noising_step,
-                   graph_hash=graph_hash)
+        m = info.ensemble_size or ensemble_size  # M is in the key: a profile for more members only wastes memory
+        return cls(info.model_hash, info.kind, info.num_steps, m, info.height, info.width, precision,
+                   tensorrt_version, max_batch, device, info.noising_step, max_members=m, graph_hash=graph_hash)
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
