@@ -55,8 +55,15 @@ class ReplayBackend(Backend):
     num_steps = 1
     noising_step = 400
 
-    def __init__(self, z_hw: np.ndarray):
-        self.z_hw = z_hw
+    def __init__(self, z_hw: np.ndarray, device: str | None = None):
+        self.z_hw, self.device = z_hw, None if device is None else torch.device(device)
+
+    @property
+    def tensor_device(self):
+        return self.device
+
+    def run_tensors(self, rgb_bchw, noise):
+        return torch.from_numpy(self.run(rgb_bchw.cpu().numpy(), noise.cpu().numpy())).to(self.device)
 
     def run(self, rgb_bchw, noise):
         b, _, h, w = rgb_bchw.shape
@@ -120,8 +127,8 @@ def bench_size(width: int, height: int, ensemble_size: int, resolution: int, rep
 
     stages["points"], _ = time_stage(points, repeats)
     if torch_device is not None:  # the GPU pre/post path (tensor_processing), timed to the host copy of each output
-        tensors = DepthFMPipeline(ReplayBackend(sim.z_hw), resolution, ensemble_size, seed=0, tensor_processing=False)
-        tensors.tensor_device = torch.device(torch_device)
+        tensors = DepthFMPipeline(ReplayBackend(sim.z_hw, torch_device), resolution, ensemble_size, seed=0,
+                                  tensor_processing=True)
         sync = torch.cuda.synchronize if tensors.tensor_device.type == "cuda" else (lambda: None)
 
         def pre():

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from depthfm_ros.backends.export import export_graph, model_hash
-from depthfm_ros.backends.tensorrt_backend import EngineSpec, check_parser_ready, profile_shapes
+from depthfm_ros.backends.tensorrt_backend import EngineSpec, TensorRTBackend, check_parser_ready, profile_shapes
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.models.architectures import build_full_depthfm, build_tiny_depthfm
 from depthfm_ros.processing import relative_depth
@@ -81,16 +81,16 @@ def check_case(model, name: str, size: str, k: int, m: int, out: Path, dry_run: 
     device = "cuda" if not dry_run else "cpu"
     reference = TorchBackend(model, num_steps=k, dtype="fp32", device=device).run(rgb, noise)
     for precision in (["fp16"] if dry_run else precisions()):
-        spec = EngineSpec.for_graph(info, "fp16" if precision == "bf16" else precision, "dry-run", m)
-        profile = profile_shapes(spec)
-        row = {**base, "engine": f"tensorrt {precision}", "profile_image": str(profile["image"][1]),
-               "cache_key": spec.cache_key()}
+        if precision == "bf16":  # TensorRT 10 builds fp16/fp32 engines: bf16 is checked on torch
+            row = {**base, "engine": "torch bf16"}
+        else:
+            spec = EngineSpec.for_graph(info, precision, "dry-run", m)
+            row = {**base, "engine": f"tensorrt {precision}", "profile_image": str(profile_shapes(spec)["image"][1]),
+                   "cache_key": spec.cache_key()}
         if dry_run:
             rows.append({**row, "status": "not run (dry run)"})
             continue
-        from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
-
-        if precision == "bf16":  # TensorRT builds fp16/fp32; bf16 is measured on torch
+        if precision == "bf16":
             backend = TorchBackend(model, num_steps=k, dtype="bf16", device="cuda")
         else:
             backend = TensorRTBackend(graph, precision=precision, ensemble_size=m, cache_dir=out / "engines")

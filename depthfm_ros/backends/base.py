@@ -5,7 +5,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
-import torch
 
 from ..errors import BackendError, InputError
 from ..shapes import ensemble_size_of
@@ -31,12 +30,9 @@ class Backend(ABC):
 
     @property
     def tensor_device(self):
-        """The torch device this engine computes on when it takes tensors (:meth:`run_tensors`), else None."""
+        """The torch device of an engine that also takes and returns torch tensors there (``run_tensors(rgb_bchw,
+        noise)``, as :meth:`run` on tensors), else None: the pipeline then pre/post-processes with numpy."""
         return None
-
-    def run_tensors(self, rgb_bchw, noise):
-        """:meth:`run` on torch tensors, returning a tensor; engines on a GPU override it to keep data there."""
-        return torch.from_numpy(self.run(rgb_bchw.cpu().numpy(), noise.cpu().numpy()))
 
     def check_inputs(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> int:
         """Validate shapes against this engine; return the ensemble size M."""

@@ -306,7 +306,7 @@ class TrtEngine:
 
     def __init__(self, engine_path: str | Path, device: str | torch.device = "cuda"):
         trt = import_tensorrt()
-        self.trt, self.device, self.path = trt, torch.device(device), Path(engine_path)
+        self.device, self.path = torch.device(device), Path(engine_path)
         self.spec = read_engine_spec(engine_path)
         if self.spec.tensorrt_version != trt.__version__:
             raise BackendError(f"{engine_path} was built with TensorRT {self.spec.tensorrt_version}, this is "
