@@ -24,6 +24,13 @@ def check_image_batch(rgb_bchw) -> None:
         raise InputError(f"processing size must be a positive multiple of {SIZE_MULTIPLE}, got {h}x{w}")
 
 
+def size_in_range(height: int, width: int, size_range: tuple[int, int, int, int]) -> bool:
+    """Whether ``height`` x ``width`` is a multiple of :data:`SIZE_MULTIPLE` inside (min_h, min_w, max_h, max_w)."""
+    lo_h, lo_w, hi_h, hi_w = size_range
+    return (lo_h <= height <= hi_h and lo_w <= width <= hi_w and not height % SIZE_MULTIPLE
+            and not width % SIZE_MULTIPLE)
+
+
 def latent_noise_shape(batch: int, ensemble_size: int, height: int, width: int) -> tuple[int, int, int, int]:
     """Noise shape for ``batch`` images of ``height`` x ``width`` with ``ensemble_size`` members each."""
     return (batch * ensemble_size, LATENT_CHANNELS, height // VAE_DOWNSCALE, width // VAE_DOWNSCALE)

@@ -1,23 +1,28 @@
 """The GPU path in one run: export -> TensorRT engines -> accuracy against torch fp32 -> timings -> report.
 
 Run through ``scripts/gpu_check.sh`` (which installs the project with its GPU extras first). For each model (the
-tiny random model; with ``--full`` also an SD-2.1-size random model, 320 channels, official layout), resolution,
-k and M it exports the fused graph, builds fp16 (and bf16 where the GPU has it) TensorRT engines, checks every
-engine against torch fp32 on the same inputs and noise (max |dz|, delta1 and AbsRel of the relative depth, with
-pass/fail bounds) and times torch eager, torch.compile, ONNX Runtime CUDA and TensorRT with and without CUDA
-graphs (p50/p95 over ``--runs`` after warm-up) and the peak GPU memory. It writes ``report.md`` and
-``results.csv`` under ``--out`` and exits 1 if any check fails.
+tiny random model; with ``--full`` also an SD-2.1-size random model, 320 channels, official layout), VAE (the SD
+VAE and the tiny VAE), resolution, k and M it exports the fused graph, builds fp16 TensorRT engines (bf16 is
+checked on torch where the GPU has it: TensorRT 10 builds fp16/fp32), checks every engine against torch fp32 on
+the same inputs and noise (max |dz|, delta1 and AbsRel of the relative depth, with pass/fail bounds) and times
+torch eager, torch.compile, ONNX Runtime CUDA and TensorRT with and without CUDA graphs (p50/p95 over ``--runs``
+after warm-up) and the peak GPU memory. Per model and VAE it also builds ONE engine over a size range covering
+every size and checks it at each (the processing resolution changing without a rebuild), and it runs the node end
+to end over DDS on loopback with the TensorRT backend (image published -> depth received, p50/p95). It writes
+``report.md`` and ``results.csv`` under ``--out`` and exits 1 if any check fails.
 
 ``--dry-run`` (CI, no GPU): the tiny model only; everything up to the GPU calls runs -- export, parser-ready ops and
 opset, engine specs, optimisation profiles and cache keys, the torch fp32 reference, the report -- and every
-GPU row says "not run (dry run)".
+GPU row says "not run (dry run)"; the node end-to-end row runs the same graph with onnxruntime on the CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -31,6 +36,7 @@ from depthfm_ros.backends.export import export_graph, model_hash
 from depthfm_ros.backends.tensorrt_backend import EngineSpec, TensorRTBackend, check_parser_ready, profile_shapes
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.models.architectures import build_full_depthfm, build_tiny_depthfm
+from depthfm_ros.models.tiny_vae import TAESD_DEPTH_CONFIG, TINY_TEST_CONFIG, build_tiny_vae
 from depthfm_ros.processing import relative_depth
 
 #: pass/fail bounds of an engine against torch fp32 (relative depth in [0, 1])
@@ -67,12 +73,31 @@ def precisions() -> list[str]:
     return out
 
 
+def with_vae(model, vae: str):
+    """``model`` with the SD VAE ("full") or a random tiny VAE of its scale ("tiny") in encode/decode."""
+    if vae == "full":
+        return model
+    config = TINY_TEST_CONFIG if model.unet.config.block_out_channels[0] < 64 else TAESD_DEPTH_CONFIG
+    return copy.deepcopy(model).set_tiny_vae(build_tiny_vae(config, seed=0))
+
+
+def case_inputs(size: str, m: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    h, w = (int(v) for v in size.split("x"))
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32),
+            rng.standard_normal((m, 4, h // 8, w // 8)).astype(np.float32))
+
+
+def passes(metrics: dict, precision: str) -> bool:
+    bounds = BOUNDS[precision]
+    return metrics["max_dz"] <= bounds["max_dz"] and metrics["delta1"] >= bounds["delta1"] \
+        and metrics["abs_rel"] <= bounds["abs_rel"]
+
+
 def check_case(model, name: str, size: str, k: int, m: int, out: Path, dry_run: bool, runs: int) -> list[dict]:
     """All rows of one (model, size, k, M): the dry part always, the GPU part unless ``dry_run``."""
     h, w = (int(v) for v in size.split("x"))
-    rng = np.random.default_rng(0)
-    rgb = rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32)
-    noise = rng.standard_normal((m, 4, h // 8, w // 8)).astype(np.float32)
+    rgb, noise = case_inputs(size, m)
     graph = export_graph(model, "fused", out / "graphs" / f"{name}_{size}_k{k}_m{m}.onnx", h, w, k, m,
                          mhash=model_hash(model))
     info = check_parser_ready(graph)  # ops and opset the TensorRT parser reads
@@ -94,15 +119,20 @@ def check_case(model, name: str, size: str, k: int, m: int, out: Path, dry_run: 
             backend = TorchBackend(model, num_steps=k, dtype="bf16", device="cuda")
         else:
             backend = TensorRTBackend(graph, precision=precision, ensemble_size=m, cache_dir=out / "engines")
+        torch.cuda.reset_peak_memory_stats()
         z = backend.run(rgb, noise)
         metrics = relative_metrics(z, reference)
-        bounds = BOUNDS[precision]
-        ok = metrics["max_dz"] <= bounds["max_dz"] and metrics["delta1"] >= bounds["delta1"] \
-            and metrics["abs_rel"] <= bounds["abs_rel"]
         images, noise_t = torch.from_numpy(rgb).cuda(), torch.from_numpy(noise).cuda()
         timing = percentiles(lambda: backend.run_tensors(images, noise_t), runs)
         rows.append({**row, **metrics, **timing, "gpu_mem_mib": torch.cuda.max_memory_allocated() / 2**20,
-                     "status": "pass" if ok else "FAIL"})
+                     "status": "pass" if passes(metrics, precision) else "FAIL"})
+        if precision == "fp16":  # the same engine replayed as a CUDA graph: same numbers, less launch cost
+            graphed = TensorRTBackend(graph, precision=precision, ensemble_size=m, cache_dir=out / "engines",
+                                      cuda_graph=True)
+            metrics = relative_metrics(graphed.run(rgb, noise), reference)
+            rows.append({**row, "engine": "tensorrt fp16 cuda graph", **metrics,
+                         **percentiles(lambda: graphed.run_tensors(images, noise_t), runs),
+                         "status": "pass" if passes(metrics, precision) else "FAIL"})
     if not dry_run:
         eager = TorchBackend(model, num_steps=k, dtype="fp16", device="cuda")
         images, noise_t = torch.from_numpy(rgb).cuda(), torch.from_numpy(noise).cuda()
@@ -117,6 +147,45 @@ def check_case(model, name: str, size: str, k: int, m: int, out: Path, dry_run: 
         rows.append({**base, "engine": "onnxruntime", **percentiles(lambda: ort.run(rgb, noise), runs),
                      "status": "timed"})
     return rows
+
+
+def check_size_range(model, name: str, sizes: list[str], out: Path, dry_run: bool) -> list[dict]:
+    """ONE fp16 engine whose profile spans every size, checked at each against torch fp32 (k=1, M=1)."""
+    hw = [tuple(int(v) for v in size.split("x")) for size in sizes]
+    size_range = (min(h for h, _ in hw), min(w for _, w in hw), max(h for h, _ in hw), max(w for _, w in hw))
+    graph = export_graph(model, "fused", out / "graphs" / f"{name}_dynamic_k1_m1.onnx", *hw[0], 1, 1,
+                         mhash=model_hash(model), size_range=size_range)
+    spec = EngineSpec.for_graph(check_parser_ready(graph), "fp16", "dry-run")
+    rows, backend = [], None
+    for size in sizes:
+        row = {"model": name, "size": size, "k": 1, "M": 1, "engine": "tensorrt fp16 size range",
+               "profile_image": str(profile_shapes(spec)["image"]), "cache_key": spec.cache_key()}
+        if dry_run:
+            rows.append({**row, "status": "not run (dry run)"})
+            continue
+        rgb, noise = case_inputs(size, 1)
+        reference = TorchBackend(model, num_steps=1, dtype="fp32", device="cuda").run(rgb, noise)
+        backend = backend or TensorRTBackend(graph, precision="fp16", cache_dir=out / "engines")
+        metrics = relative_metrics(backend.run(rgb, noise), reference)
+        rows.append({**row, **metrics, "status": "pass" if passes(metrics, "fp16") else "FAIL"})
+    return rows
+
+
+def node_end_to_end(name: str, size: str, out: Path, dry_run: bool, frames: int) -> dict:
+    """depthfm_node with the TensorRT backend (onnxruntime on the CPU in a dry run) on the k=1, M=1 graph, fed a
+    640x480 camera over DDS on loopback: image published -> relative depth received."""
+    from depthfm_ros.ros.demo import run_demo
+
+    graph = out / "graphs" / f"{name}_{size}_k1_m1.onnx"
+    backend = "onnxruntime" if dry_run else "tensorrt"
+    parameters = {"engine": str(graph), "backend": backend, "num_steps": 1, "ensemble_size": 1,
+                  "output_qos": "reliable", "input_qos": "reliable"}
+    run = run_demo(parameters, width=640, height=480, rate_hz=30.0, frames=frames, scene_seed=3, timeout_sec=120)
+    lat = run.latencies_ms
+    return {"model": name, "size": size, "k": 1, "M": 1, "engine": f"node over DDS ({backend})",
+            "p50_ms": statistics.median(lat) if lat else float("nan"),
+            "p95_ms": float(np.percentile(lat, 95)) if lat else float("nan"),
+            "status": "pass" if run.finished else "FAIL (frames missing)"}
 
 
 def write_report(rows: list[dict], out: Path, dry_run: bool) -> None:
@@ -140,6 +209,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="no GPU: everything up to the GPU calls")
     parser.add_argument("--full", action="store_true", help="also the SD-2.1-size random model")
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--node-frames", type=int, default=50, help="frames of the node end-to-end run")
     parser.add_argument("--sizes", nargs="+", help=f"HxW processing sizes (default {' '.join(SIZES)}; dry run: "
                         "the first)")
     args = parser.parse_args(argv)
@@ -148,15 +218,24 @@ def main(argv=None) -> int:
     if not args.dry_run and not torch.cuda.is_available():
         print("no CUDA device: run with --dry-run, or on a machine with an NVIDIA GPU", file=sys.stderr)
         return 2
-    models = {"tiny": build_tiny_depthfm(seed=0)}
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # the node run stays on loopback
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    bases = {"tiny": build_tiny_depthfm(seed=0)}
     if args.full and not args.dry_run:
-        models["sd21-size"] = build_full_depthfm(device="cpu")
+        bases["sd21-size"] = build_full_depthfm(device="cpu")
+    vaes = ("full",) if args.dry_run else ("full", "tiny")
+    models = {name if vae == "full" else f"{name}+tiny-vae": with_vae(model, vae)
+              for name, model in bases.items() for vae in vaes}
     sizes = args.sizes or (list(SIZES[:1]) if args.dry_run else list(SIZES))
     cases = [(name, size, k, m) for name in models for size in sizes for k in (1, 2)
              for m in ((1, 2) if args.dry_run else (1, 2, 4))]
     rows = list(itertools.chain.from_iterable(
         check_case(models[name], name, size, k, m, out, args.dry_run, args.runs)
         for name, size, k, m in tqdm(cases, desc="gpu check", unit="case")))
+    for name, model in tqdm(models.items(), desc="size-range engines", unit="model"):
+        rows += check_size_range(model, name, sizes, out, args.dry_run)
+    node_model = "sd21-size" if "sd21-size" in models else "tiny"
+    rows.append(node_end_to_end(node_model, sizes[-1], out, args.dry_run, 3 if args.dry_run else args.node_frames))
     write_report(rows, out, args.dry_run)
     failed = [r for r in rows if r["status"] == "FAIL"]
     print(f"{len(rows)} rows, {len(failed)} failed; report: {out / 'report.md'}")

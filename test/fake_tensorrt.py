@@ -61,7 +61,7 @@ class FakeTensorRT(types.ModuleType):
 
         class Config:
             def __init__(self):
-                self.flags = []
+                self.flags, self.profiles = [], []
 
             def set_memory_pool_limit(self, pool, size):
                 fake.calls.append(("pool", pool, size))
@@ -72,6 +72,7 @@ class FakeTensorRT(types.ModuleType):
 
             def add_optimization_profile(self, profile):
                 fake.calls.append(("profile", dict(profile.shapes)))
+                self.profiles.append(dict(profile.shapes))
 
             def create_timing_cache(self, data):
                 fake.calls.append(("timing cache in", bytes(data)))
@@ -109,7 +110,8 @@ class FakeTensorRT(types.ModuleType):
 
             def build_serialized_network(self, network, config):
                 fake.calls.append(("build", network.onnx_path))
-                plan = {"onnx": network.onnx_path, "io_dtype": fake.io_dtype.name, "flags": config.flags}
+                plan = {"onnx": network.onnx_path, "io_dtype": fake.io_dtype.name, "flags": config.flags,
+                        "profile": config.profiles[0]}
                 return json.dumps(plan).encode()
 
         class OnnxParser:
@@ -128,7 +130,7 @@ class FakeTensorRT(types.ModuleType):
                 self.logger = logger
 
             def deserialize_cuda_engine(self, plan):
-                fake.calls.append(("deserialize",))
+                fake.calls.append(("deserialize", type(plan).__name__))
                 return None if fake.fail == "deserialize" else Engine(json.loads(bytes(plan)))
 
         class Engine:
@@ -140,6 +142,7 @@ class FakeTensorRT(types.ModuleType):
                 self.names = [i.name for i in self.session.get_inputs()] + [o.name for o in self.session.get_outputs()]
                 self.num_inputs = len(self.session.get_inputs())
                 self.num_io_tensors = len(self.names)
+                self.profile = plan["profile"]
 
             def get_tensor_name(self, i):
                 return self.names[i]
@@ -159,6 +162,9 @@ class FakeTensorRT(types.ModuleType):
 
             def set_input_shape(self, name, shape):
                 fake.calls.append(("shape", name, tuple(shape)))
+                lo, _, hi = self.engine.profile[name]  # TensorRT refuses shapes outside the profile
+                if len(shape) != len(lo) or any(not a <= s <= b for a, s, b in zip(lo, shape, hi)):
+                    return False
                 self.shapes[name] = tuple(shape)
                 return fake.fail != "shape"
 

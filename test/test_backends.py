@@ -103,7 +103,8 @@ def test_engine_cache_key_changes_with_every_field():
     keys = {SPEC.cache_key()}
     changes = {"model_hash": "fedcba9876543210", "kind": "step", "num_steps": 1, "ensemble_size": 1, "height": 448,
                "width": 512, "precision": "fp32", "tensorrt_version": "10.4.0", "max_batch": 2, "device": "x sm89",
-               "noising_step": 200, "max_members": 16, "graph_hash": "0123456789abcdef"}
+               "noising_step": 200, "max_members": 16, "graph_hash": "0123456789abcdef",
+               "size_range": (256, 256, 768, 1024)}
     assert set(changes) == {f.name for f in dataclasses.fields(EngineSpec)}
     for field, value in changes.items():
         keys.add(dataclasses.replace(SPEC, **{field: value}).cache_key())
@@ -123,6 +124,11 @@ def test_profile_shapes():
     assert step["t"] == ((1,), (4,), (24,)) and step["x_t"][2] == (24, 4, 64, 80) == step["z_img"][2]
     assert profile_shapes(dataclasses.replace(spec, kind="decoder"))["x_1"][0] == (1, 4, 64, 80)
     assert profile_shapes(dataclasses.replace(spec, kind="encoder"))["image"][2] == (3, 3, 512, 640)
+    dynamic = dataclasses.replace(spec, size_range=(256, 320, 768, 1024))  # the export size is the optimum
+    assert profile_shapes(dynamic, opt_batch=2)["image"] == ((1, 3, 256, 320), (2, 3, 512, 640), (3, 3, 768, 1024))
+    assert profile_shapes(dataclasses.replace(dynamic, kind="step"))["x_t"] == (
+        (1, 4, 32, 40), (4, 4, 64, 80), (24, 4, 96, 128))
+    assert dynamic.engine_name().startswith("depthfm_fused_256x320-768x1024_k2_m4_fp16_")
 
 
 @pytest.mark.skipif(HAS_TENSORRT_GPU, reason="TensorRT with a GPU is present")
@@ -388,3 +394,96 @@ def test_engine_inputs_are_bound_by_name_all_or_none(fake_trt, graphs, tmp_path)
     with pytest.raises(BackendError, match="takes inputs"):
         engine(image=image, noise=noise, extra=noise)
     np.testing.assert_allclose(engine(noise=noise, image=image).numpy(), engine(image, noise).numpy())
+
+
+# ------------------------------------------------------------------------------------ dynamic spatial axes
+@pytest.fixture(scope="session")
+def dynamic(tmp_path_factory):
+    from onnx_graphs import dynamic_graphs
+
+    return dynamic_graphs(str(tmp_path_factory.getbasetemp() / "onnx_dynamic"))
+
+
+def _sized_inputs(h, w, m, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32),
+            rng.standard_normal((m, 4, h // 8, w // 8)).astype(np.float32))
+
+
+@pytest.mark.parametrize("which", ["fused", "split"])
+def test_onnxruntime_runs_a_dynamic_size_graph_at_every_size_in_its_range(dynamic, which):
+    from onnx_graphs import SIZE_RANGE
+
+    backend = OnnxBackend(dynamic[which], num_steps=1)
+    assert backend.fixed_size is None and backend.size_range == SIZE_RANGE
+    assert "64x64..192x256 (opt 64x128)" in backend.describe()
+    for h, w in ((64, 64), (192, 256), (128, 192)):
+        rgb, noise = _sized_inputs(h, w, 2)
+        with torch.no_grad():
+            expected = dynamic["model"](torch.from_numpy(rgb), torch.from_numpy(noise), 1).numpy()
+        np.testing.assert_allclose(backend.run(rgb, noise), expected, atol=2e-5)
+    for h, w in ((256, 128), (64, 320), (96, 128)):  # too tall, too wide, not a multiple of 64
+        with pytest.raises(BackendError, match="64x64 to 192x256"):
+            backend.run(*_sized_inputs(h, w, 2))
+
+
+def test_pipeline_follows_the_processing_resolution_within_a_dynamic_engine(dynamic):
+    from depthfm_ros.errors import InputError
+    from depthfm_ros.pipeline import DepthFMPipeline
+
+    backend = OnnxBackend(dynamic["fused"], num_steps=1)
+    rgb = np.random.default_rng(1).integers(0, 255, (120, 160, 3), np.uint8)
+    for resolution, size in ((128, (128, 128)), (256, (192, 256))):  # one graph, two processing sizes
+        out = DepthFMPipeline(backend, resolution, ensemble_size=2)(rgb)
+        assert out.processing_size == size and out.z_hw.shape == (120, 160) and np.isfinite(out.z_hw).all()
+    with pytest.raises(InputError, match="outside the engine's 64x64 to 192x256"):
+        DepthFMPipeline(backend, 512, ensemble_size=2)(rgb)
+
+
+def test_tensorrt_builds_one_engine_for_a_size_range_and_runs_it_at_every_size(fake_trt, dynamic, tmp_path):
+    """The optimisation profile spans the exported range: one build, any size in it, no rebuild (the reference
+    TensorRT depth node's open request); a size outside is refused by the backend and by the engine itself."""
+    from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
+
+    fake = fake_trt()
+    backend = TensorRTBackend(dynamic["fused"], num_steps=1, cache_dir=tmp_path, device="cpu")
+    (profile,) = [c[1] for c in fake.calls if c[0] == "profile"]
+    assert profile["image"] == ((1, 3, 64, 64), (1, 3, 64, 128), (1, 3, 192, 256))
+    assert backend.fixed_size is None and "64x64..192x256" in backend.describe()
+    reference = OnnxBackend(dynamic["fused"], num_steps=1)
+    for h, w in ((64, 64), (192, 256), (128, 192)):
+        rgb, noise = _sized_inputs(h, w, 2, seed=h)
+        np.testing.assert_allclose(backend.run(rgb, noise), reference.run(rgb, noise), atol=1e-5)
+    assert len([c for c in fake.calls if c[0] == "build"]) == 1
+    assert ("deserialize", "mmap") in fake.calls  # the plan is memory-mapped, not read into a bytes copy
+    with pytest.raises(BackendError, match="64x64 to 192x256"):
+        backend.run(*_sized_inputs(256, 256, 2))
+    image, noise = (torch.from_numpy(a) for a in _sized_inputs(256, 256, 2))
+    with pytest.raises(BackendError, match="outside the engine's optimisation profile"):
+        backend.engines["fused"](image=image, noise=noise)
+    static = TensorRTBackend(dynamic["split"], num_steps=1, ensemble_size=2, cache_dir=tmp_path, device="cpu")
+    rgb, noise = _sized_inputs(192, 128, 2, seed=9)
+    np.testing.assert_allclose(static.run(rgb, noise), OnnxBackend(dynamic["split"], num_steps=1).run(rgb, noise),
+                               atol=1e-5)
+
+
+def test_split_stages_exported_for_different_size_ranges_are_refused(dynamic, graphs, tmp_path):
+    import shutil
+
+    from depthfm_ros.backends.export import sidecar_path
+
+    folder = tmp_path / "mixed"
+    shutil.copytree(dynamic["split"], folder)
+    for name in ("depthfm_step.onnx",):  # a static step graph beside dynamic encoder/decoder
+        shutil.copy(graphs["split"] / name, folder / name)
+        shutil.copy(sidecar_path(graphs["split"] / name), sidecar_path(folder / name))
+    with pytest.raises(BackendError, match="export the split stages together"):
+        OnnxBackend(folder, num_steps=1)
+
+
+def test_cuda_graph_replay_needs_a_cuda_device(fake_trt, graphs, tmp_path):
+    from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
+
+    fake_trt()
+    with pytest.raises(BackendError, match="cuda_graph needs a CUDA device"):
+        TensorRTBackend(graphs[(1, 1)], num_steps=1, cache_dir=tmp_path, device="cpu", cuda_graph=True)

@@ -16,7 +16,19 @@ def test_demo_writes_depth_and_uncertainty_pngs(tmp_path, capsys, one_torch_thre
         for name in ("rgb", "depth", "uncertainty"):
             image = cv2.imread(str(out / f"frame_{i:03d}_{name}.png"))
             assert image is not None and image.shape == (96, 128, 3), (i, name)
-    assert str(out.resolve()) in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert str(out.resolve()) in captured.out and "end to end over DDS" in captured.err
+
+
+def test_demo_run_measures_the_latency_of_every_collected_frame(one_torch_thread):
+    from depthfm_ros.cli.demo import node_parameters
+    from depthfm_ros.ros.demo import run_demo
+
+    run = run_demo(node_parameters(_parse(["--processing-resolution", "64", "--steps", "1"])), width=96,
+                   height=64, rate_hz=10, frames=3, scene_seed=1, timeout_sec=30)
+    assert run.finished and len(run.latencies_ms) == len(run.depth_hw) == 3
+    # stamped before publishing, received after the node ran: positive, and within the run
+    assert all(0 < ms <= 1e3 * run.elapsed_sec for ms in run.latencies_ms)
 
 
 def test_demo_refuses_a_missing_checkpoint(tmp_path, capsys):

@@ -121,3 +121,71 @@ def test_export_refuses_bad_sizes(tmp_path):
         export_graph(tiny_model(), "encoder", tmp_path / "x.onnx", 100, 64)
     with pytest.raises(ValueError, match="num_steps"):
         export_graph(tiny_model(), "fused", tmp_path / "x.onnx", 64, 64, num_steps=0, ensemble_size=1)
+
+
+# ---------------------------------------------------------------------------------- dynamic spatial axes
+@pytest.fixture(scope="session")
+def dynamic(tmp_path_factory):
+    from onnx_graphs import dynamic_graphs
+
+    root = str(tmp_path_factory.getbasetemp() / "onnx_dynamic")
+    return {rescale: dynamic_graphs(root, rescale) for rescale in (False, True)}
+
+
+@pytest.mark.parametrize("rescale", [False, True], ids=["xformers-path", "rescaled-path"])
+def test_dynamic_size_graph_equals_the_model_at_every_size_in_its_range(dynamic, rescale):
+    """One graph for every multiple of 64 in the range; on the non-xformers path the attention rescale follows n
+    (it was a constant of the traced size: 1e-3 off at any other size)."""
+    import onnxruntime as ort
+    from onnx_graphs import SIZE_RANGE
+
+    graphs = dynamic[rescale]
+    info = read_sidecar(graphs["fused"])
+    assert info.size_range == SIZE_RANGE and info.size == (HEIGHT, WIDTH) and info.rescale_attention is rescale
+    graph = onnx.load(str(graphs["fused"])).graph
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in (*graph.input, *graph.output)}
+    assert dims == {"image": ["batch", 3, "height", "width"], "noise": ["batch_members", 4, "latent_height",
+                                                                        "latent_width"], "z": ["batch", 2, "height",
+                                                                                               "width"]}
+    assert graph_op_types(graphs["fused"]) <= TENSORRT_ONNX_OPS
+    session = ort.InferenceSession(str(graphs["fused"]), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(5)
+    for h, w in ((64, 128), (192, 256), (128, 64)):
+        image = torch.rand(1, 3, h, w, generator=g) * 2 - 1
+        noise = torch.randn(2, 4, h // 8, w // 8, generator=g)
+        with torch.no_grad():
+            expected = graphs["model"](image, noise, 1).numpy()
+        z = session.run(None, {"image": image.numpy(), "noise": noise.numpy()})[0]
+        assert z.shape == (1, 2, h, w)
+        np.testing.assert_allclose(z, expected, atol=2e-5)
+
+
+def test_size_range_is_checked_and_parsed():
+    from depthfm_ros.backends.export import check_size_range, parse_size_range
+    from depthfm_ros.errors import InputError
+
+    assert parse_size_range("256x320:768X1024") == (256, 320, 768, 1024)
+    for bad in ("256x256", "256:768", "axb:cxd", "256x256:768x1024:1"):
+        with pytest.raises(InputError, match="size range"):
+            parse_size_range(bad)
+    assert check_size_range((64, 64, 256, 256), 128, 128) == (64, 64, 256, 256)
+    with pytest.raises(InputError, match="outside size_range"):
+        check_size_range((64, 64, 128, 128), 192, 128)
+    with pytest.raises(InputError, match="multiple of 64"):
+        check_size_range((64, 64, 100, 128), 64, 64)
+    assert GraphInfo.from_dict({**json.loads(GraphInfo("fused", 64, 64, 1, 1, 17, "h", 0).to_json()),
+                                "size_range": [64, 64, 128, 128]}).size_range == (64, 64, 128, 128)
+
+
+def test_export_cli_writes_dynamic_size_graphs_and_refuses_a_bad_range(tmp_path, capsys):
+    from depthfm_ros.cli import export as export_cli
+
+    out = tmp_path / "dyn"
+    assert export_cli.main(["--tiny-model", "--height", "64", "--width", "128", "--size-range", "64x64:128x192",
+                            "--no-fused", "--no-simplify", "--out", str(out)]) == 0
+    info = read_sidecar(out / "depthfm_step.onnx")
+    assert info.size_range == (64, 64, 128, 192) and info.size == (64, 128)
+    assert export_cli.main(["--tiny-model", "--height", "256", "--width", "128", "--size-range", "64x64:128x192",
+                            "--no-fused", "--out", str(tmp_path / "bad")]) == 2
+    assert "outside size_range" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..errors import BackendError, InputError
-from ..shapes import ensemble_size_of
+from ..shapes import ensemble_size_of, size_in_range
 
 
 class Backend(ABC):
@@ -15,7 +15,8 @@ class Backend(ABC):
 
     ``run`` takes images (b, 3, h, w) float32 in [-1, 1] and noise (b*M, 4, h/8, w/8) float32 and returns the
     decoded log-depth value of every member, (b, M, h, w) float32. Engines built for one shape (TensorRT, a static
-    ONNX graph) report it in ``fixed_size``/``fixed_ensemble_size`` and refuse others with a BackendError.
+    ONNX graph) report it in ``fixed_size``/``fixed_ensemble_size`` and refuse others with a BackendError; graphs
+    exported with dynamic spatial axes report ``size_range`` (min_h, min_w, max_h, max_w) instead of a fixed size.
     """
 
     name: str = "base"
@@ -23,6 +24,7 @@ class Backend(ABC):
     noising_step: int = 0
     fixed_size: tuple[int, int] | None = None
     fixed_ensemble_size: int | None = None
+    size_range: tuple[int, int, int, int] | None = None
 
     @abstractmethod
     def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -42,6 +44,10 @@ class Backend(ABC):
         if self.fixed_size is not None and (h, w) != tuple(self.fixed_size):
             raise BackendError(f"{self.name}: engine was built for {self.fixed_size[0]}x{self.fixed_size[1]}, "
                                f"got {h}x{w}; rebuild it or set the processing resolution to match")
+        if self.size_range is not None and not size_in_range(h, w, self.size_range):
+            lo_h, lo_w, hi_h, hi_w = self.size_range
+            raise BackendError(f"{self.name}: engine takes {lo_h}x{lo_w} to {hi_h}x{hi_w} (multiples of 64), got "
+                               f"{h}x{w}; change the processing resolution or re-export with a wider --size-range")
         try:
             m = ensemble_size_of(noise.shape, b, h, w)
         except InputError as exc:

@@ -12,7 +12,11 @@ decoder    ``x_1`` (N,4,H/8,W/8)                                    ``z`` (N,1,H
 =========  =======================================================  ==========================
 
 The fused graph bakes ``num_steps`` (k) and ``ensemble_size`` (M); noise is an input, so the graph is
-deterministic and matches :meth:`DepthFM.forward` for the same noise. Every graph gets a JSON sidecar
+deterministic and matches :meth:`DepthFM.forward` for the same noise. With ``size_range`` the spatial axes are
+dynamic too (``height``/``width``, latents ``latent_height``/``latent_width``): one graph (and one TensorRT engine
+with an optimisation profile over the range) serves every multiple of 64 in it, so the processing resolution can
+change without a re-export or rebuild; H x W is then the optimum of the profile. The non-xformers attention
+rescale follows the token count of each input in such a graph. Every graph gets a JSON sidecar
 (``<name>.json``, :class:`GraphInfo`) that backends read to refuse a graph built for another shape, k or model.
 
 Exporter choice: the TorchScript exporter (``dynamo=False``) at opset 17. On the diffusers UNet it exports in
@@ -41,7 +45,7 @@ from torch import nn
 from ..errors import BackendError, InputError
 from ..models.depthfm import DepthFM
 from ..sampler import flow_to_depth_latent
-from ..shapes import LATENT_CHANNELS, check_image_batch, latent_noise_shape
+from ..shapes import LATENT_CHANNELS, check_image_batch, latent_noise_shape, size_in_range
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ class GraphInfo:
     noising_step: int
     vae_kind: str = "full"
     rescale_attention: bool = False  # the official non-xformers attention path (models.attention)
+    size_range: tuple[int, int, int, int] | None = None  # (min_h, min_w, max_h, max_w): dynamic spatial axes
     format: str = SIDECAR_FORMAT
 
     @property
@@ -88,20 +93,37 @@ class GraphInfo:
     @classmethod
     def from_dict(cls, data: dict) -> "GraphInfo":
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(n for n in names if n not in data and n not in ("format", "vae_kind", "rescale_attention"))
+        optional = ("format", "vae_kind", "rescale_attention", "size_range")
+        missing = sorted(n for n in names if n not in data and n not in optional)
         if missing:
             raise BackendError(f"graph sidecar lacks {missing}; re-export with depthfm-export")
-        info = cls(**{k: v for k, v in data.items() if k in names})
+        data = {k: v for k, v in data.items() if k in names}
+        if data.get("size_range") is not None:
+            data["size_range"] = tuple(int(v) for v in data["size_range"])
+        info = cls(**data)
         if info.format != SIDECAR_FORMAT or info.kind not in GRAPH_KINDS:
             raise BackendError(f"graph sidecar has format {info.format!r}, kind {info.kind!r}; expected "
                                f"{SIDECAR_FORMAT!r} and one of {GRAPH_KINDS}")
         return info
 
+    def accepts_size(self, height: int, width: int) -> bool:
+        """Whether the graph runs at ``height`` x ``width`` (its one size, or any multiple of 64 in its range)."""
+        if self.size_range is None:
+            return (height, width) == self.size
+        return size_in_range(height, width, self.size_range)
+
+    def size_text(self) -> str:
+        if self.size_range is None:
+            return f"{self.height}x{self.width}"
+        lo_h, lo_w, hi_h, hi_w = self.size_range
+        return f"{lo_h}x{lo_w}..{hi_h}x{hi_w} (opt {self.height}x{self.width})"
+
     def check(self, *, kind: str | None = None, num_steps: int | None = None, ensemble_size: int | None = None,
-              size: tuple[int, int] | None = None, model_hash: str | None = None, source: str = "graph") -> None:
+              size: tuple[int, int] | None = None, model_hash: str | None = None, size_range=None,
+              source: str = "graph") -> None:
         """Raise BackendError naming the field if this graph was exported for something else."""
         wanted = {"kind": kind, "num_steps": num_steps, "ensemble_size": ensemble_size, "size": size,
-                  "model_hash": model_hash}
+                  "model_hash": model_hash, "size_range": size_range}
         for field, want in wanted.items():
             have = getattr(self, field)
             if want is not None and have is not None and tuple(np.atleast_1d(want)) != tuple(np.atleast_1d(have)):
@@ -154,11 +176,12 @@ class FusedGraph(nn.Module):
         self.model, self.num_steps, self.ensemble_size = model, num_steps, ensemble_size
 
     def forward(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        m, (h, w) = self.ensemble_size, (int(s) for s in image.shape[-2:])  # ints: static output shape
+        m = self.ensemble_size
         z_img = self.model.encode(image)
         z_img = z_img.unsqueeze(1).expand(-1, m, -1, -1, -1).reshape(-1, *z_img.shape[1:])
         x1 = flow_to_depth_latent(self.model, z_img, noise, self.num_steps)
-        return self.model.decode(x1).reshape(-1, m, h, w)
+        z = self.model.decode(x1)
+        return z.reshape(-1, m, z.shape[-2], z.shape[-1])  # traced sizes: dynamic spatial axes stay dynamic
 
 
 class _Stage(nn.Module):
@@ -191,16 +214,44 @@ def example_inputs(kind: str, height: int, width: int, batch: int = 1,
 
 
 # ------------------------------------------------------------------------------------------------- export
+def check_size_range(size_range, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """``size_range`` (min_h, min_w, max_h, max_w) as ints, with ``height`` x ``width`` inside; InputError otherwise."""
+    if size_range is None:
+        return None
+    size_range = tuple(int(v) for v in size_range)
+    if len(size_range) != 4:
+        raise InputError(f"size_range is (min_h, min_w, max_h, max_w), got {size_range}")
+    lo_h, lo_w, hi_h, hi_w = size_range
+    for h, w in ((lo_h, lo_w), (hi_h, hi_w)):
+        check_image_batch(torch.empty(1, 3, h, w, device="meta"))
+    if not (lo_h <= height <= hi_h and lo_w <= width <= hi_w):
+        raise InputError(f"export size {height}x{width} is outside size_range {lo_h}x{lo_w}..{hi_h}x{hi_w}")
+    return size_range
+
+
+def parse_size_range(text: str) -> tuple[int, int, int, int]:
+    """``"256x256:768x1024"`` -> (256, 256, 768, 1024); InputError for anything else."""
+    try:
+        lo, hi = text.split(":")
+        (lo_h, lo_w), (hi_h, hi_w) = (tuple(int(v) for v in part.lower().split("x")) for part in (lo, hi))
+    except ValueError as exc:
+        raise InputError(f"size range must look like 256x256:768x1024 (min HxW:max HxW), got {text!r}") from exc
+    return lo_h, lo_w, hi_h, hi_w
+
+
 def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width: int, num_steps: int | None = None,
                  ensemble_size: int | None = None, opset: int = OPSET, simplify: bool = False,
-                 mhash: str | None = None, progress=None) -> Path:
+                 mhash: str | None = None, progress=None, size_range=None) -> Path:
     """Export one graph of ``kind`` (see module doc) to ``path`` with its sidecar; returns ``path``.
 
-    ``progress`` is an optional tqdm bar that gets one update per sub-stage (trace, check, simplify).
+    ``size_range`` (min_h, min_w, max_h, max_w) makes the spatial axes dynamic (``height`` x ``width`` inside it is
+    the size traced and the TensorRT profile's optimum). ``progress`` is an optional tqdm bar that gets one update
+    per sub-stage (trace, check, simplify).
     """
     if kind not in GRAPH_KINDS:
         raise InputError(f"kind must be one of {GRAPH_KINDS}, got {kind!r}")
     check_image_batch(torch.empty(1, 3, height, width, device="meta"))
+    size_range = check_size_range(size_range, height, width)
     if kind == "fused":
         if num_steps is None or num_steps < 1 or ensemble_size is None or ensemble_size < 1:
             raise InputError(f"fused graph needs num_steps >= 1 and ensemble_size >= 1, got {num_steps}, "
@@ -211,9 +262,8 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = GRAPH_IO[kind]
-    batch_axis = {"fused": {"image": "batch", "noise": "batch_members", "z": "batch"},
-                  "encoder": {"image": "batch", "z_img": "batch"}}.get(
-        kind, {name: "batch_members" for name in (*inputs, *outputs)})
+    dynamic_axes = {name: {i: axis for i, axis in enumerate(dims) if isinstance(axis, str)}
+                    for name, dims in io_dims(kind, height, width, ensemble_size, size_range is not None).items()}
     args = example_inputs(kind, height, width, 1, ensemble_size or 1)
     model = model.float().eval()
 
@@ -227,7 +277,7 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings on shape asserts in diffusers; shapes are fixed here
             torch.onnx.export(module, args, str(raw), input_names=list(inputs), output_names=list(outputs),
-                              dynamic_axes={name: {0: axis} for name, axis in batch_axis.items()},
+                              dynamic_axes=dynamic_axes,
                               opset_version=opset, do_constant_folding=True, dynamo=False)
         tick("traced")
         if simplify:
@@ -243,19 +293,23 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
         tick("simplified" if simplify else "saved")
     import onnx
 
-    _set_io_dims(path, kind, height, width, ensemble_size)
+    _set_io_dims(path, kind, height, width, ensemble_size, size_range is not None)
     onnx.checker.check_model(str(path))  # path form: works for > 2 GB graphs with external data
     write_sidecar(path, GraphInfo(kind, height, width, num_steps, ensemble_size, opset,
                                   mhash or model_hash(model), model.noising_step, model.vae_kind,
-                                  bool(getattr(model, "rescale_attention", False))))
+                                  bool(getattr(model, "rescale_attention", False)), size_range))
     tick("checked")
     return path
 
 
-def io_dims(kind: str, height: int, width: int, ensemble_size: int | None = None) -> dict[str, list]:
-    """Declared input/output dims of a graph kind; str entries are the dynamic batch axes."""
-    image, latent = ["batch", 3, height, width], ["batch_members", LATENT_CHANNELS, *latent_noise_shape(1, 1, height,
-                                                                                                       width)[2:]]
+def io_dims(kind: str, height: int, width: int, ensemble_size: int | None = None,
+            dynamic_size: bool = False) -> dict[str, list]:
+    """Declared input/output dims of a graph kind; str entries are dynamic axes (batch, and with ``dynamic_size``
+    the spatial ones)."""
+    lh, lw = latent_noise_shape(1, 1, height, width)[2:]
+    if dynamic_size:
+        height, width, lh, lw = "height", "width", "latent_height", "latent_width"
+    image, latent = ["batch", 3, height, width], ["batch_members", LATENT_CHANNELS, lh, lw]
     return {
         "fused": {"image": image, "noise": latent, "z": ["batch", ensemble_size, height, width]},
         "encoder": {"image": image, "z_img": ["batch", *latent[1:]]},
@@ -264,12 +318,13 @@ def io_dims(kind: str, height: int, width: int, ensemble_size: int | None = None
     }[kind]
 
 
-def _set_io_dims(path: Path, kind: str, height: int, width: int, ensemble_size: int | None) -> None:
+def _set_io_dims(path: Path, kind: str, height: int, width: int, ensemble_size: int | None,
+                 dynamic_size: bool) -> None:
     """Write the declared I/O dims into the graph (the tracer leaves some output dims symbolic)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)  # external weights stay where they are
-    dims = io_dims(kind, height, width, ensemble_size)
+    dims = io_dims(kind, height, width, ensemble_size, dynamic_size)
     for value in (*model.graph.input, *model.graph.output):
         shape = value.type.tensor_type.shape
         for dim, want in zip(shape.dim, dims[value.name]):
@@ -289,8 +344,9 @@ def _move_onnx(src: Path, dst: Path) -> None:
 
 def export_onnx(model: DepthFM, out_dir: str | Path, height: int, width: int, num_steps: int = 2,
                 ensemble_size: int = 1, fused: bool = True, split: bool = True, opset: int = OPSET,
-                simplify: bool = False, progress: bool = True) -> dict[str, Path]:
-    """Export the fused graph (``depthfm_fused_k{k}_m{M}.onnx``) and/or the split stages into ``out_dir``.
+                simplify: bool = False, progress: bool = True, size_range=None) -> dict[str, Path]:
+    """Export the fused graph (``depthfm_fused_k{k}_m{M}.onnx``) and/or the split stages into ``out_dir``
+    (``size_range``: dynamic spatial axes, see :func:`export_graph`).
 
     Returns ``{kind: path}``. Split stages are ``depthfm_encoder.onnx``, ``depthfm_step.onnx``,
     ``depthfm_decoder.onnx``; a backend given any of them (or ``out_dir``) runs any k.
@@ -307,7 +363,7 @@ def export_onnx(model: DepthFM, out_dir: str | Path, height: int, width: int, nu
         for kind in kinds:
             name = f"depthfm_fused_k{num_steps}_m{ensemble_size}.onnx" if kind == "fused" else SPLIT_FILES[kind]
             paths[kind] = export_graph(model, kind, out_dir / name, height, width, num_steps, ensemble_size,
-                                       opset, simplify, mhash, bar)
+                                       opset, simplify, mhash, bar, size_range)
     log.info("exported %s to %s (%dx%d, opset %d, model %s)", ", ".join(kinds), out_dir, height, width, opset, mhash)
     return paths
 
@@ -340,6 +396,6 @@ def graph_opset(path: str | Path) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
-__all__ = ["GRAPH_IO", "GRAPH_KINDS", "OPSET", "SPLIT_FILES", "FusedGraph", "GraphInfo", "example_inputs",
-           "export_graph", "export_onnx", "graph_op_types", "graph_opset", "model_hash", "read_sidecar",
-           "sidecar_path", "write_sidecar"]
+__all__ = ["GRAPH_IO", "GRAPH_KINDS", "OPSET", "SPLIT_FILES", "FusedGraph", "GraphInfo", "check_size_range",
+           "example_inputs", "export_graph", "export_onnx", "graph_op_types", "graph_opset", "model_hash",
+           "parse_size_range", "read_sidecar", "sidecar_path", "write_sidecar"]

@@ -63,6 +63,9 @@ def read_split_infos(paths: dict[str, Path]) -> dict[str, GraphInfo]:
     first = infos["encoder"]
     for kind, info in infos.items():
         info.check(kind=kind, size=first.size, model_hash=first.model_hash, source=str(paths[kind]))
+        if info.size_range != first.size_range:
+            raise BackendError(f"{paths[kind]} was exported for sizes {info.size_text()}, {paths['encoder']} for "
+                               f"{first.size_text()}: export the split stages together")
     return infos
 
 
@@ -95,7 +98,8 @@ class OnnxBackend(Backend):
             if self.num_steps < 1:
                 raise InputError(f"num_steps must be >= 1, got {self.num_steps}")
         self.info = info
-        self.fixed_size = info.size
+        self.fixed_size = info.size if info.size_range is None else None
+        self.size_range = info.size_range
         self.noising_step = info.noising_step
         self.sessions = {}
         self.fused_inputs = GRAPH_IO["fused"][0]
@@ -137,4 +141,4 @@ class OnnxBackend(Backend):
         mode = f"fused k={self.num_steps} M={self.fixed_ensemble_size}" if self.fused else \
             f"split steps={self.num_steps}"
         device = "cuda" if self.providers[0] == PROVIDERS["cuda"] else "cpu"
-        return f"onnxruntime[{device}, {mode}, {self.fixed_size[0]}x{self.fixed_size[1]}]"
+        return f"onnxruntime[{device}, {mode}, {self.info.size_text()}]"

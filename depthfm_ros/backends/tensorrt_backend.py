@@ -7,7 +7,9 @@ run. Everything up to the builder call is pure and tested without a GPU: which o
 
 Engines are cached as ``<cache_dir>/depthfm_<kind>_<H>x<W>_k<k>_m<M>_<precision>_<key>.engine`` (+ ``.json``),
 keyed by the ONNX graph's own hash, the model hash, graph kind, k, M, resolution, batch profile, precision, TensorRT
-version and GPU (name, compute capability, SM count, memory: Orin modules differ), so a re-export, a changed
+version and GPU (name, compute capability, SM count, memory: Orin modules differ) and, for graphs exported with
+dynamic spatial axes, the size range of the optimisation profile (one engine then runs every multiple of 64 in it,
+the export size as the optimum), so a re-export, a changed
 setting, another GPU or a TensorRT upgrade builds a new engine instead of loading a stale one; a prebuilt
 ``.engine`` that does not match this TensorRT or GPU is refused with the reason. A timing cache per TensorRT
 version and GPU (``timing_<key>.cache`` in the same folder, written atomically) makes rebuilds for other shapes fast.
@@ -24,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -100,8 +103,11 @@ class EngineSpec:
     noising_step: int = 0
     max_members: int = 8
     graph_hash: str = ""
+    size_range: tuple[int, int, int, int] | None = None  # (min_h, min_w, max_h, max_w); None: height x width only
 
     def __post_init__(self):
+        if self.size_range is not None:
+            object.__setattr__(self, "size_range", tuple(int(v) for v in self.size_range))  # JSON gives a list
         if self.precision not in PRECISIONS:
             raise BackendError(f"TensorRT precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.max_batch < 1 or self.ensemble_size < 1:
@@ -112,38 +118,42 @@ class EngineSpec:
                   max_batch: int = 1, device: str = "", graph_hash: str = "") -> "EngineSpec":
         m = info.ensemble_size or ensemble_size  # M is in the key: a profile for more members only wastes memory
         return cls(info.model_hash, info.kind, info.num_steps, m, info.height, info.width, precision,
-                   tensorrt_version, max_batch, device, info.noising_step, max_members=m, graph_hash=graph_hash)
+                   tensorrt_version, max_batch, device, info.noising_step, max_members=m, graph_hash=graph_hash,
+                   size_range=info.size_range)
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
 
     def engine_name(self) -> str:
         k = "any" if self.num_steps is None else self.num_steps
-        return (f"depthfm_{self.kind}_{self.height}x{self.width}_k{k}_m{self.ensemble_size}_{self.precision}_"
-                f"{self.cache_key()}.engine")
+        size = f"{self.height}x{self.width}" if self.size_range is None else \
+            "{}x{}-{}x{}".format(*self.size_range)
+        return f"depthfm_{self.kind}_{size}_k{k}_m{self.ensemble_size}_{self.precision}_{self.cache_key()}.engine"
 
 
 def profile_shapes(spec: EngineSpec, opt_batch: int = 1) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """Optimisation profile ``{input: (min, opt, max)}``: images 1..max_batch, members M..max_batch*M."""
-    h, w, m = spec.height, spec.width, spec.ensemble_size
+    """Optimisation profile ``{input: (min, opt, max)}``: images 1..max_batch, members M..max_batch*M; with a
+    ``size_range`` the spatial size runs from its minimum over the export size (optimum) to its maximum."""
+    m = spec.ensemble_size
     opt_batch = min(max(opt_batch, 1), spec.max_batch)
+    lo_h, lo_w, hi_h, hi_w = spec.size_range or (spec.height, spec.width, spec.height, spec.width)
+    sizes = ((lo_h, lo_w), (spec.height, spec.width), (hi_h, hi_w))
 
-    def image(b: int) -> tuple[int, ...]:
-        return b, 3, h, w
+    def images(batches) -> tuple[tuple[int, ...], ...]:
+        return tuple((b, 3, h, w) for b, (h, w) in zip(batches, sizes))
 
-    def latent(n: int) -> tuple[int, ...]:
-        return latent_noise_shape(n, 1, h, w)
+    def latents(counts) -> tuple[tuple[int, ...], ...]:
+        return tuple(latent_noise_shape(n, 1, h, w) for n, (h, w) in zip(counts, sizes))
 
     batches = (1, opt_batch, spec.max_batch)
     if spec.kind == "fused":
-        return {"image": tuple(image(b) for b in batches), "noise": tuple(latent(b * m) for b in batches)}
+        return {"image": images(batches), "noise": latents(b * m for b in batches)}
     if spec.kind == "encoder":
-        return {"image": tuple(image(b) for b in batches)}
+        return {"image": images(batches)}
     members = (1, opt_batch * m, max_split_members(spec))
     if spec.kind == "step":
-        return {"x_t": tuple(latent(n) for n in members), "t": tuple((n,) for n in members),
-                "z_img": tuple(latent(n) for n in members)}
-    return {"x_1": tuple(latent(n) for n in members)}
+        return {"x_t": latents(members), "t": tuple((n,) for n in members), "z_img": latents(members)}
+    return {"x_1": latents(members)}
 
 
 def max_split_members(spec: EngineSpec) -> int:
@@ -316,7 +326,11 @@ class TrtEngine:
             raise BackendError(f"{engine_path} was built for {self.spec.device!r}, this GPU is {gpu!r}: engines are "
                                "not portable across GPUs; rebuild it from the .onnx on this machine")
         self.runtime = trt.Runtime(trt_logger(trt))
-        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        try:  # memory-mapped: a multi-GB plan is not copied into host memory first
+            with open(self.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as plan:
+                self.engine = self.runtime.deserialize_cuda_engine(plan)
+        except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
+            raise BackendError(f"cannot read TensorRT engine {engine_path}: {exc}") from exc
         if self.engine is None:
             raise BackendError(f"TensorRT cannot deserialize {engine_path} (other GPU or TensorRT version?)")
         self.context = self.engine.create_execution_context()
@@ -361,21 +375,28 @@ class TrtEngine:
 class TensorRTBackend(Backend):
     """TensorRT engine(s) from a fused ``.onnx`` (fixed k, M), a split-stage folder (any k) or a built ``.engine``.
 
-    Images per call are at most ``max_batch``; the fused engine's M and all engines' resolution are fixed.
-    ``device`` is the CUDA device ("cpu" only with a stand-in ``tensorrt`` module in tests).
+    Images per call are at most ``max_batch``; the fused engine's M is fixed, and so is the resolution unless the
+    graphs were exported with a size range (``size_range``: any multiple of 64 in it, no rebuild).
+    ``device`` is the CUDA device ("cpu" only with a stand-in ``tensorrt`` module in tests). ``cuda_graph`` captures
+    a frame's engine calls once per input shape (after one warm-up enqueue, as TensorRT requires) and replays the
+    CUDA graph afterwards: the CPU launch cost of every kernel goes away, which matters for the tiny VAE and small
+    models; inputs are copied into the graph's static buffers and the output is copied out.
     """
 
     name = "tensorrt"
 
     def __init__(self, engine: str | Path, num_steps: int | None = None, precision: str = "fp16",
                  ensemble_size: int = 1, max_batch: int = 1, cache_dir: str | Path | None = None,
-                 device: str = "cuda"):
+                 device: str = "cuda", cuda_graph: bool = False):
         if precision not in PRECISIONS:
             raise BackendError(f"TensorRT backend builds {' or '.join(PRECISIONS)} engines, not {precision}")
         import_tensorrt()
         self.device = torch.device(device)
         cuda_device_name(self.device)  # BackendError without a GPU
         self.stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        if cuda_graph and self.stream is None:
+            raise BackendError("cuda_graph needs a CUDA device")
+        self.cuda_graph, self._graphs = bool(cuda_graph), {}
         path = Path(engine)
         self.max_batch = max_batch
         self.prebuilt = path.suffix == ".engine"
@@ -385,7 +406,7 @@ class TensorRTBackend(Backend):
             if spec.kind != "fused":
                 raise BackendError(f"{path} is a {spec.kind} engine; give the split .onnx folder instead")
             info = GraphInfo("fused", spec.height, spec.width, spec.num_steps, spec.ensemble_size, 0,
-                             spec.model_hash, spec.noising_step)
+                             spec.model_hash, spec.noising_step, size_range=spec.size_range)
             self.max_batch, precision = spec.max_batch, spec.precision  # what the engine is, not what was asked
             self.info = None  # a prebuilt engine does not record its attention path
         else:
@@ -407,7 +428,9 @@ class TensorRTBackend(Backend):
             self.staged = StagedModel(lambda image: e["encoder"](image=image, stream=self.stream),
                                       lambda x_t, t, z_img: e["step"](x_t=x_t, t=t, z_img=z_img, stream=self.stream),
                                       lambda x_1: e["decoder"](x_1=x_1, stream=self.stream), info.noising_step)
-        self.fixed_size, self.noising_step, self.precision = info.size, info.noising_step, precision
+        self.noising_step, self.precision = info.noising_step, precision
+        self.fixed_size = info.size if info.size_range is None else None
+        self.size_range, self.size_text = info.size_range, info.size_text()
 
     @property
     def tensor_device(self) -> torch.device:
@@ -433,19 +456,42 @@ class TensorRTBackend(Backend):
                 self.stream.wait_stream(torch.cuda.current_stream(self.device))
             images = rgb_bchw.to(self.device, torch.float32, non_blocking=True)
             noise_t = noise.to(self.device, torch.float32, non_blocking=True)
-            if self.fused:
-                z = self.engines["fused"](image=images, noise=noise_t, stream=self.stream)
-            else:
-                z = self.staged(images, noise_t, self.num_steps)
-            z = z.float()
+            z = self._replay(images, noise_t) if self.cuda_graph else self._enqueue(images, noise_t)
         if self.stream is not None:
             self.stream.synchronize()
         return z
 
+    def _enqueue(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            z = self.engines["fused"](image=images, noise=noise, stream=self.stream)
+        else:
+            z = self.staged(images, noise, self.num_steps)
+        return z.float()
+
+    def _replay(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The frame through a CUDA graph captured for these shapes (captured on first use)."""
+        key = (tuple(images.shape), tuple(noise.shape))
+        if key not in self._graphs:
+            static_in = images.clone(), noise.clone()
+            self._enqueue(*static_in)  # TensorRT's first enqueue for a shape allocates and must not be captured
+            self.stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph, stream=self.stream):
+                    static_out = self._enqueue(*static_in)
+            except RuntimeError as exc:
+                raise BackendError(f"tensorrt: CUDA graph capture failed ({exc}); run without cuda_graph") from exc
+            self._graphs[key] = graph, static_in, static_out
+        graph, (static_images, static_noise), static_out = self._graphs[key]
+        static_images.copy_(images)
+        static_noise.copy_(noise)
+        graph.replay()
+        return static_out.clone()
+
     def describe(self) -> str:
         mode = f"fused M={self.fixed_ensemble_size}" if self.fused else "split"
-        source = ", prebuilt .engine" if self.prebuilt else ""
-        return (f"tensorrt[{self.precision}, {mode}, {self.fixed_size[0]}x{self.fixed_size[1]}, "
+        source = (", prebuilt .engine" if self.prebuilt else "") + (", CUDA graph" if self.cuda_graph else "")
+        return (f"tensorrt[{self.precision}, {mode}, {self.size_text}, "
                 f"max_batch {self.max_batch}{source}] (steps={self.num_steps})")
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from ..processing import colorize
 from ..ros.demo import run_demo
@@ -65,6 +66,9 @@ def _main(argv=None) -> int:
     print(f"depthfm-demo: {len(run.depth_hw)} frame(s) in {run.elapsed_sec:.1f} s; sent {run.frames_sent}, "
           f"processed {snap.processed}, dropped {snap.dropped}; mean latency {snap.latency_ms:.0f} ms, inference "
           f"{snap.inference_ms:.0f} ms", file=sys.stderr)
+    if run.latencies_ms:
+        print(f"depthfm-demo: end to end over DDS (image published -> depth received): p50 "
+              f"{np.median(run.latencies_ms):.0f} ms, max {max(run.latencies_ms):.0f} ms", file=sys.stderr)
     print(f"depthfm-demo: wrote {len(written)} PNG(s) to {args.output.resolve()}")
     if not run.finished:
         print(f"depthfm-demo: timed out after {args.timeout:g} s with {len(run.depth_hw)} of {args.frames} frame(s)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ..backends.export import OPSET, export_onnx
+from ..backends.export import OPSET, export_onnx, parse_size_range
 from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
 
 log = logging.getLogger("depthfm_ros.cli.export")
@@ -22,6 +22,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_checkpoint_args(p, tiny_help="export the small RANDOM model (tests, demos)")
     p.add_argument("--height", type=int, default=512, help="processing height, multiple of 64")
     p.add_argument("--width", type=int, default=512, help="processing width, multiple of 64")
+    p.add_argument("--size-range", type=parse_size_range, default=None, metavar="MINHxMINW:MAXHxMAXW",
+                   help="dynamic spatial axes: one graph/engine for every multiple of 64 in the range, --height x "
+                        "--width as the TensorRT optimum (e.g. 256x256:768x1024); default: that one size only")
     add_sampling_args(p, what=" baked into the fused graph")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-fused", action="store_true", help="skip the fused graph")
@@ -43,7 +46,8 @@ def _main(argv=None) -> int:
     if not args.no_simplify and not simplify:
         log.warning("onnxslim is not installed: graphs are not simplified (pip install '.[simplify]')")
     paths = export_onnx(model, args.out, args.height, args.width, args.num_steps, args.ensemble_size,
-                        fused=not args.no_fused, split=not args.no_split, opset=args.opset, simplify=simplify)
+                        fused=not args.no_fused, split=not args.no_split, opset=args.opset, simplify=simplify,
+                        size_range=args.size_range)
     for kind, path in paths.items():
         print(f"{kind:8s} {path}")
     if args.tensorrt:

@@ -31,7 +31,12 @@ class RescaledSelfAttnProcessor(AttnProcessor2_0):
         query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
         head_dim = key.shape[-1] // attn.heads
         query, key, value = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (query, key, value))
-        scale = math.sqrt(math.log(n_tokens) / math.log(4 * n_tokens) / head_dim)
+        if torch.jit.is_tracing():  # ONNX export: n follows the graph's input size (dynamic spatial axes)
+            n = torch._shape_as_tensor(hidden_states)[1].to(query.dtype)
+            query = query * torch.sqrt(torch.log(n) / torch.log(4 * n) / head_dim)
+            scale = 1.0
+        else:
+            scale = math.sqrt(math.log(n_tokens) / math.log(4 * n_tokens) / head_dim)
         out = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False, scale=scale)
         out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
         out = attn.to_out[1](attn.to_out[0](out))

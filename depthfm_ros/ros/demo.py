@@ -19,7 +19,8 @@ CAMERA_NS = "/depthfm_demo/camera"
 @dataclass(frozen=True)
 class DemoRun:
     """What came out: per collected frame the input image, relative depth and uncertainty (same order), frames
-    sent, the node's counters, seconds taken, and whether all frames came before the timeout."""
+    sent, the node's counters, seconds taken, whether all frames came before the timeout, and per collected frame the
+    end-to-end latency over DDS (image stamped and published -> relative depth received, ms)."""
 
     rgb_hwc_u8: list[np.ndarray]
     depth_hw: list[np.ndarray]
@@ -28,6 +29,7 @@ class DemoRun:
     stats: StatsSnapshot
     elapsed_sec: float
     finished: bool
+    latencies_ms: list[float]
 
 
 def demo_frame(spec, camera, k: int, seed: int):
@@ -70,6 +72,7 @@ def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frame
         info_pub = demo.create_publisher(CameraInfo, f"{CAMERA_NS}/camera_info", qos)
         sent: dict[int, int] = {}  # stamp (ns) -> frame index
         outputs: dict[str, dict[int, np.ndarray]] = {"depth": {}, "uncertainty": {}}
+        received_ns: dict[int, int] = {}  # stamp (ns) -> when its depth arrived, on the same clock
         done = threading.Event()
         lock = threading.Lock()
         frame_index = [0]
@@ -90,7 +93,10 @@ def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frame
 
         def collector(key):
             def collect(msg):
+                now = demo.get_clock().now().nanoseconds
                 with lock:
+                    if key == "depth":
+                        received_ns[stamp_ns(msg.header.stamp)] = now
                     outputs[key][stamp_ns(msg.header.stamp)] = image_to_array(msg)
                     if len(set(outputs["depth"]) & set(outputs["uncertainty"])) >= frames:
                         done.set()
@@ -109,5 +115,5 @@ def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frame
     stamps = sorted(set(outputs["depth"]) & set(outputs["uncertainty"]))[:frames]
     return DemoRun([render_frame(sent[stamp]).rgb_hwc_u8 for stamp in stamps],
                    [outputs["depth"][stamp] for stamp in stamps], [outputs["uncertainty"][stamp] for stamp in stamps],
-                   frame_index[0], snap, elapsed, finished)
+                   frame_index[0], snap, elapsed, finished, [1e-6 * (received_ns[s] - s) for s in stamps])
 
