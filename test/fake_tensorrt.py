@@ -100,6 +100,7 @@ class FakeTensorRT(types.ModuleType):
                 self.logger = logger
 
             def create_network(self, flags):
+                fake.calls.append(("network flags", flags))
                 return Network()
 
             def create_builder_config(self):

@@ -222,7 +222,7 @@ def test_exported_fused_and_split_graphs_run_for_any_noising_step(tmp_path, nois
         np.testing.assert_allclose(expected[:, 0], expected[:, 1], atol=1e-6)
 
 
-@pytest.mark.parametrize("version, fp16_flag", [("10.9.0", True), ("11.0.0", False)])
+@pytest.mark.parametrize("version, fp16_flag", [("10.9.0", True), ("8.6.2", True), ("11.0.0", False)])
 def test_engine_build_drives_the_tensorrt_api_and_guards_the_fp16_flag(monkeypatch, tmp_path, graphs, version,
                                                                        fp16_flag):
     """tensorrt>=10 installed 11.x, where BuilderFlag.FP16 is gone: the fp16 build failed with a bare
@@ -249,6 +249,8 @@ def test_engine_build_drives_the_tensorrt_api_and_guards_the_fp16_flag(monkeypat
     assert not list(tmp_path.glob("*.tmp"))
     assert ("flag", "FP16") in fake.calls and ("parse", str(onnx_path)) in fake.calls
     assert ("ignore_mismatch", False) in fake.calls  # a cache of another GPU / version is not silently used
+    # JetPack 6.0's TensorRT 8.6 needs the explicit-batch network flag; 10 has no other mode (flag 0)
+    assert ("network flags", 1 if version.startswith("8.") else 0) in fake.calls
     profile = next(c[1] for c in fake.calls if c[0] == "profile")
     assert profile["image"][1] == (1, 3, info.height, info.width) and set(profile) == {"image", "noise"}
     assert tensorrt_backend.read_engine_spec(engine) == spec
@@ -487,3 +489,11 @@ def test_cuda_graph_replay_needs_a_cuda_device(fake_trt, graphs, tmp_path):
     fake_trt()
     with pytest.raises(BackendError, match="cuda_graph needs a CUDA device"):
         TensorRTBackend(graphs[(1, 1)], num_steps=1, cache_dir=tmp_path, device="cpu", cuda_graph=True)
+
+
+def test_tensorrt_older_than_8_6_is_refused_with_the_reason(fake_trt, graphs, tmp_path):
+    from depthfm_ros.backends.tensorrt_backend import engine_for
+
+    fake_trt(version="8.5.3")
+    with pytest.raises(BackendError, match="older than 8.6"):
+        engine_for(graphs[(1, 1)], cache_dir=tmp_path, device="cpu")

@@ -178,13 +178,23 @@ def timing_cache_path(cache_dir: str | Path, tensorrt_version: str, device: str)
 
 
 # -------------------------------------------------------------------------------------------- tensorrt proper
+#: TensorRT versions this backend drives: 8.6 (JetPack 6.0: name-based I/O, ``execute_async_v3``, opset 17 parser)
+#: up to 10.x (x86 wheels of the ``tensorrt`` extra, JetPack 6.1/6.2); 11 removed weakly typed fp16 builds.
+TENSORRT_MIN_VERSION = (8, 6)
+
+
 def import_tensorrt():
-    """The ``tensorrt`` module, or BackendError saying how to get it."""
+    """The ``tensorrt`` module, or BackendError saying how to get it (or why this one does not do)."""
     try:
         import tensorrt
     except ImportError as exc:
-        raise BackendError("TensorRT is not installed: pip install '.[tensorrt]' (needs an NVIDIA GPU and driver), "
-                           "or use backend 'onnxruntime'/'torch'") from exc
+        raise BackendError("TensorRT is not installed: pip install '.[tensorrt]' (x86-64 with an NVIDIA GPU), on a "
+                           "Jetson the JetPack python3-libnvinfer package (docs/backends.md), or use backend "
+                           "'onnxruntime'/'torch'") from exc
+    version = tuple(int(p) for p in tensorrt.__version__.split(".")[:2] if p.isdigit())
+    if version < TENSORRT_MIN_VERSION:
+        raise BackendError(f"TensorRT {tensorrt.__version__} is older than 8.6, the first with the name-based I/O "
+                           "API and an opset-17 parser this backend needs (JetPack 6 or pip install '.[tensorrt]')")
     return tensorrt
 
 
@@ -495,6 +505,6 @@ class TensorRTBackend(Backend):
                 f"max_batch {self.max_batch}{source}] (steps={self.num_steps})")
 
 
-__all__ = ["PRECISIONS", "TENSORRT_MAX_OPSET", "TENSORRT_ONNX_OPS", "EngineSpec", "TensorRTBackend",
-           "TrtEngine", "build_engine", "check_parser_ready", "engine_for", "graph_hash", "profile_shapes",
-           "tensorrt_unsupported_ops", "timing_cache_path"]
+__all__ = ["PRECISIONS", "TENSORRT_MAX_OPSET", "TENSORRT_MIN_VERSION", "TENSORRT_ONNX_OPS", "EngineSpec",
+           "TensorRTBackend", "TrtEngine", "build_engine", "check_parser_ready", "engine_for", "graph_hash",
+           "profile_shapes", "tensorrt_unsupported_ops", "timing_cache_path"]
