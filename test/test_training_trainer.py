@@ -152,3 +152,42 @@ def test_train_cli_trains_resumes_and_exports(tmp_path, capsys):
     assert (tmp_path / "run" / "export" / "depthfm.ckpt").is_file()
     assert (tmp_path / "run" / "init" / "depthfm.json").is_file()
     DepthFM.from_pretrained(tmp_path / "run" / "export" / "diffusers")
+
+
+def test_two_processes_share_one_schedule_one_init_and_one_vae_warmup(tmp_path):
+    """torchrun, 2 CPU processes (gloo on loopback): the LR scheduler steps once per optimizer step (accelerate's
+    prepared scheduler stepped once per process: last_epoch 8 after 4 steps), rank 0 alone writes init/ and runs the
+    tiny-VAE warm-up, and both ranks train the same weights."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "depthfm_ros.cli.train", "--init", "tiny", "--synthetic", "8", "--size", "64", "64", "--steps", "4",
+           "--batch-size", "2", "--lr", "1e-3", "--lr-warmup-steps", "8", "--vae-warmup-steps", "2",
+           "--vae-warmup-batch-size", "2", "--output", str(out), "--quiet", "--no-tensorboard"]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("2 process(es)") == 1
+    assert result.stdout.count("tiny VAE warm-up") == 1  # rank 0 only; rank 1 loaded its result
+    state = torch.load(out / "last" / TRAINER_STATE_FILE, weights_only=False)
+    assert state["step"] == 4 and state["scheduler"]["last_epoch"] == 4
+    assert state["scheduler"]["_last_lr"][0] == pytest.approx(1e-3 * 5 / 8)
+    assert (out / "init" / "depthfm.json").is_file() and (out / "export" / "depthfm.ckpt").is_file()
+
+
+def test_accelerate_cpu_launch_of_several_processes_is_refused_not_run_as_one():
+    from depthfm_ros.cli.train import check_world_size, launcher_processes
+    from depthfm_ros.errors import DepthFMError
+
+    parent = ["/venv/bin/python", "/venv/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "-m",
+              "depthfm_ros.cli.train"]
+    assert launcher_processes(parent) == 2
+    assert launcher_processes(["/venv/bin/accelerate", "launch", "--num_processes=4", "x.py"]) == 4
+    assert launcher_processes(["python", "-m", "torch.distributed.run", "--nproc_per_node", "2"]) is None
+    with pytest.raises(DepthFMError, match="torchrun --standalone --nproc_per_node 2"):
+        check_world_size(1, parent)
+    check_world_size(2, parent)  # a launcher that did start 2 processes
+    check_world_size(1, ["bash"])

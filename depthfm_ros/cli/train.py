@@ -10,6 +10,7 @@ logs in ``OUTPUT/logs``. See docs/training.md for a CPU recipe.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..errors import DepthFMError
@@ -43,6 +44,35 @@ def build_dataset(args: argparse.Namespace):
                                       teacher_size)
         dataset = data.mixture_dataset(dataset, teacher, args.k, args.seed)
     return dataset
+
+
+def launcher_processes(parent_cmdline: list[str]) -> int | None:
+    """Processes an ``accelerate launch`` parent command line asked for (``--num_processes N``), else None."""
+    if not any(Path(part).name == "accelerate" for part in parent_cmdline[:2]) or "launch" not in parent_cmdline:
+        return None
+    for i, part in enumerate(parent_cmdline):
+        for flag in ("--num_processes", "--num-processes"):
+            if part == flag and i + 1 < len(parent_cmdline):
+                return int(parent_cmdline[i + 1])
+            if part.startswith(flag + "="):
+                return int(part.split("=", 1)[1])
+    return None
+
+
+def check_world_size(world_size: int, parent_cmdline: list[str] | None = None) -> None:
+    """Refuse the silent single-process run ``accelerate launch --cpu --num_processes N`` gives (its CPU path is the
+    simple launcher: one process, no DDP)."""
+    if parent_cmdline is None:
+        try:
+            raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+        except OSError:
+            return
+        parent_cmdline = [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    asked = launcher_processes(parent_cmdline)
+    if asked is not None and asked > world_size:
+        raise DepthFMError(f"accelerate launch asked for {asked} processes but this run has {world_size}: on a CPU "
+                           "accelerate starts a single process. Use torchrun --standalone --nproc_per_node "
+                           f"{asked} -m depthfm_ros.cli.train ... (gloo) instead")
 
 
 def _main(argv=None) -> int:
@@ -99,9 +129,17 @@ def _main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import torch
+    from accelerate import PartialState
 
+    from ..models.depthfm import load_vae
     from ..training.trainer import TRAINER_STATE_FILE, Trainer, fit_autoencoder
 
+    state = PartialState(cpu=not torch.cuda.is_available())  # the process group, before any rank writes
+    check_world_size(state.num_processes)
+    main_process = state.is_main_process
+    if main_process:
+        print(f"depthfm-train: {state.num_processes} process(es), {state.distributed_type.value}, "
+              f"device {state.device}")
     torch.manual_seed(args.seed)
     model = build_model(args)
     dataset = build_dataset(args)
@@ -110,22 +148,23 @@ def _main(argv=None) -> int:
         if args.init != "tiny":
             raise DepthFMError("--vae-warmup-steps is for --init tiny only (real models keep the SD VAE frozen)")
         vae_dir = args.output / "init" / "vae"
-        if resume and (vae_dir / "config.json").is_file():
-            from ..models.depthfm import load_vae
-
-            model.vae = load_vae(vae_dir)
-        else:
+        if main_process and not (resume and (vae_dir / "config.json").is_file()):
             losses = fit_autoencoder(model.vae, dataset, args.vae_warmup_steps, args.vae_warmup_batch_size,
                                      seed=args.seed, progress=not args.quiet)
             print(f"tiny VAE warm-up: reconstruction loss {losses[0]:.4f} -> {losses[-1]:.4f}")
+            model.vae.save_pretrained(vae_dir)
+        state.wait_for_everyone()  # one warm-up, on rank 0; every other rank loads its result
+        if not main_process or resume:
+            model.vae = load_vae(vae_dir)
     if args.completion:
         from ..models.completion import DepthCompletionFM
 
         if not isinstance(model, DepthCompletionFM):
             model = DepthCompletionFM.from_depthfm(model, args.sparse_density)
         model.sparse_density = args.sparse_density
-    if not resume:
+    if not resume and main_process:  # one writer: under DDP every rank used to write init/ at once
         model.save_pretrained(args.output / "init")
+    state.wait_for_everyone()
     config = TrainConfig(max_steps=args.max_steps, batch_size=args.batch_size, grad_accum_steps=args.grad_accum,
                          lr=args.lr, weight_decay=args.weight_decay, lr_warmup_steps=args.lr_warmup_steps,
                          ema_decay=args.ema_decay, sigma_min=args.sigma_min, mixed_precision=args.mixed_precision,

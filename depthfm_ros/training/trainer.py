@@ -269,8 +269,11 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         warm = max(config.lr_warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
-        self.loss_module, self.optimizer, self.scheduler = self.accelerator.prepare(
-            FlowMatchingLoss(model, config.sigma_min), optimizer, scheduler)
+        # The scheduler is NOT prepared: accelerate's wrapper steps it once per process per optimizer step, so on N
+        # processes the warm-up ended N times early. It steps once per optimizer step here, on every rank alike.
+        self.loss_module, self.optimizer = self.accelerator.prepare(FlowMatchingLoss(model, config.sigma_min),
+                                                                    optimizer)
+        self.scheduler = scheduler
         self.ema = EMA(model.unet, config.ema_decay) if config.ema_decay > 0 else None
         self.step = 0
         self._writer = None
