@@ -1,5 +1,7 @@
 """Training data: log-depth normalisation, folder dataset (.npy / 16-bit .png / mask), teacher labels, part(D^u, k)."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -152,3 +154,43 @@ def test_synthetic_dataset_when_available():
     a, b = ds[0], SyntheticDepthDataset(2, 64, 64, seed=3)[0]
     assert a["rgb_chw"].shape == (3, 64, 64) and a["valid_hw"].any()
     torch.testing.assert_close(a["depth_norm_hw"], b["depth_norm_hw"])
+
+
+def test_affine_disparity_is_aligned_in_disparity_space_not_inverted():
+    """A teacher giving disparity up to scale and shift (d' = s/depth + t): 1/d' bends the depth; aligning in
+    disparity space recovers it (exactly, given the scene's far/near ratio at the percentiles)."""
+    from depthfm_ros.training.data import affine_disparity_to_depth, normalize_log_depth
+
+    depth = np.exp(np.random.default_rng(0).uniform(0.0, np.log(30.0), (48, 64)))
+    teacher = 3.0 / depth + 0.4  # Depth-Anything-like: scale and shift unknown
+    lo_d, hi_d = np.percentile(1.0 / depth, [2.0, 98.0])
+    ratio = hi_d / lo_d  # far/near ratio at the disparity percentiles
+    truth = normalize_log_depth(depth)[0]
+    aligned = normalize_log_depth(affine_disparity_to_depth(teacher, ratio))[0]
+    inverted = normalize_log_depth(1.0 / teacher)[0]
+    assert np.abs(aligned - truth).max() < 5e-4  # percentile interpolation differs between the two spaces
+    assert np.abs(inverted - truth).mean() > 0.1  # what --teacher-output disparity did to such a teacher
+    with pytest.raises(InputError, match="depth_range"):
+        affine_disparity_to_depth(teacher, 1.0)
+    pool = TeacherDepthDataset([np.zeros((48, 64, 3), np.uint8)], lambda rgb: teacher, "affine_disparity",
+                               disparity_range=ratio)
+    np.testing.assert_allclose(pool[0]["depth_norm_hw"].numpy(), truth, atol=5e-4)
+
+
+def test_grouped_dataset_and_data_specs():
+    from depthfm_ros.training.data import GroupedDataset, parse_data_spec
+
+    a = ArrayDepthDataset(*zip(*[scene(i) for i in range(3)]))
+    b = ArrayDepthDataset(*zip(*[scene(i, 64, 128) for i in range(2)]))
+    grouped = GroupedDataset([a, b], [None, 5.0])
+    assert len(grouped) == 5 and grouped.weights == [3.0, 5.0]
+    assert grouped[3]["rgb_chw"].shape == (3, 64, 128) and grouped[2]["rgb_chw"].shape == (3, 64, 64)
+    with pytest.raises(IndexError):
+        grouped[5]
+    with pytest.raises(InputError, match="positive weight"):
+        GroupedDataset([a, b], [1.0, 0.0])
+    assert parse_data_spec("hypersim:480x640:0.9") == (Path("hypersim"), (480, 640), 0.9)
+    assert parse_data_spec("vkitti") == (Path("vkitti"), None, None)
+    assert parse_data_spec("vkitti:2") == (Path("vkitti"), None, 2.0)
+    with pytest.raises(InputError, match="FOLDER"):
+        parse_data_spec("x:4y0x9")

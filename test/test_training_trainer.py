@@ -191,3 +191,69 @@ def test_accelerate_cpu_launch_of_several_processes_is_refused_not_run_as_one():
         check_world_size(1, parent)
     check_world_size(2, parent)  # a launcher that did start 2 processes
     check_world_size(1, ["bash"])
+
+
+def test_invalid_ground_truth_is_left_out_of_the_loss():
+    """Sky / holes used to be trained as "farthest" (+1); latent cells without full ground truth are now masked
+    (Marigold's rule): changing the target there leaves the loss unchanged, changing it elsewhere does not."""
+    from depthfm_ros.training.trainer import FlowMatchingLoss, latent_valid_mask
+
+    class ZeroVelocity(torch.nn.Module):
+        noising_step = 400
+
+        def velocity(self, x_t, t, cond):
+            return torch.zeros_like(x_t)
+
+    valid = torch.ones(2, 32, 32, dtype=torch.bool)
+    valid[0, :9, :] = False  # rows 0-8: latent rows 0 and 1 touch invalid pixels
+    mask = latent_valid_mask(valid)
+    assert mask.shape == (2, 1, 4, 4) and mask[0, 0, :2].sum() == 0 and mask[0, 0, 2:].all() and mask[1].all()
+    g = torch.Generator().manual_seed(0)
+    z_img, x1 = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    t, eps_aug, eps_path = torch.rand(2, generator=g), torch.randn(2, 4, 4, 4, generator=g), torch.zeros(2, 4, 4, 4)
+    loss = FlowMatchingLoss(ZeroVelocity(), 0.0)
+    base = loss(z_img, x1, z_img, t, eps_aug, eps_path, mask)
+    far = x1.clone()
+    far[0, :, :2] = 50.0  # the "farthest" fill in invalid cells
+    assert torch.equal(loss(z_img, far, z_img, t, eps_aug, eps_path, mask), base)
+    assert loss(z_img, far, z_img, t, eps_aug, eps_path, None) > 10 * base  # unmasked, it dominated
+    near = x1.clone()
+    near[0, :, 3] += 1.0
+    assert loss(z_img, near, z_img, t, eps_aug, eps_path, mask) != base
+
+
+def test_hflip_mirrors_every_map_of_the_chosen_samples_together():
+    from depthfm_ros.training.trainer import hflip_batch
+
+    batch = collate([tiny_dataset(2)[i] for i in range(2)])
+    flipped = hflip_batch(batch, torch.tensor([True, False]))
+    for key in ("rgb_chw", "depth_norm_hw", "valid_hw"):
+        assert torch.equal(flipped[key][0], batch[key][0].flip(-1)) and torch.equal(flipped[key][1], batch[key][1])
+    assert flipped["flipped"].tolist() == [True, False]
+
+
+def test_grouped_sampler_draws_whole_batches_by_weight_and_replays_from_any_step():
+    from depthfm_ros.training.trainer import GroupedStepBatchSampler
+
+    sampler = GroupedStepBatchSampler([10, 30], [1.0, 3.0], batch_size=4, seed=0)
+    batches = [sampler.indices(m) for m in range(2000)]
+    groups = [0 if all(i < 10 for i in b) else 1 if all(i >= 10 for i in b) else -1 for b in batches]
+    assert -1 not in groups  # one dataset (one size) per batch
+    assert 0.22 < groups.count(0) / len(groups) < 0.28  # weight 1 : 3 (0.25 +- 3 sigma)
+    resumed = GroupedStepBatchSampler([10, 30], [1.0, 3.0], batch_size=4, seed=0, start_micro_step=1250)
+    assert [b for _, b in zip(range(750), resumed)] == batches[1250:]
+    first_epoch = [i for b, g in zip(batches, groups) if g == 0 for i in b][:10]
+    assert sorted(first_epoch) == list(range(10))  # every sample of a dataset once per epoch
+
+
+def test_train_cli_combines_synthetic_and_folders_of_different_sizes(tmp_path, capsys):
+    from depthfm_ros.cli.train import main
+    from depthfm_ros.training.data import write_folder_dataset
+
+    write_folder_dataset(tmp_path / "a", tiny_dataset(2))
+    write_folder_dataset(tmp_path / "b", tiny_dataset(3))
+    argv = ["--init", "tiny", "--synthetic", "2", "--size", "64", "64", "--data", str(tmp_path / "a"),
+            "--data", f"{tmp_path / 'b'}:64x128:2", "--batch-size", "2", "--steps", "6", "--hflip",
+            "--output", str(tmp_path / "run"), "--quiet", "--no-tensorboard", "--cache-latents"]
+    assert main(argv) == 0
+    assert "over steps 1..6" in capsys.readouterr().out

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from ..errors import DepthFMError
+from ..training.data import DEFAULT_DISPARITY_RANGE, TEACHER_OUTPUTS
 from .common import run_cli
 
 
@@ -26,24 +27,33 @@ def build_model(args: argparse.Namespace):
 
 
 def build_dataset(args: argparse.Namespace):
+    """The training set: ``--synthetic`` and every ``--data FOLDER[:HxW][:WEIGHT]`` (each its own size and weight;
+    one dataset per micro batch), plus the teacher mixture on the first of them."""
     from ..training import data
 
     size = tuple(args.size) if args.size else None
+    groups: list = []  # (dataset, weight)
     if args.synthetic:
         h, w = size or (64, 64)
-        dataset = data.SyntheticDepthDataset(args.synthetic, h, w, seed=args.synthetic_seed)
-    elif args.data:
-        dataset = data.FolderDepthDataset(args.data, size, args.png_depth_scale)
-    else:
-        raise DepthFMError("give training data: --synthetic N and/or --data FOLDER")
+        groups.append((data.SyntheticDepthDataset(args.synthetic, h, w, seed=args.synthetic_seed),
+                       args.synthetic_weight))
+    for spec in args.data or []:
+        folder, folder_size, weight = data.parse_data_spec(spec)
+        groups.append((data.FolderDepthDataset(folder, folder_size or size, args.png_depth_scale), weight))
+    if not groups:
+        raise DepthFMError("give training data: --synthetic N and/or --data FOLDER (repeatable)")
     if args.teacher:
         if not args.teacher_images:
             raise DepthFMError("--teacher needs --teacher-images (a folder of unlabelled images)")
-        teacher_size = size or ((dataset.height, dataset.width) if args.synthetic else None)
+        first = groups[0][0]
+        teacher_size = first.size_hw or ((first.height, first.width) if isinstance(first, data.SyntheticDepthDataset)
+                                         else None)
         teacher = data.TeacherDepthDataset(args.teacher_images, data.load_callable(args.teacher), args.teacher_output,
-                                      teacher_size)
-        dataset = data.mixture_dataset(dataset, teacher, args.k, args.seed)
-    return dataset
+                                           teacher_size, disparity_range=args.teacher_disparity_range)
+        groups[0] = data.mixture_dataset(first, teacher, args.k, args.seed), groups[0][1]
+    if len(groups) == 1:
+        return groups[0][0]
+    return data.GroupedDataset([d for d, _ in groups], [w for _, w in groups])
 
 
 def launcher_processes(parent_cmdline: list[str]) -> int | None:
@@ -95,13 +105,22 @@ def _main(argv=None) -> int:
     g = p.add_argument_group("data")
     g.add_argument("--synthetic", type=int, default=0, help="N synthetic scenes with exact depth")
     g.add_argument("--synthetic-seed", type=int, default=0)
-    g.add_argument("--data", type=Path, help="folder dataset: rgb/, depth/ (.npy m or 16-bit .png), optional mask/")
+    g.add_argument("--synthetic-weight", type=float, default=None,
+                   help="sampling weight of the synthetic set beside --data sets (default: its size)")
+    g.add_argument("--data", action="append", metavar="FOLDER[:HxW][:WEIGHT]",
+                   help="folder dataset: rgb/, depth/ (.npy m or 16-bit .png), optional mask/; repeat for several, "
+                        "each with its own size (default --size) and sampling weight (default: its size)")
     g.add_argument("--png-depth-scale", type=float, default=1e-3, help="metres per unit of 16-bit depth PNGs")
     g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="training size (multiples of 64)")
     g.add_argument("--teacher", help="module:callable, rgb_hwc_u8 -> (H, W) depth/disparity, labels --teacher-images")
     g.add_argument("--teacher-images", type=Path, help="folder of unlabelled images D^u")
-    g.add_argument("--teacher-output", choices=["depth", "disparity", "log_depth"], default="depth")
-    g.add_argument("--k", type=float, default=0.2, help="part(D^u, k): add k·|D| teacher-labelled samples")
+    g.add_argument("--teacher-output", choices=list(TEACHER_OUTPUTS), default="depth",
+                   help="what the teacher returns; affine_disparity: disparity up to scale AND shift (Depth "
+                        "Anything, MiDaS), normalised in disparity space before it becomes depth")
+    g.add_argument("--teacher-disparity-range", type=float, default=DEFAULT_DISPARITY_RANGE,
+                   help="affine_disparity: the far/near depth ratio assumed at the 2nd/98th disparity percentiles")
+    g.add_argument("--k", type=float, default=0.1, help="part(D^u, k): add k·|D| teacher-labelled samples "
+                   "(the paper's best, 0.1)")
     g = p.add_argument_group("completion")
     g.add_argument("--completion", action="store_true", help="train the depth-completion model (sparse depth input)")
     g.add_argument("--sparse-density", type=float, default=0.02, help="fraction of valid pixels given as sparse input")
@@ -118,7 +137,10 @@ def _main(argv=None) -> int:
     g.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=defaults.mixed_precision)
     g.add_argument("--num-workers", type=int, default=0)
     g.add_argument("--cache-latents", action="store_true",
-                   help="encode every sample once (fast on CPU; datasets here have no random augmentation)")
+                   help="encode every sample once (in memory; with --hflip once per orientation)")
+    g.add_argument("--hflip", action="store_true", help="random horizontal flips (image, depth, mask together)")
+    g.add_argument("--no-mask-invalid", action="store_true",
+                   help="train invalid ground truth (sky, holes) as the far value instead of leaving it out")
     g.add_argument("--seed", type=int, default=0)
     g = p.add_argument_group("output")
     g.add_argument("--output", "-o", type=Path, default=Path(defaults.output_dir))
@@ -170,7 +192,8 @@ def _main(argv=None) -> int:
                          ema_decay=args.ema_decay, sigma_min=args.sigma_min, mixed_precision=args.mixed_precision,
                          seed=args.seed, num_workers=args.num_workers, output_dir=str(args.output),
                          checkpoint_every=args.checkpoint_every, tensorboard=not args.no_tensorboard,
-                         progress=not args.quiet, cache_latents=args.cache_latents)
+                         progress=not args.quiet, cache_latents=args.cache_latents,
+                         mask_invalid=not args.no_mask_invalid, hflip=args.hflip)
     trainer = Trainer(model, dataset, config)
     if resume:
         print(f"resuming from step {trainer.load_checkpoint(args.output / 'last')}")

@@ -32,7 +32,30 @@ from ..sim.synthetic import make_scene
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEPTH_SUFFIXES = (".npy", ".png")
-TEACHER_OUTPUTS = ("depth", "disparity", "log_depth")
+TEACHER_OUTPUTS = ("depth", "disparity", "affine_disparity", "log_depth")
+DEFAULT_DISPARITY_RANGE = 20.0  # affine_disparity: far/near depth ratio at the disparity percentiles
+
+
+def affine_disparity_to_depth(disparity_hw: np.ndarray, depth_range: float = DEFAULT_DISPARITY_RANGE,
+                              low_pct: float = 2.0, high_pct: float = 98.0) -> np.ndarray:
+    """Depth (up to scale) from a disparity known only up to scale AND shift (Depth Anything, MiDaS).
+
+    1/disparity is wrong there: with d' = s/depth + t the unknown shift t bends the depth non-linearly. The
+    ambiguity is resolved in disparity space instead: the ``low_pct``/``high_pct`` percentiles of d' map to
+    inverse depths 1/``depth_range`` and 1 (clipped), so depth runs from 1 (near) to ``depth_range`` (far). Exact
+    (up to scale) when ``depth_range`` is the scene's true far/near ratio at those percentiles; otherwise a
+    documented assumption rather than a silent distortion.
+    """
+    if not depth_range > 1.0:
+        raise InputError(f"depth_range must be > 1 (far/near), got {depth_range}")
+    disp = np.asarray(disparity_hw, dtype=np.float64)
+    valid = np.isfinite(disp)
+    if not valid.any():
+        raise InputError("teacher disparity has no finite pixels")
+    lo, hi = np.percentile(disp[valid], [low_pct, high_pct])
+    u = np.clip((disp - lo) / max(hi - lo, 1e-12), 0.0, 1.0)  # 0 far .. 1 near
+    inv = 1.0 / depth_range + u * (1.0 - 1.0 / depth_range)
+    return np.where(valid, 1.0 / inv, np.nan)
 
 
 # ------------------------------------------------------------------------------------------------ maths
@@ -207,15 +230,18 @@ class ArrayDepthDataset(PairDataset):
 class TeacherDepthDataset(PairDataset):
     """Unlabelled images labelled by any teacher ``depth_model(rgb_hwc_u8) -> (H, W) array`` (cached per image).
 
-    ``teacher_output`` says what the teacher returns: ``depth`` (any positive scale), ``disparity``
-    (inverse depth, e.g. Depth Anything) or ``log_depth``. Everything is normalised in log space afterwards, so the
-    teacher's scale (and, for ``log_depth``, shift) does not matter.
+    ``teacher_output`` says what the teacher returns: ``depth`` (any positive scale), ``disparity`` (inverse depth
+    up to scale: inverted), ``affine_disparity`` (inverse depth up to scale and shift, e.g. Depth Anything and
+    MiDaS: aligned in disparity space by :func:`affine_disparity_to_depth` with ``disparity_range``) or
+    ``log_depth``. Everything is normalised in log space afterwards, so the teacher's scale (and, for ``log_depth``,
+    shift) does not matter.
     """
 
     def __init__(self, images: Sequence[np.ndarray] | str | Path, depth_model: Callable[[np.ndarray], np.ndarray],
                  teacher_output: str = "depth", size_hw: tuple[int, int] | None = None,
-                 low_pct: float = 2.0, high_pct: float = 98.0):
+                 low_pct: float = 2.0, high_pct: float = 98.0, disparity_range: float = DEFAULT_DISPARITY_RANGE):
         super().__init__(size_hw, low_pct, high_pct)
+        self.disparity_range = float(disparity_range)
         if teacher_output not in TEACHER_OUTPUTS:
             raise InputError(f"teacher_output must be one of {TEACHER_OUTPUTS}, got {teacher_output!r}")
         if isinstance(images, (str, Path)):
@@ -241,6 +267,8 @@ class TeacherDepthDataset(PairDataset):
                 raise InputError(f"teacher returned {out.shape} for an image of {rgb.shape[:2]}")
             if self.teacher_output == "disparity":
                 out = np.where(out > 0, 1.0 / np.where(out > 0, out, 1.0), np.nan)
+            elif self.teacher_output == "affine_disparity":
+                out = affine_disparity_to_depth(out, self.disparity_range, self.low_pct, self.high_pct)
             elif self.teacher_output == "log_depth":
                 out = np.exp(out - np.nanmax(out))  # shift-free in log space: only relative depth matters
             self._labels[index] = out.astype(np.float32)
@@ -258,6 +286,50 @@ def mixture_dataset(labelled: Dataset, unlabelled_teacher: Dataset, k: float, se
         return labelled
     pick = np.random.default_rng(seed).choice(len(unlabelled_teacher), size=n_extra, replace=False)
     return ConcatDataset([labelled, Subset(unlabelled_teacher, sorted(pick.tolist()))])
+
+
+class GroupedDataset(Dataset):
+    """Several datasets in one run, each with its own size and a sampling ``weight`` (default: its length, i.e.
+    uniform over all samples). Every micro batch comes from one dataset (sizes may differ between datasets); the
+    trainer's :class:`~depthfm_ros.training.trainer.GroupedStepBatchSampler` picks which by weight."""
+
+    def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float | None] | None = None):
+        if not datasets:
+            raise InputError("GroupedDataset needs at least one dataset")
+        self.datasets = list(datasets)
+        weights = list(weights) if weights is not None else [None] * len(self.datasets)
+        if len(weights) != len(self.datasets):
+            raise InputError(f"{len(weights)} weights for {len(self.datasets)} datasets")
+        self.weights = [float(len(d)) if w is None else float(w) for d, w in zip(self.datasets, weights)]
+        if any(len(d) == 0 for d in self.datasets) or any(not w > 0 for w in self.weights):
+            raise InputError(f"every dataset needs samples and a positive weight, got sizes "
+                             f"{[len(d) for d in self.datasets]} and weights {self.weights}")
+        self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        group = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        if not 0 <= group < len(self.datasets):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        return self.datasets[group][index - int(self.offsets[group])]
+
+
+def parse_data_spec(text: str) -> tuple[Path, tuple[int, int] | None, float | None]:
+    """``FOLDER[:HxW][:WEIGHT]`` (e.g. ``hypersim:480x640:0.9``) -> (folder, size or None, weight or None)."""
+    parts = str(text).split(":")
+    folder, size, weight = Path(parts[0]), None, None
+    try:
+        for part in parts[1:]:
+            if "x" in part.lower():
+                h, w = (int(v) for v in part.lower().split("x"))
+                size = (h, w)
+            elif part:
+                weight = float(part)
+    except ValueError as exc:
+        raise InputError(f"data spec must be FOLDER[:HxW][:WEIGHT], got {text!r}") from exc
+    return folder, size, weight
 
 
 def write_folder_dataset(root: str | Path, dataset: PairDataset, png_depth: bool = False) -> Path:

@@ -29,8 +29,8 @@ from ..models.completion import DepthCompletionFM
 from ..models.depthfm import META_FILE, DepthFM, load_vae
 from ..models.ldm import load_torch_file, widen_conv_in
 from ..sampler import noise_augment
-from ..shapes import LATENT_CHANNELS, LATENT_SCALE
-from .data import collate, encode_batch
+from ..shapes import LATENT_CHANNELS, LATENT_SCALE, VAE_DOWNSCALE
+from .data import GroupedDataset, collate, encode_batch
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 OFFICIAL_CKPT_NAME = "depthfm.ckpt"
@@ -106,20 +106,32 @@ def draw_flow_noise(x1: torch.Tensor, generator: torch.Generator) -> tuple[torch
     return t.to(dev), eps_aug.to(dev), eps_path.to(dev)
 
 
+def latent_valid_mask(valid_bhw: torch.Tensor) -> torch.Tensor:
+    """(b, 1, h/8, w/8) float mask of latent cells whose 8x8 pixels all have ground truth (Marigold's rule): the
+    loss ignores cells touching sky / missing depth instead of training them as "farthest"."""
+    invalid = (~valid_bhw.bool())[:, None].float()
+    return 1.0 - F.max_pool2d(invalid, VAE_DOWNSCALE)
+
+
 class FlowMatchingLoss(nn.Module):
-    """MSE between the UNet velocity at x_t and the target x1 - x0 (a module, so DDP can wrap it)."""
+    """MSE between the UNet velocity at x_t and the target x1 - x0 (a module, so DDP can wrap it), averaged over
+    the latent cells ``mask`` (b, 1, h, w) keeps (all of them when None)."""
 
     def __init__(self, model: DepthFM, sigma_min: float = 1e-4):
         super().__init__()
         self.model = model
         self.sigma_min = float(sigma_min)
 
-    def forward(self, z_img, x1, cond, t, eps_aug, eps_path):
+    def forward(self, z_img, x1, cond, t, eps_aug, eps_path, mask=None):
         x0 = noise_augment(z_img, self.model.noising_step, eps_aug)
         t_b = t.view(-1, 1, 1, 1)
         x_t = t_b * x1 + (1.0 - t_b) * x0 + self.sigma_min * eps_path
         v = self.model.velocity(x_t, t, cond)
-        return F.mse_loss(v.float(), (x1 - x0).float())
+        err = (v.float() - (x1 - x0).float()).pow(2)
+        if mask is None:
+            return err.mean()
+        mask = mask.to(err.dtype)
+        return (err * mask).sum() / (mask.sum() * err.shape[1]).clamp(min=1.0)
 
 
 def training_condition(model, z_img: torch.Tensor, batch: dict, generator: torch.Generator) -> torch.Tensor:
@@ -186,7 +198,9 @@ class TrainConfig:
     log_every: int = 10
     tensorboard: bool = True
     progress: bool = True
-    cache_latents: bool = False  # encode each sample once (only for datasets without random augmentation)
+    cache_latents: bool = False  # encode each sample once (with hflip: once per orientation)
+    mask_invalid: bool = True  # leave latent cells without full ground truth out of the loss
+    hflip: bool = False  # random horizontal flips (image, depth and mask together)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -244,6 +258,49 @@ class StepBatchSampler(Sampler):
         return 2 ** 31
 
 
+class GroupedStepBatchSampler(Sampler):
+    """Infinite per-rank batches from a :class:`~depthfm_ros.training.data.GroupedDataset`: micro step m of rank r
+    draws a dataset by weight from ``(seed, m, r)``, then its next batch from a seeded per-epoch permutation of that
+    dataset. A pure function of the micro step (the choices before it are replayed as integers), so a resumed run
+    replays the uninterrupted one."""
+
+    def __init__(self, sizes: list[int], weights: list[float], batch_size: int, seed: int,
+                 start_micro_step: int = 0, rank: int = 0):
+        self.sizes, self.b, self.seed, self.start, self.rank = list(sizes), batch_size, seed, start_micro_step, rank
+        p = np.asarray(weights, dtype=np.float64)
+        self.p = p / p.sum()
+        self.offsets = np.cumsum([0] + self.sizes)
+        self._counts, self._next = [0] * len(self.sizes), 0  # batches each dataset gave before micro step _next
+        self._perms: dict[int, tuple[int, np.ndarray]] = {}
+
+    def _group(self, micro_step: int) -> int:
+        return int(np.random.default_rng([self.seed, micro_step, self.rank, 7]).choice(len(self.p), p=self.p))
+
+    def indices(self, micro_step: int) -> list[int]:
+        if micro_step < self._next:
+            self._counts, self._next = [0] * len(self.sizes), 0
+        while self._next < micro_step:
+            self._counts[self._group(self._next)] += 1
+            self._next += 1
+        g, n = self._group(micro_step), self.sizes[self._group(micro_step)]
+        out = []
+        for k in range(self._counts[g] * self.b, (self._counts[g] + 1) * self.b):
+            epoch, pos = divmod(k, n)
+            if self._perms.get(g, (None,))[0] != epoch:  # one permutation per dataset and epoch, kept
+                self._perms[g] = epoch, np.random.default_rng([self.seed, g, self.rank, epoch]).permutation(n)
+            out.append(int(self.offsets[g] + self._perms[g][1][pos]))
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        m = self.start
+        while True:
+            yield self.indices(m)
+            m += 1
+
+    def __len__(self) -> int:
+        return 2 ** 31
+
+
 class Trainer:
     """Fine-tune a :class:`DepthFM` (or :class:`DepthCompletionFM`) UNet on a dataset of sample dicts.
 
@@ -291,6 +348,8 @@ class Trainer:
         if not self.config.cache_latents or "index" not in batch:
             return encode_batch(self.model, batch)
         index = batch["index"].tolist()
+        if "flipped" in batch:  # a flipped sample has its own latents (the VAE is not flip-equivariant)
+            index = [(i, bool(f)) for i, f in zip(index, batch["flipped"].tolist())]
         missing = [j for j, i in enumerate(index) if i not in self._latent_cache]
         if missing:
             z_img, x1 = encode_batch(self.model, {k: v[missing] for k, v in batch.items()})
@@ -300,16 +359,24 @@ class Trainer:
 
     def loss_on(self, batch: dict, generator: torch.Generator, grad: bool = True) -> torch.Tensor:
         """Loss of one batch with t and noise from ``generator`` (also useful for a fixed evaluation draw)."""
+        if self.config.hflip:
+            batch = hflip_batch(batch, torch.rand(len(batch["rgb_chw"]), generator=generator) < 0.5)
         z_img, x1 = self._latents(batch)
         cond = training_condition(self.model, z_img, batch, generator)
         t, eps_aug, eps_path = draw_flow_noise(x1, generator)
+        mask = latent_valid_mask(batch["valid_hw"]).to(x1.device) if self.config.mask_invalid else None
         with torch.set_grad_enabled(grad):
-            return self.loss_module(z_img, x1, cond, t, eps_aug, eps_path)
+            return self.loss_module(z_img, x1, cond, t, eps_aug, eps_path, mask)
 
     def _loader(self) -> DataLoader:
         cfg = self.config
-        sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, self.step * cfg.grad_accum_steps,
-                                   self.accelerator.process_index, self.accelerator.num_processes)
+        start = self.step * cfg.grad_accum_steps
+        if isinstance(self.dataset, GroupedDataset):
+            sampler: Sampler = GroupedStepBatchSampler([len(d) for d in self.dataset.datasets], self.dataset.weights,
+                                                       cfg.batch_size, cfg.seed, start, self.accelerator.process_index)
+        else:
+            sampler = StepBatchSampler(len(self.dataset), cfg.batch_size, cfg.seed, start,
+                                       self.accelerator.process_index, self.accelerator.num_processes)
         return DataLoader(_Indexed(self.dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
                           collate_fn=collate)
 
@@ -434,6 +501,18 @@ class Trainer:
             paths = export_model(self.ema_model() if use_ema else self.model, folder)
         self.accelerator.wait_for_everyone()
         return paths
+
+
+def hflip_batch(batch: dict, flip_b: torch.Tensor) -> dict:
+    """``batch`` with the samples where ``flip_b`` is True mirrored left-right (every (…, h, w) map alike)."""
+    out = {}
+    for key, value in batch.items():
+        if value.ndim >= 3:  # (b, h, w) or (b, c, h, w)
+            view = flip_b.view(-1, *([1] * (value.ndim - 1)))
+            value = torch.where(view, value.flip(-1), value)
+        out[key] = value
+    out["flipped"] = flip_b
+    return out
 
 
 class _Indexed(Dataset):
