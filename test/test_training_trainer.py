@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from depthfm_ros.errors import InputError
 from depthfm_ros.models.architectures import TINY_LDM_HPARAMS, build_tiny_depthfm
 from depthfm_ros.models.depthfm import DepthFM
 from depthfm_ros.models.ldm import unet_config_from_ldm, widen_conv_in
@@ -257,3 +258,39 @@ def test_train_cli_combines_synthetic_and_folders_of_different_sizes(tmp_path, c
             "--output", str(tmp_path / "run"), "--quiet", "--no-tensorboard", "--cache-latents"]
     assert main(argv) == 0
     assert "over steps 1..6" in capsys.readouterr().out
+
+
+def test_official_export_keeps_upcast_attention(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from depthfm_ros.models.ldm import unet_config_from_ldm
+
+    model = build_tiny_depthfm(seed=0)
+    torch.manual_seed(0)
+    model.unet = UNet2DConditionModel(**{**unet_config_from_ldm(TINY_LDM_HPARAMS), "upcast_attention": True}).eval()
+    paths = export_model(model, tmp_path)
+    assert torch.load(paths["official"], weights_only=False)["upcast_attention"] is True
+    back = DepthFM.from_official_checkpoint(paths["official"], paths["diffusers"] / "vae")
+    assert back.unet.config.upcast_attention is True
+    assert all(m.upcast_attention for m in back.unet.modules() if hasattr(m, "upcast_attention"))
+    plain = export_model(build_tiny_depthfm(seed=0), tmp_path / "plain")
+    assert DepthFM.from_official_checkpoint(plain["official"], plain["diffusers"] / "vae").unet.config \
+        .upcast_attention is False
+
+
+def test_completion_export_writes_no_official_checkpoint_and_tiny_vae_models_are_not_trained(tmp_path):
+    from depthfm_ros.models.completion import DepthCompletionFM
+    from depthfm_ros.models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae
+    from depthfm_ros.training.trainer import initial_model
+
+    completion = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0), 0.02)
+    paths = export_model(completion, tmp_path / "completion")
+    assert set(paths) == {"diffusers"} and not (tmp_path / "completion" / "depthfm.ckpt").exists()
+    assert isinstance(initial_model("depthfm", checkpoint=paths["diffusers"]), DepthCompletionFM)
+    tiny = build_tiny_depthfm(seed=0).set_tiny_vae(build_tiny_vae(TINY_TEST_CONFIG))
+    with pytest.raises(InputError, match="tiny VAE"):
+        Trainer(tiny, tiny_dataset(2), config(tmp_path))
+    folder = tiny.save_pretrained(tmp_path / "with_tiny")
+    with pytest.warns(UserWarning, match="saved with a tiny VAE"):
+        model = initial_model("depthfm", checkpoint=folder)
+    assert model.tiny_vae is None  # trains on SD-VAE latents

@@ -127,7 +127,7 @@ class DepthFM(nn.Module):
                                  torch_dtype: torch.dtype = torch.float32) -> "DepthFM":
         """Build from an official DepthFM ``.ckpt`` and a diffusers ``AutoencoderKL`` folder (the SD VAE)."""
         ckpt = load_official_checkpoint(checkpoint_path)
-        unet = unet_from_ldm(ckpt["ldm_hparams"], ckpt["state_dict"])
+        unet = unet_from_ldm(ckpt["ldm_hparams"], ckpt["state_dict"], ckpt.get("upcast_attention"))
         vae = load_vae(vae_path)
         model = cls(unet, vae, ckpt["empty_text_embedding"], ckpt["noising_step"])
         return model.to(torch_dtype).eval()
@@ -208,6 +208,8 @@ class DepthFM(nn.Module):
             "state_dict": unet_to_ldm_state_dict(self.unet),
             "noising_step": self.noising_step,
             "empty_text_embedding": self.empty_text_embedding.float().cpu().numpy(),
+            # not an LDM UNetModel kwarg (the official code ignores extra keys): diffusers' fp32 attention upcast
+            "upcast_attention": bool(self.unet.config.upcast_attention),
         }
 
 

@@ -109,12 +109,16 @@ def unet_config_from_ldm(ldm_hparams: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def unet_from_ldm(ldm_hparams: dict[str, Any], ldm_state_dict: dict[str, torch.Tensor]):
-    """diffusers UNet from LDM kwargs and an LDM-named state dict; every tensor must be used and every slot filled."""
+def unet_from_ldm(ldm_hparams: dict[str, Any], ldm_state_dict: dict[str, torch.Tensor],
+                  upcast_attention: bool | None = None):
+    """diffusers UNet from LDM kwargs and an LDM-named state dict; every tensor must be used and every slot filled.
+    ``upcast_attention`` (not an LDM kwarg: depthfm_ros stores it beside ``ldm_hparams``) sets the diffusers flag."""
     from diffusers import UNet2DConditionModel
     from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
 
     config = unet_config_from_ldm(ldm_hparams)
+    if upcast_attention is not None:
+        config["upcast_attention"] = bool(upcast_attention)
     unet = UNet2DConditionModel(**config)
     prefixed = {LDM_UNET_KEY + k: v for k, v in ldm_state_dict.items()}
     try:

@@ -92,7 +92,12 @@ def initial_model(init: str, *, seed: int = 0, noising_step: int = 400, sd=None,
     meta = path / META_FILE
     if path.is_dir() and meta.is_file() and "completion" in json.loads(meta.read_text()):
         return DepthCompletionFM.from_pretrained(path)
-    return DepthFM.load(path, vae)
+    model = DepthFM.load(path, vae, vae_kind="full")  # targets are SD-VAE latents, never a tiny encoder's
+    if (path.is_dir() and meta.is_file() and json.loads(meta.read_text()).get("vae_kind") == "tiny"):
+        warnings.warn(f"{path} was saved with a tiny VAE: training encodes images and depth targets with its SD VAE "
+                      "(the tiny encoder only approximates that latent space); the export has the SD VAE only, "
+                      "attach the tiny VAE again with --tiny-vae at inference", stacklevel=2)
+    return model
 
 
 # ------------------------------------------------------------------------------------------------- loss
@@ -312,6 +317,9 @@ class Trainer:
     def __init__(self, model: DepthFM, dataset: Dataset, config: TrainConfig, accelerator=None):
         from accelerate import Accelerator
 
+        if getattr(model, "tiny_vae", None) is not None:
+            raise InputError("this model encodes with a tiny VAE: training targets must be SD-VAE latents (the tiny "
+                             "encoder only approximates them); load it with vae_kind='full' or set_tiny_vae(None)")
         self.config = config
         self.accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(config.mixed_precision),
                                                       cpu=not torch.cuda.is_available())
@@ -537,13 +545,17 @@ class _null:
 
 
 def export_model(model: DepthFM, folder: str | Path) -> dict[str, Path]:
-    """Write ``folder/depthfm.ckpt`` (official format, LDM names) and ``folder/diffusers`` (save_pretrained)."""
+    """Write ``folder/depthfm.ckpt`` (official format, LDM names) and ``folder/diffusers`` (save_pretrained). A
+    depth-completion model gets the diffusers folder only: its 13-channel UNet is no official DepthFM, and neither
+    the official code nor ``DepthFM.load`` could read such a .ckpt."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    ckpt_path = folder / OFFICIAL_CKPT_NAME
-    torch.save(model.to_official_checkpoint(), ckpt_path)
-    diffusers_dir = model.save_pretrained(folder / DIFFUSERS_DIR_NAME)
-    return {"official": ckpt_path, "diffusers": diffusers_dir}
+    paths = {}
+    if not isinstance(model, DepthCompletionFM):
+        paths["official"] = folder / OFFICIAL_CKPT_NAME
+        torch.save(model.to_official_checkpoint(), paths["official"])
+    paths["diffusers"] = model.save_pretrained(folder / DIFFUSERS_DIR_NAME)
+    return paths
 
 
 # ------------------------------------------------------------------------------------- CPU recipe helper
