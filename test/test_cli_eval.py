@@ -70,3 +70,46 @@ def test_eval_cli_runs_on_a_tiny_folder(tmp_path, capsys):
 def test_eval_cli_reports_missing_data(capsys):
     assert main(["--tiny-model"]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+def test_depth_space_alignment_is_marigolds_protocol_and_differs_from_log_space():
+    from depthfm_ros.processing import relative_depth
+    from depthfm_ros.training.metrics import evaluate
+
+    z = np.random.default_rng(0).uniform(-2.0, 2.0, (48, 64))
+    rel = relative_depth(z[None].astype(np.float32))[0].astype(np.float64)
+    gt = 3.0 * rel + 0.5  # affine in the relative output, not in log depth
+    depth = evaluate(z, gt, alignment="depth")
+    assert depth["abs_rel"] < 1e-5 and depth["delta1"] == 1.0
+    assert (depth["a"], depth["b"]) == pytest.approx((3.0, 0.5), abs=1e-4)
+    assert evaluate(z, gt, alignment="log")["abs_rel"] > 0.1  # the other protocol on the same prediction: 11 %
+    capped = evaluate(z, gt * 10.0, alignment="depth", protocol="nyuv2")  # 5..35 m, NYUv2 keeps <= 10 m
+    assert capped["abs_rel"] > 0 and capped["delta1"] <= 1.0
+    with pytest.raises(InputError, match="alignment"):
+        evaluate(z, gt, alignment="median")
+
+
+def test_standard_crops_and_depth_caps():
+    from depthfm_ros.training.metrics import PROTOCOLS
+
+    nyu = PROTOCOLS["nyuv2"].mask(np.full((480, 640), 5.0))
+    assert nyu.sum() == (471 - 45) * (601 - 41) and nyu[45, 41] and not nyu[44, 41] and not nyu[45, 601]
+    assert not PROTOCOLS["nyuv2"].mask(np.full((480, 640), 10.5)).any()  # beyond the 10 m cap
+    kitti = PROTOCOLS["kitti"].mask(np.full((352, 1216), 50.0))
+    rows, cols = np.nonzero(kitti)
+    assert (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1) == (143, 349, 43, 1172)
+    assert not PROTOCOLS["kitti"].mask(np.full((352, 1216), 81.0)).any()
+    assert PROTOCOLS["none"].mask(np.array([[1.0, np.nan], [0.0, 2.0]])).tolist() == [[True, False], [False, True]]
+
+
+def test_eval_cli_reports_both_alignments(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    depths = [np.exp(rng.uniform(0, 2, (64, 64))).astype(np.float32) for _ in range(2)]
+    rgbs = [(rng.random((64, 64, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    write_folder_dataset(tmp_path / "data", ArrayDepthDataset(rgbs, depths))
+    assert main(["--tiny-model", "--data", str(tmp_path / "data"), "--processing-resolution", "64", "--quiet",
+                 "--alignment", "both", "--protocol", "nyuv2", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "log space" in out and "depth space (Marigold)" in out and out.count("| NFE |") == 2
+    result = json.loads((tmp_path / "r.json").read_text())["2"]
+    assert set(result) == {"log", "depth"} and result["log"] != result["depth"]

@@ -15,21 +15,25 @@ from tqdm import tqdm
 
 from ..errors import DepthFMError
 from ..pipeline import DepthFMPipeline
-from ..training.metrics import evaluate_log_aligned
+from ..training.metrics import ALIGNMENTS, PROTOCOLS, evaluate
 from .common import add_model_args, pipeline_from_args, run_cli
 
 METRICS = (("abs_rel", "AbsRel ↓"), ("delta1", "δ1 ↑"))
 
 
-def evaluate_pipeline(pipe: DepthFMPipeline, dataset, progress: bool = True) -> dict[str, float]:
-    """Mean per-image AbsRel and delta1 of the pipeline's z, each aligned to log ground truth by least squares."""
-    per_image = []
+def evaluate_pipeline(pipe: DepthFMPipeline, dataset, progress: bool = True, alignments=("log",),
+                      protocol: str = "none") -> dict[str, dict[str, float]]:
+    """Mean per-image AbsRel and delta1 of the pipeline's z for each alignment ('log': least squares to log ground
+    truth; 'depth': Marigold's depth-space fit of the relative output), inside ``protocol``'s crop and depth cap."""
+    per_image: dict[str, list] = {a: [] for a in alignments}
     for i in tqdm(range(len(dataset)), desc=f"eval nfe={pipe.backend.num_steps}", unit="img", disable=not progress):
         rgb, depth_m, mask = dataset.pair(i)
         pred = pipe(rgb)
         gt = np.where(np.isfinite(depth_m), depth_m, 0.0)
-        per_image.append(evaluate_log_aligned(pred.z_hw, gt, mask))
-    return {key: float(np.mean([r[key] for r in per_image])) for key, _ in METRICS} | {"num_images": len(per_image)}
+        for alignment in alignments:
+            per_image[alignment].append(evaluate(pred.z_hw, gt, mask, alignment, protocol))
+    return {a: {key: float(np.mean([r[key] for r in rows])) for key, _ in METRICS} | {"num_images": len(rows)}
+            for a, rows in per_image.items()}
 
 
 def format_table(results: dict[int, dict[str, float]]) -> str:
@@ -64,6 +68,11 @@ def _main(argv=None) -> int:
                    "training uses seed 0 by default)")
     g.add_argument("--synthetic-size", type=int, nargs=2, default=(64, 64), metavar=("H", "W"))
     g.add_argument("--nfe", type=int, nargs="+", help="Euler step counts to compare (default: --steps)")
+    g.add_argument("--alignment", choices=[*ALIGNMENTS, "both"], default="log",
+                   help="log: least squares log gt ~ a*z + b; depth: Marigold's gt ~ s*d + t on the relative "
+                        "output, clipped to the depth cap; both: one table each")
+    g.add_argument("--protocol", choices=sorted(PROTOCOLS), default="none",
+                   help="crop and depth cap: nyuv2 (Eigen crop, 1e-3..10 m), kitti (Garg crop, 1e-3..80 m)")
     g.add_argument("--json", type=Path, help="also write the results as JSON here")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -71,16 +80,21 @@ def _main(argv=None) -> int:
     if any(n < 1 for n in nfes):
         parser.error("--nfe values must be >= 1")
     dataset = dataset_from_args(args)
+    alignments = list(ALIGNMENTS) if args.alignment == "both" else [args.alignment]
     results = {}
     for nfe in nfes:
         args.num_steps = nfe
         pipe = pipeline_from_args(args)
-        results[nfe] = evaluate_pipeline(pipe, dataset, progress=not args.quiet)
-    print(f"{len(dataset)} images, ensemble {args.ensemble_size}, processing resolution {args.processing_resolution}, "
-          "least-squares scale and shift in log space")
-    print(format_table(results))
+        results[nfe] = evaluate_pipeline(pipe, dataset, not args.quiet, alignments, args.protocol)
+    described = {"log": "least-squares scale and shift in log space",
+                 "depth": "least-squares scale and shift in depth space (Marigold), clipped to the depth cap"}
+    for alignment in alignments:
+        print(f"{len(dataset)} images, ensemble {args.ensemble_size}, processing resolution "
+              f"{args.processing_resolution}, protocol {args.protocol}, {described[alignment]}")
+        print(format_table({nfe: r[alignment] for nfe, r in results.items()}))
     if args.json:
-        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=2))
+        payload = {str(k): v[alignments[0]] if len(alignments) == 1 else v for k, v in results.items()}
+        args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
 
