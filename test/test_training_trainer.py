@@ -294,3 +294,19 @@ def test_completion_export_writes_no_official_checkpoint_and_tiny_vae_models_are
     with pytest.warns(UserWarning, match="saved with a tiny VAE"):
         model = initial_model("depthfm", checkpoint=folder)
     assert model.tiny_vae is None  # trains on SD-VAE latents
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_the_optimizer_is_checked(tmp_path):
+    """Checkpointing recomputes activations in backward: same loss and gradients, less memory."""
+    batch = collate([tiny_dataset(2)[i] for i in range(2)])
+    grads = []
+    for checkpointing in (False, True):
+        trainer = Trainer(build_tiny_depthfm(seed=3), tiny_dataset(2),
+                          config(tmp_path, gradient_checkpointing=checkpointing))
+        assert trainer.model.unet.is_gradient_checkpointing is checkpointing
+        loss = trainer.loss_on(batch, torch.Generator().manual_seed(0))
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in trainer.model.unet.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match="optimizer"):
+        Trainer(build_tiny_depthfm(seed=3), tiny_dataset(2), config(tmp_path, optimizer="sgd"))

@@ -206,11 +206,30 @@ class TrainConfig:
     cache_latents: bool = False  # encode each sample once (with hflip: once per orientation)
     mask_invalid: bool = True  # leave latent cells without full ground truth out of the loss
     hflip: bool = False  # random horizontal flips (image, depth and mask together)
+    gradient_checkpointing: bool = False  # recompute UNet activations in backward: less memory, ~30 % more time
+    optimizer: str = "adamw"  # "adamw" (fused on CUDA) | "adamw8bit" (bitsandbytes, CUDA)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+OPTIMIZERS = ("adamw", "adamw8bit")
+
+
+def make_optimizer(params, config: "TrainConfig", device: torch.device):
+    """AdamW (torch's fused kernel on CUDA), or bitsandbytes' 8-bit AdamW (a quarter of the optimizer state)."""
+    if config.optimizer not in OPTIMIZERS:
+        raise InputError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+    if config.optimizer == "adamw8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as exc:
+            raise InputError("optimizer adamw8bit needs bitsandbytes (pip install bitsandbytes, CUDA only)") from exc
+        return bnb.optim.AdamW8bit(params, lr=config.lr, weight_decay=config.weight_decay)
+    fused = torch.device(device).type == "cuda"
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def resolve_mixed_precision(requested: str) -> str:
@@ -330,8 +349,10 @@ class Trainer:
         model.unet.requires_grad_(True)
         model.vae.to(self.accelerator.device)
         self.dataset = dataset
+        if config.gradient_checkpointing:
+            model.unet.enable_gradient_checkpointing()
         params = [p for p in model.unet.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = make_optimizer(params, config, self.accelerator.device)
         warm = max(config.lr_warmup_steps, 0)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         # The scheduler is NOT prepared: accelerate's wrapper steps it once per process per optimizer step, so on N
