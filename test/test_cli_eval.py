@@ -113,3 +113,17 @@ def test_eval_cli_reports_both_alignments(tmp_path, capsys):
     assert "log space" in out and "depth space (Marigold)" in out and out.count("| NFE |") == 2
     result = json.loads((tmp_path / "r.json").read_text())["2"]
     assert set(result) == {"log", "depth"} and result["log"] != result["depth"]
+
+
+def test_eval_scores_the_mean_depth_prior_beside_the_model(tmp_path, capsys):
+    """The prior of the evaluation scenes themselves is exact (AbsRel 0); of other scenes it is a real baseline."""
+    argv = ["--tiny-model", "--synthetic", "2", "--synthetic-seed", "5", "--processing-resolution", "64", "--quiet",
+            "--nfe", "1"]
+    assert main(argv + ["--prior-synthetic", "1", "--prior-seed", "5", "--json", str(tmp_path / "a.json"),
+                        "--synthetic", "1"]) == 0
+    exact = json.loads((tmp_path / "a.json").read_text())["prior"]
+    assert exact["abs_rel"] < 1e-4 and exact["delta1"] == 1.0
+    assert main(argv + ["--prior-synthetic", "8", "--json", str(tmp_path / "b.json")]) == 0
+    other = json.loads((tmp_path / "b.json").read_text())["prior"]
+    assert 0.01 < other["abs_rel"] < 1.0 and 0.0 < other["delta1"] < 1.0
+    assert "mean-depth prior (ignores the image)" in capsys.readouterr().out

@@ -36,6 +36,40 @@ def evaluate_pipeline(pipe: DepthFMPipeline, dataset, progress: bool = True, ali
             for a, rows in per_image.items()}
 
 
+def mean_log_depth_prior(dataset) -> np.ndarray:
+    """The mean training log-depth map (H, W) of ``dataset``'s pairs (valid pixels only): a "model" that ignores the
+    image. A trained model that does not beat it has not learnt to read images."""
+    import cv2
+
+    total, count, shape = None, None, None
+    for i in range(len(dataset)):
+        _, depth_m, mask = dataset.pair(i)
+        depth_m = np.asarray(depth_m, np.float64)
+        shape = shape or depth_m.shape
+        valid = np.isfinite(depth_m) & (depth_m > 0) & (True if mask is None else np.asarray(mask, bool))
+        log_d = cv2.resize(np.where(valid, np.log(np.where(valid, depth_m, 1.0)), 0.0), shape[::-1])
+        weight = cv2.resize(valid.astype(np.float64), shape[::-1])
+        total = log_d if total is None else total + log_d
+        count = weight if count is None else count + weight
+    if total is None:
+        raise DepthFMError("the prior's dataset is empty")
+    return (total / np.maximum(count, 1e-9)).astype(np.float32)
+
+
+def evaluate_prior(prior_hw: np.ndarray, dataset, alignments=("log",), protocol: str = "none") -> dict:
+    """The prior map scored like a prediction (as z: it is log depth, so the log alignment is exact for it)."""
+    import cv2
+
+    per_image: dict[str, list] = {a: [] for a in alignments}
+    for i in range(len(dataset)):
+        _, depth_m, mask = dataset.pair(i)
+        gt = np.where(np.isfinite(depth_m), depth_m, 0.0)
+        z = cv2.resize(prior_hw, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+        for alignment in alignments:
+            per_image[alignment].append(evaluate(z, gt, mask, alignment, protocol))
+    return {a: {key: float(np.mean([r[key] for r in rows])) for key, _ in METRICS} for a, rows in per_image.items()}
+
+
 def format_table(results: dict[int, dict[str, float]]) -> str:
     """Markdown table: one column per NFE, rows AbsRel and delta1 (in %, as in the paper)."""
     nfes = sorted(results)
@@ -73,6 +107,11 @@ def _main(argv=None) -> int:
                         "output, clipped to the depth cap; both: one table each")
     g.add_argument("--protocol", choices=sorted(PROTOCOLS), default="none",
                    help="crop and depth cap: nyuv2 (Eigen crop, 1e-3..10 m), kitti (Garg crop, 1e-3..80 m)")
+    g.add_argument("--prior-synthetic", type=int, default=0, metavar="N",
+                   help="also score the mean-depth prior (the mean training log-depth map, ignoring the image) of N "
+                        "synthetic training scenes (seed --prior-seed) beside the model")
+    g.add_argument("--prior-seed", type=int, default=0, help="seed of the prior's scenes (training uses 0)")
+    g.add_argument("--prior-data", type=Path, help="or: the mean-depth prior of this training folder")
     g.add_argument("--json", type=Path, help="also write the results as JSON here")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -86,14 +125,26 @@ def _main(argv=None) -> int:
         args.num_steps = nfe
         pipe = pipeline_from_args(args)
         results[nfe] = evaluate_pipeline(pipe, dataset, not args.quiet, alignments, args.protocol)
+    prior = None
+    if args.prior_synthetic or args.prior_data:
+        from ..training.data import FolderDepthDataset, SyntheticDepthDataset
+
+        source = SyntheticDepthDataset(args.prior_synthetic, *args.synthetic_size, seed=args.prior_seed) \
+            if args.prior_synthetic else FolderDepthDataset(args.prior_data, png_depth_scale_m=args.png_depth_scale)
+        prior = evaluate_prior(mean_log_depth_prior(source), dataset, alignments, args.protocol)
     described = {"log": "least-squares scale and shift in log space",
                  "depth": "least-squares scale and shift in depth space (Marigold), clipped to the depth cap"}
     for alignment in alignments:
         print(f"{len(dataset)} images, ensemble {args.ensemble_size}, processing resolution "
               f"{args.processing_resolution}, protocol {args.protocol}, {described[alignment]}")
         print(format_table({nfe: r[alignment] for nfe, r in results.items()}))
+        if prior is not None:
+            print(f"mean-depth prior (ignores the image): AbsRel {100 * prior[alignment]['abs_rel']:.1f}, "
+                  f"δ1 {100 * prior[alignment]['delta1']:.1f}")
     if args.json:
         payload = {str(k): v[alignments[0]] if len(alignments) == 1 else v for k, v in results.items()}
+        if prior is not None:
+            payload["prior"] = prior[alignments[0]] if len(alignments) == 1 else prior
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
