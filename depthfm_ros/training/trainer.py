@@ -250,7 +250,25 @@ def _seed_of(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-class StepBatchSampler(Sampler):
+class _MicroStepSampler(Sampler):
+    """Infinite batches ``indices(m)`` for micro steps m = start, start + 1, ... (subclasses define ``indices``)."""
+
+    start: int = 0
+
+    def indices(self, micro_step: int) -> list[int]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[list[int]]:
+        m = self.start
+        while True:
+            yield self.indices(m)
+            m += 1
+
+    def __len__(self) -> int:  # DataLoader asks; the sampler is infinite
+        return 2 ** 31
+
+
+class StepBatchSampler(_MicroStepSampler):
     """Infinite per-rank batches; micro step m of rank r takes the samples ``(m·P + r)·B ...`` of a seeded
     per-epoch permutation, so any micro step's batch is known without replaying the ones before it."""
 
@@ -272,17 +290,9 @@ class StepBatchSampler(Sampler):
             out.append(int(self._perms[epoch][pos]))
         return out
 
-    def __iter__(self) -> Iterator[list[int]]:
-        m = self.start
-        while True:
-            yield self.indices(m)
-            m += 1
-
-    def __len__(self) -> int:  # DataLoader asks; the sampler is infinite
-        return 2 ** 31
 
 
-class GroupedStepBatchSampler(Sampler):
+class GroupedStepBatchSampler(_MicroStepSampler):
     """Infinite per-rank batches from a :class:`~depthfm_ros.training.data.GroupedDataset`: micro step m of rank r
     draws a dataset by weight from ``(seed, m, r)``, then its next batch from a seeded per-epoch permutation of that
     dataset. A pure function of the micro step (the choices before it are replayed as integers), so a resumed run
@@ -315,14 +325,6 @@ class GroupedStepBatchSampler(Sampler):
             out.append(int(self.offsets[g] + self._perms[g][1][pos]))
         return out
 
-    def __iter__(self) -> Iterator[list[int]]:
-        m = self.start
-        while True:
-            yield self.indices(m)
-            m += 1
-
-    def __len__(self) -> int:
-        return 2 ** 31
 
 
 class Trainer:
