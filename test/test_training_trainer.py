@@ -255,9 +255,11 @@ def test_train_cli_combines_synthetic_and_folders_of_different_sizes(tmp_path, c
     write_folder_dataset(tmp_path / "b", tiny_dataset(3))
     argv = ["--init", "tiny", "--synthetic", "2", "--size", "64", "64", "--data", str(tmp_path / "a"),
             "--data", f"{tmp_path / 'b'}:64x128:2", "--batch-size", "2", "--steps", "6", "--hflip",
-            "--output", str(tmp_path / "run"), "--quiet", "--no-tensorboard", "--cache-latents"]
+            "--output", str(tmp_path / "run"), "--quiet", "--no-tensorboard", "--latent-cache", str(tmp_path / "lc")]
     assert main(argv) == 0
     assert "over steps 1..6" in capsys.readouterr().out
+    shards = {p.name.split("_shard")[0] for p in (tmp_path / "lc" / "rank0").glob("*_shard0.npy")}
+    assert {"64x64_plain", "64x64_flipped"} <= shards and any(s.startswith("64x128") for s in shards)
 
 
 def test_official_export_keeps_upcast_attention(tmp_path):

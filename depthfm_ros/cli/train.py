@@ -138,6 +138,8 @@ def _main(argv=None) -> int:
     g.add_argument("--num-workers", type=int, default=0)
     g.add_argument("--cache-latents", action="store_true",
                    help="encode every sample once (in memory; with --hflip once per orientation)")
+    g.add_argument("--latent-cache", type=Path, metavar="DIR",
+                   help="on-disk latent cache (memory-mapped shards, bounded by disk not memory; reused on resume)")
     g.add_argument("--hflip", action="store_true", help="random horizontal flips (image, depth, mask together)")
     g.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute UNet activations in backward (less memory at 512x512, ~30 %% slower)")
@@ -198,7 +200,8 @@ def _main(argv=None) -> int:
                          checkpoint_every=args.checkpoint_every, tensorboard=not args.no_tensorboard,
                          progress=not args.quiet, cache_latents=args.cache_latents,
                          mask_invalid=not args.no_mask_invalid, hflip=args.hflip,
-                         gradient_checkpointing=args.gradient_checkpointing, optimizer=args.optimizer)
+                         gradient_checkpointing=args.gradient_checkpointing, optimizer=args.optimizer,
+                         latent_cache_dir=str(args.latent_cache or ""))
     trainer = Trainer(model, dataset, config)
     if resume:
         print(f"resuming from step {trainer.load_checkpoint(args.output / 'last')}")

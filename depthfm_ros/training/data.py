@@ -17,6 +17,7 @@ D^u labelled by a teacher depth model (:class:`TeacherDepthDataset`, :func:`mixt
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from pathlib import Path
 from typing import Callable, Sequence
@@ -314,6 +315,31 @@ class GroupedDataset(Dataset):
         if not 0 <= group < len(self.datasets):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         return self.datasets[group][index - int(self.offsets[group])]
+
+
+def dataset_identity(dataset) -> object:
+    """A JSON-able description of what a dataset yields (kind, source, sizes, seeds, length): what an on-disk latent
+    cache depends on besides the VAE."""
+    if isinstance(dataset, GroupedDataset):
+        return {"grouped": [dataset_identity(d) for d in dataset.datasets]}
+    if isinstance(dataset, ConcatDataset):
+        return {"concat": [dataset_identity(d) for d in dataset.datasets]}
+    if isinstance(dataset, Subset):
+        return {"subset": dataset_identity(dataset.dataset), "indices": hash_ints(dataset.indices)}
+    out = {"kind": type(dataset).__name__, "len": len(dataset), "size_hw": getattr(dataset, "size_hw", None)}
+    if isinstance(dataset, FolderDepthDataset):
+        names = "\n".join(str(p.relative_to(dataset.root)) for item in dataset.items for p in item if p is not None)
+        out.update(root=str(dataset.root.resolve()), files=hashlib.sha256(names.encode()).hexdigest()[:16])
+    elif isinstance(dataset, SyntheticDepthDataset):
+        out.update(height=dataset.height, width=dataset.width, seed=dataset.seed)
+    for name in ("low_pct", "high_pct"):
+        if hasattr(dataset, name):
+            out[name] = getattr(dataset, name)
+    return out
+
+
+def hash_ints(values) -> str:
+    return hashlib.sha256(np.asarray(list(values), np.int64).tobytes()).hexdigest()[:16]
 
 
 def parse_data_spec(text: str) -> tuple[Path, tuple[int, int] | None, float | None]:

@@ -30,7 +30,8 @@ from ..models.depthfm import META_FILE, DepthFM, load_vae
 from ..models.ldm import load_torch_file, widen_conv_in
 from ..sampler import noise_augment
 from ..shapes import LATENT_CHANNELS, LATENT_SCALE, VAE_DOWNSCALE
-from .data import GroupedDataset, collate, encode_batch
+from .data import GroupedDataset, collate, dataset_identity, encode_batch
+from .latent_cache import LatentCache, vae_fingerprint
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 OFFICIAL_CKPT_NAME = "depthfm.ckpt"
@@ -204,6 +205,7 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool = True
     cache_latents: bool = False  # encode each sample once (with hflip: once per orientation)
+    latent_cache_dir: str = ""  # on-disk, memory-mapped, sharded latent cache (training.latent_cache); "" = off
     mask_invalid: bool = True  # leave latent cells without full ground truth out of the loss
     hflip: bool = False  # random horizontal flips (image, depth and mask together)
     gradient_checkpointing: bool = False  # recompute UNet activations in backward: less memory, ~30 % more time
@@ -366,6 +368,11 @@ class Trainer:
         self.step = 0
         self._writer = None
         self._latent_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.disk_cache = None
+        if config.latent_cache_dir:
+            meta = {"vae": vae_fingerprint(model), "num_samples": len(dataset), "dataset": dataset_identity(dataset)}
+            self.disk_cache = LatentCache(config.latent_cache_dir, json.loads(json.dumps(meta)),
+                                          rank=self.accelerator.process_index)
 
     # ------------------------------------------------------------------------------------------- loop
     @property
@@ -375,7 +382,23 @@ class Trainer:
     def _micro_generator(self, micro_step: int) -> torch.Generator:
         return torch.Generator().manual_seed(_seed_of(self.config.seed, micro_step, self.accelerator.process_index))
 
+    def _disk_latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        index = batch["index"].tolist()
+        flipped = batch["flipped"].tolist() if "flipped" in batch else [False] * len(index)
+        image_hw = tuple(batch["rgb_chw"].shape[-2:])
+        rows = [self.disk_cache.get(i, image_hw, f) for i, f in zip(index, flipped)]
+        missing = [j for j, row in enumerate(rows) if row is None]
+        if missing:
+            z_img, x1 = encode_batch(self.model, {k: v[missing] for k, v in batch.items()})
+            for r, j in enumerate(missing):
+                self.disk_cache.put(index[j], z_img[r], x1[r], flipped[j])
+                rows[j] = (z_img[r].cpu(), x1[r].cpu())
+        device = next(self.model.vae.parameters()).device
+        return tuple(torch.stack([row[k] for row in rows]).to(device) for k in (0, 1))
+
     def _latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.disk_cache is not None and "index" in batch:
+            return self._disk_latents(batch)
         if not self.config.cache_latents or "index" not in batch:
             return encode_batch(self.model, batch)
         index = batch["index"].tolist()
