@@ -91,17 +91,69 @@ def test_fresh_completion_model_predicts_like_its_depthfm():
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_training_condition_samples_the_density():
+def test_training_condition_samples_the_density_and_normalises_as_inference():
+    from depthfm_ros.models.completion import sparse_condition_image
+
     model = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0), sparse_density=0.02)
+    assert model.sparse_encoding == "filled" and model.sparse_patterns == ("uniform", "rings")
     valid = torch.ones(2, 64, 64, dtype=torch.bool)
     valid[1, :32] = False
-    batch = {"valid_hw": valid, "depth_norm_hw": torch.zeros(2, 64, 64)}
+    depth = torch.from_numpy(np.exp(np.linspace(0.0, 2.0, 64))[:, None] * np.ones((2, 1, 64))).float()
+    batch = {"valid_hw": valid, "depth_hw_m": torch.where(valid, depth, torch.nan)}
     z_img = torch.zeros(2, 4, 8, 8)
+    seen = []
+    model.sparse_condition = lambda z, image, mask: seen.append((image, mask)) or DepthCompletionFM.sparse_condition(
+        model, z, image, mask)
     cond = model.training_condition(z_img, batch, torch.Generator().manual_seed(0))
     assert cond.shape == (2, 9, 8, 8)
-    mask_lat = cond[:, -1]
-    assert 0.5 < float(mask_lat[0].mean()) < 0.95  # ~1.3 samples per 8x8 cell at 2%
-    assert float(mask_lat[1, :4].sum()) == 0  # never samples invalid pixels
+    image, mask = seen[0]
+    assert 0.01 < float(mask.float().mean()) < 0.03  # 2 % of the valid pixels, uniform or rings
+    assert not mask[1, :32].any()  # never samples invalid pixels
+    density = cond[:, -1]
+    assert float(density[1, :4].sum()) == 0 and 0.5 * 0.16 < float(density[0].mean()) < 2 * 0.16  # 8 x fraction
+    for b in range(2):  # exactly what inference feeds for the same points: own percentiles, nearest fill
+        expected, expected_mask = sparse_condition_image(np.where(mask[b].numpy(), depth[b].numpy(), np.nan))
+        np.testing.assert_array_equal(image[b].numpy(), expected)
+        assert np.isfinite(expected).all() and np.array_equal(expected_mask, mask[b].numpy())
+
+
+def test_sparse_condition_image_has_no_missing_value_and_rings_look_like_scan_lines():
+    from depthfm_ros.models.completion import sparse_condition_image, sparse_pattern
+
+    sparse = np.full((8, 8), np.nan)
+    sparse[1, 1], sparse[6, 6] = 1.0, 10.0
+    image, mask = sparse_condition_image(sparse)
+    assert mask.sum() == 2 and image[1, 1] == -1.0 and image[6, 6] == 1.0
+    assert image[0, 0] == -1.0 and image[7, 7] == 1.0  # nearest point, not a 0 that reads as mid-range depth
+    empty_image, empty_mask = sparse_condition_image(np.zeros((8, 8)))
+    assert not empty_mask.any() and not empty_image.any()
+    rng = np.random.default_rng(0)
+    rings = sparse_pattern(np.ones((240, 320), bool), "rings", 0.02, rng)
+    assert 0.01 < rings.mean() < 0.03 and not rings[: int(0.25 * 240)].any()  # lower part of the image only
+    uniform = sparse_pattern(np.ones((240, 320), bool), "uniform", 0.02, rng)
+    assert 0.015 < uniform.mean() < 0.025
+
+    def continued(points):  # share of points with a point 2 columns on within one row: a scan line goes on
+        ys, xs = np.nonzero(points[1:-1, :-2])
+        return np.mean([points[y:y + 3, x + 2].any() for y, x in zip(ys, xs)])  # rows y..y+2 around y+1
+
+    assert continued(rings) > 0.9 and continued(uniform) < 0.1
+    with pytest.raises(InputError, match="sparse pattern"):
+        sparse_pattern(np.ones((4, 4), bool), "grid", 0.1, rng)
+
+
+def test_folders_of_the_first_encoding_still_load_and_run_as_trained(tmp_path):
+    import json
+
+    folder = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0)).save_pretrained(tmp_path / "c")
+    assert DepthCompletionFM.from_pretrained(folder).sparse_encoding == "filled"
+    meta = json.loads((folder / "depthfm.json").read_text())
+    meta["completion"] = {"sparse_density": 0.02, "condition_channels": 9}  # written before the encoding key
+    (folder / "depthfm.json").write_text(json.dumps(meta))
+    old = DepthCompletionFM.from_pretrained(folder)
+    assert old.sparse_encoding == "masked" and old.sparse_patterns == ("uniform",)
+    cond = old.sparse_condition(torch.zeros(1, 4, 8, 8), torch.zeros(1, 64, 64), torch.rand(1, 64, 64) < 0.02)
+    assert set(cond[0, -1].unique().tolist()) <= {0.0, 1.0}  # the max-pooled mask it was trained with
 
 
 def test_trainer_trains_completion_and_folder_round_trip(tmp_path):

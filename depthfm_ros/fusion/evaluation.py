@@ -1,5 +1,7 @@
 """Evaluation of LiDAR fusion and metric sources on synthetic scenes with exact depth (no model, no ROS).
 
+``nearest_fill`` lives in :mod:`depthfm_ros.geometry.masks` (the completion model densifies with it too).
+
 - :func:`evaluate_scene`: one scene, one LiDAR pattern (ring LiDARs by elevation, or 2 % random pixels), one
   prediction error model (:data:`depthfm_ros.sim.synthetic.ERROR_MODELS`); every method scored: LiDAR-only
   nearest fill, LiDAR-only IP-Basic (Ku et al. 2018: OpenCV morphology, multi-scale dilation and hole fill), the
@@ -16,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import AlignmentError
+from ..geometry.masks import nearest_fill
 from ..geometry.projection import project_points
 from ..sim import synthetic
 from ..training import metrics
@@ -24,22 +27,6 @@ from .completion import complete_depth
 from .metric import ScaleFilter, ground_plane_fit
 
 METHODS = ("lidar_nearest", "lidar_ip_basic", "global", "completion")
-
-
-def nearest_fill(sparse_depth_hw_m: np.ndarray) -> np.ndarray:
-    """LiDAR-only baseline: every pixel takes the depth of its nearest LiDAR pixel (approximate L2, OpenCV labels).
-
-    Delaunay-based linear interpolation (scipy griddata) is pathologically slow on scan-line point sets.
-    """
-    empty_hw_u8 = (~np.isfinite(sparse_depth_hw_m)).astype(np.uint8)
-    if empty_hw_u8.all():
-        return np.full(sparse_depth_hw_m.shape, np.nan, dtype=np.float32)
-    _, labels = cv2.distanceTransformWithLabels(empty_hw_u8, cv2.DIST_L2, cv2.DIST_MASK_5,
-                                                labelType=cv2.DIST_LABEL_PIXEL)
-    # labels count LiDAR pixels in raster order
-    return sparse_depth_hw_m[empty_hw_u8 == 0][labels - 1].astype(np.float32)
-
-
 _DIAMOND_5 = np.array([[0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]], np.uint8)
 
 

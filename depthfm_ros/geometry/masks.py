@@ -6,6 +6,7 @@ the node's ``points_*`` parameters select.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..errors import InputError
@@ -85,3 +86,19 @@ def combined_mask(depth_hw_m: np.ndarray, std_hw_m: np.ndarray | None = None, *,
     if edge_ratio > 0:
         keep &= edge_mask(depth_hw_m, edge_ratio)
     return keep
+
+
+def nearest_fill(sparse_depth_hw_m: np.ndarray) -> np.ndarray:
+    """Every pixel takes the depth of its nearest measured (finite) pixel (approximate L2, OpenCV labels): the
+    LiDAR-only baseline, and how the completion model densifies its sparse input.
+
+    Delaunay-based linear interpolation (scipy griddata) is pathologically slow on scan-line point sets.
+    """
+    empty_hw_u8 = (~np.isfinite(sparse_depth_hw_m)).astype(np.uint8)
+    if empty_hw_u8.all():
+        return np.full(sparse_depth_hw_m.shape, np.nan, dtype=np.float32)
+    _, labels = cv2.distanceTransformWithLabels(empty_hw_u8, cv2.DIST_L2, cv2.DIST_MASK_5,
+                                                labelType=cv2.DIST_LABEL_PIXEL)
+    # labels count LiDAR pixels in raster order
+    return sparse_depth_hw_m[empty_hw_u8 == 0][labels - 1].astype(np.float32)
+

@@ -1,14 +1,21 @@
 """Depth completion: DepthFM conditioned on sparse metric depth (the paper fine-tunes with 2% of pixels).
 
-The UNet input grows from cat[x_t, z_img] (8 channels) to cat[x_t, z_img, z_sparse, m] (13 channels):
-``z_sparse`` is the VAE latent of the sparse normalised log depth replicated to 3 channels (0 where unknown) and
-``m`` is the sparse mask max-pooled to latent resolution. The new conv_in inputs start at zero, so a freshly
-widened model predicts exactly what the DepthFM it came from predicts; fine-tuning teaches it to use the points.
+The UNet input grows from cat[x_t, z_img] (8 channels) to cat[x_t, z_img, z_sparse, m] (13 channels). The new
+conv_in inputs start at zero, so a freshly widened model predicts exactly what the DepthFM it came from predicts;
+fine-tuning teaches it to use the points.
 
-At inference the sparse depth is normalised with its own 2/98% log percentiles (training uses the ground-truth
-percentiles, which a 2% sample estimates well) and the prediction is brought to metres by the LiDAR alignment's
-robust log-space fit (:func:`depthfm_ros.fusion.alignment.fit_log_depth`) on the sparse points. Any density
-works: 0% gives relative depth only (``depth_hw_m`` None), 100% is dense.
+Sparse encoding ``filled`` (models made now): :func:`sparse_condition_image` normalises the points with their OWN
+2/98 % log percentiles -- the same function in training and inference -- and gives every pixel its nearest
+point's value, so there is no "missing" value (the old encoding used 0, which is also mid-range depth);
+``z_sparse`` is the VAE latent of that image and ``m`` the fraction of measured pixels per latent cell x 8 (a max-pooled
+mask was 1 in 73 % of cells at 2 % density: no information). Training samples uniform random pixels and
+image-space LiDAR rings (:func:`sparse_pattern`), as the node feeds rings. Encoding ``masked`` is the earlier one
+(sparse normalised with the ground truth's percentiles, 0 where unknown, max-pooled mask), kept so folders
+trained with it still load and run as trained.
+
+The prediction is brought to metres by the LiDAR alignment's robust log-space fit
+(:func:`depthfm_ros.fusion.alignment.fit_log_depth`) on the sparse points. Any density works: 0% gives relative
+depth only (``depth_hw_m`` None), 100% is dense.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import AlignmentError, InputError
 from ..fusion.alignment import fit_log_depth
+from ..geometry.masks import nearest_fill
 from ..processing import check_rgb, members_to_input_size, processing_size, to_model_input
 from ..sampler import flow_to_depth_latent
 from ..settings import ModelSettings
@@ -34,6 +42,42 @@ from .ldm import widen_conv_in
 MASK_CHANNELS = 1
 DEFAULT_SPARSE_DENSITY = 0.02
 MIN_POINTS_FOR_METRIC = 2
+SPARSE_ENCODINGS = ("filled", "masked")  # filled: current; masked: the first one (folders without the key)
+SPARSE_PATTERNS = ("uniform", "rings")
+
+
+def sparse_condition_image(sparse_hw_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image_hw in [-1, 1], mask_hw) the sparse input is encoded from, identical in training and inference: the
+    points' own 2/98 % log-depth percentiles map to -1/+1, every other pixel takes its nearest point's value, the
+    mask marks the points. No points: zeros and an empty mask."""
+    sparse = np.asarray(sparse_hw_m, dtype=np.float64)
+    mask = np.isfinite(sparse) & (sparse > 0)
+    if not mask.any():
+        return np.zeros(sparse.shape, np.float32), mask
+    norm, _, _ = normalize_log_depth(sparse, mask, fill_invalid=np.nan)
+    return nearest_fill(norm).astype(np.float32), mask
+
+
+def sparse_pattern(valid_hw: np.ndarray, pattern: str, density: float, rng: np.random.Generator) -> np.ndarray:
+    """Which valid pixels become sparse input: ``uniform`` (each with probability ``density``) or ``rings``
+    (image-space LiDAR scan lines: gently curved rows over the lower 70 % of the image, every 2nd pixel, as many
+    rows as give ``density`` over the image)."""
+    valid = np.asarray(valid_hw, bool)
+    h, w = valid.shape
+    if pattern == "uniform":
+        return valid & (rng.random((h, w)) < density)
+    if pattern != "rings":
+        raise InputError(f"sparse pattern must be one of {SPARSE_PATTERNS}, got {pattern!r}")
+    step = 2
+    n_rings = max(1, int(round(density * h * step)))
+    keep = np.zeros((h, w), bool)
+    cols = np.arange(int(rng.integers(step)), w, step)
+    x = (cols - w / 2) / w
+    for y0 in np.linspace(0.3 * h, 0.95 * h, n_rings) + rng.uniform(-1, 1, n_rings):
+        rows = np.round(y0 + rng.uniform(-0.15, 0.15) * h * x ** 2).astype(int)
+        inside = (rows >= 0) & (rows < h)
+        keep[rows[inside], cols[inside]] = True
+    return keep & valid
 
 
 @dataclass
@@ -70,6 +114,8 @@ class DepthCompletionFM(DepthFM):
     condition_channels = 2 * LATENT_CHANNELS + MASK_CHANNELS
 
     sparse_density: float = DEFAULT_SPARSE_DENSITY  # fraction of valid pixels sampled per training image
+    sparse_encoding: str = "filled"
+    sparse_patterns: tuple[str, ...] = SPARSE_PATTERNS  # drawn per training sample
 
     @classmethod
     def from_depthfm(cls, model: DepthFM, sparse_density: float = DEFAULT_SPARSE_DENSITY) -> "DepthCompletionFM":
@@ -78,38 +124,61 @@ class DepthCompletionFM(DepthFM):
         out = cls(unet, model.vae, model.empty_text_embedding.cpu(), model.noising_step, model.latent_scale)
         out.set_tiny_vae(getattr(model, "tiny_vae", None))
         out.sparse_density = float(sparse_density)
+        out.sparse_encoding, out.sparse_patterns = "filled", SPARSE_PATTERNS
         return out.to(model.empty_text_embedding.device)
 
     @classmethod
     def from_pretrained(cls, folder, torch_dtype=torch.float32) -> "DepthCompletionFM":
         model = super().from_pretrained(folder, torch_dtype)
         meta = json.loads((Path(folder) / META_FILE).read_text())
-        model.sparse_density = float(meta.get("completion", {}).get("sparse_density", DEFAULT_SPARSE_DENSITY))
+        completion = meta.get("completion", {})
+        model.sparse_density = float(completion.get("sparse_density", DEFAULT_SPARSE_DENSITY))
+        model.sparse_encoding = completion.get("sparse_encoding", "masked")  # folders from before the key
+        model.sparse_patterns = tuple(completion.get("sparse_patterns", ("uniform",)))
+        if model.sparse_encoding not in SPARSE_ENCODINGS:
+            raise InputError(f"{folder}: unknown sparse encoding {model.sparse_encoding!r}")
         return model
 
     def save_pretrained(self, folder) -> Path:
         folder = super().save_pretrained(folder)
         meta = json.loads((folder / META_FILE).read_text())
-        meta["completion"] = {"sparse_density": self.sparse_density, "condition_channels": self.condition_channels}
+        meta["completion"] = {"sparse_density": self.sparse_density, "condition_channels": self.condition_channels,
+                              "sparse_encoding": self.sparse_encoding, "sparse_patterns": list(self.sparse_patterns)}
         (folder / META_FILE).write_text(json.dumps(meta, indent=2))
         return folder
 
     # ---------------------------------------------------------------------------------------- conditioning
-    def sparse_condition(self, z_img: torch.Tensor, sparse_norm_bhw: torch.Tensor,
+    def sparse_condition(self, z_img: torch.Tensor, sparse_image_bhw: torch.Tensor,
                          mask_bhw: torch.Tensor) -> torch.Tensor:
-        """cat[z_img, z_sparse, mask at latent resolution]: (b, 9, h/8, w/8)."""
+        """cat[z_img, z_sparse, mask at latent resolution]: (b, 9, h/8, w/8). ``sparse_image_bhw`` is
+        :func:`sparse_condition_image`'s image (encoding ``filled``) or the normalised depth (``masked``)."""
         mask = mask_bhw.to(z_img)[:, None]
-        sparse3 = (sparse_norm_bhw.to(z_img)[:, None] * mask).expand(-1, 3, -1, -1)
-        z_sparse = self.encode(sparse3).to(z_img)
-        mask_lat = F.max_pool2d(mask, VAE_DOWNSCALE)
-        return torch.cat([z_img, z_sparse, mask_lat], dim=1)
+        image = sparse_image_bhw.to(z_img)[:, None]
+        if self.sparse_encoding == "masked":
+            z_sparse, mask_lat = self.encode((image * mask).expand(-1, 3, -1, -1)), F.max_pool2d(mask, VAE_DOWNSCALE)
+        else:
+            z_sparse, mask_lat = self.encode(image.expand(-1, 3, -1, -1)), F.avg_pool2d(mask, VAE_DOWNSCALE) * 8
+        return torch.cat([z_img, z_sparse.to(z_img), mask_lat], dim=1)
 
     @torch.no_grad()
     def training_condition(self, z_img: torch.Tensor, batch: dict, generator: torch.Generator) -> torch.Tensor:
-        """Sample ``sparse_density`` of the valid ground-truth pixels (Bernoulli per pixel) as the sparse input."""
+        """Sparse input from ``sparse_density`` of the valid ground truth, per sample a pattern of
+        ``sparse_patterns`` (``filled``: normalised exactly as at inference, :func:`sparse_condition_image`)."""
         valid = batch["valid_hw"]
-        keep = (torch.rand(tuple(valid.shape), generator=generator) < self.sparse_density) & valid.cpu()
-        return self.sparse_condition(z_img, batch["depth_norm_hw"].to(z_img.device), keep.to(z_img.device))
+        if self.sparse_encoding == "masked":
+            keep = (torch.rand(tuple(valid.shape), generator=generator) < self.sparse_density) & valid.cpu()
+            return self.sparse_condition(z_img, batch["depth_norm_hw"].to(z_img.device), keep.to(z_img.device))
+        images, masks = [], []
+        for valid_hw, depth_hw_m in zip(valid.cpu().numpy(), batch["depth_hw_m"].cpu().numpy()):
+            rng = np.random.default_rng(int(torch.randint(2 ** 62, (1,), generator=generator)))
+            keep = sparse_pattern(valid_hw, self.sparse_patterns[rng.integers(len(self.sparse_patterns))],
+                                  self.sparse_density, rng)
+            image, mask = sparse_condition_image(np.where(keep, depth_hw_m, np.nan))
+            images.append(image)
+            masks.append(mask)
+        device = z_img.device
+        return self.sparse_condition(z_img, torch.from_numpy(np.stack(images)).to(device),
+                                     torch.from_numpy(np.stack(masks)).to(device))
 
     # ------------------------------------------------------------------------------------------- inference
     @torch.inference_mode()
@@ -131,7 +200,9 @@ class DepthCompletionFM(DepthFM):
         rgb = torch.from_numpy(to_model_input(rgb_hwc_u8, h, w))[None].to(device, dtype)
         sparse_small = downsample_sparse_hw(np.where(valid_in, sparse, 0.0), h, w)
         mask_small = sparse_small > 0
-        if mask_small.any():
+        if self.sparse_encoding == "filled":
+            norm, mask_small = sparse_condition_image(np.where(mask_small, sparse_small, np.nan))
+        elif mask_small.any():
             norm, _, _ = normalize_log_depth(sparse_small, mask_small, fill_invalid=0.0)
         else:
             norm = np.zeros((h, w), np.float32)
