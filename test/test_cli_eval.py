@@ -127,3 +127,40 @@ def test_eval_scores_the_mean_depth_prior_beside_the_model(tmp_path, capsys):
     other = json.loads((tmp_path / "b.json").read_text())["prior"]
     assert 0.01 < other["abs_rel"] < 1.0 and 0.0 < other["delta1"] < 1.0
     assert "mean-depth prior (ignores the image)" in capsys.readouterr().out
+
+
+def test_completion_evaluation_scores_every_method_on_the_pixels_not_given(tmp_path, capsys):
+    from depthfm_ros.models.architectures import build_tiny_depthfm
+    from depthfm_ros.models.completion import DepthCompletionFM
+    from depthfm_ros.training.completion_eval import evaluate_completion
+
+    folder = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0)).save_pretrained(tmp_path / "completion")
+    assert main(["--tiny-model", "--completion", str(folder), "--synthetic", "2", "--synthetic-size", "64", "96",
+                 "--processing-resolution", "64", "--steps", "1", "--quiet", "--sparse-density", "0.05",
+                 "--json", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| uniform | completion_model |" in out and "| rings | ip_basic |" in out
+    results = json.loads((tmp_path / "c.json").read_text())
+    assert set(results) == {"uniform", "rings"}
+    for methods in results.values():
+        assert set(methods) == {"completion_model", "plain+log_fit", "plain+completion", "nearest_fill", "ip_basic"}
+        for r in methods.values():
+            assert r["images"] + r["refused"] == 2
+            if r["images"]:
+                assert 0 < r["mae_m"] <= r["rmse_m"] and 0 <= r["delta1"] <= 1
+
+    from depthfm_ros.training.data import SyntheticDepthDataset
+
+    data = SyntheticDepthDataset(2, 64, 96, seed=3)
+    truth = iter([data.pair(i)[1] for i in range(2)])
+
+    class Oracle:  # returns the ground truth: zero error on the pixels it was not given
+        sparse_encoding = "filled"
+
+        def complete(self, rgb, sparse, **kw):
+            from types import SimpleNamespace
+
+            return SimpleNamespace(depth_hw_m=next(truth))
+
+    exact = evaluate_completion(data, "uniform", 0.05, completion_model=Oracle())["completion_model"]
+    assert exact["rmse_m"] == 0.0 and exact["delta1"] == 1.0

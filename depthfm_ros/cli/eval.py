@@ -112,6 +112,13 @@ def _main(argv=None) -> int:
                         "synthetic training scenes (seed --prior-seed) beside the model")
     g.add_argument("--prior-seed", type=int, default=0, help="seed of the prior's scenes (training uses 0)")
     g.add_argument("--prior-data", type=Path, help="or: the mean-depth prior of this training folder")
+    g.add_argument("--completion", type=Path, metavar="FOLDER",
+                   help="evaluate depth completion instead: this DepthCompletionFM folder beside the plain model "
+                        "(--checkpoint / --tiny-model) + log fit, + the non-learned completion, and the points alone "
+                        "(nearest fill, IP-Basic), on pixels not given")
+    g.add_argument("--patterns", nargs="+", choices=["uniform", "rings"], default=["uniform", "rings"],
+                   help="sparse patterns for --completion")
+    g.add_argument("--sparse-density", type=float, default=0.02, help="fraction of valid pixels given (--completion)")
     g.add_argument("--json", type=Path, help="also write the results as JSON here")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -119,6 +126,8 @@ def _main(argv=None) -> int:
     if any(n < 1 for n in nfes):
         parser.error("--nfe values must be >= 1")
     dataset = dataset_from_args(args)
+    if args.completion:
+        return completion_main(args, dataset)
     alignments = list(ALIGNMENTS) if args.alignment == "both" else [args.alignment]
     results = {}
     for nfe in nfes:
@@ -146,6 +155,25 @@ def _main(argv=None) -> int:
         if prior is not None:
             payload["prior"] = prior[alignments[0]] if len(alignments) == 1 else prior
         args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+def completion_main(args: argparse.Namespace, dataset) -> int:
+    from ..models.completion import DepthCompletionFM
+    from ..training.completion_eval import completion_table, evaluate_completion
+
+    model = DepthCompletionFM.from_pretrained(args.completion)
+    pipe = pipeline_from_args(args) if (args.checkpoint or args.tiny_model or args.engine) else None
+    results = {pattern: evaluate_completion(dataset, pattern, args.sparse_density, completion_model=model,
+                                            pipeline=pipe, num_steps=args.num_steps,
+                                            ensemble_size=args.ensemble_size,
+                                            processing_resolution=args.processing_resolution, seed=max(args.seed, 0))
+               for pattern in args.patterns}
+    print(f"{len(dataset)} images, {100 * args.sparse_density:g} % of the valid pixels given, scored on the others; "
+          f"completion model {args.completion} (encoding {model.sparse_encoding})")
+    print(completion_table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 

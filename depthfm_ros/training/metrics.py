@@ -132,3 +132,9 @@ def evaluate(z: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | None = None, al
     if alignment == "log":
         return evaluate_log_aligned(z, gt_m, region)
     return evaluate_depth_aligned(z, gt_m, region, spec)
+
+
+def mae(pred_m: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean absolute error over valid pixels."""
+    v = _valid(pred_m, gt_m, mask)
+    return float(np.mean(np.abs(pred_m[v] - gt_m[v])))
