@@ -164,3 +164,17 @@ def test_completion_evaluation_scores_every_method_on_the_pixels_not_given(tmp_p
 
     exact = evaluate_completion(data, "uniform", 0.05, completion_model=Oracle())["completion_model"]
     assert exact["rmse_m"] == 0.0 and exact["delta1"] == 1.0
+    given = []
+
+    class Recorder:
+        def complete(self, rgb, sparse, **kw):
+            from types import SimpleNamespace
+
+            given.append(sparse)
+            return SimpleNamespace(depth_hw_m=None)
+
+    assert max(float(np.nanmax(data.pair(i)[1])) for i in range(2)) > 10  # the scenes reach beyond NYUv2's cap
+    refused = evaluate_completion(data, "uniform", 0.2, completion_model=Recorder(), protocol="nyuv2")
+    assert refused["completion_model"]["refused"] == 2
+    for sparse in given:  # only points inside the Eigen crop and the 10 m cap are given
+        assert 0 < sparse.max() <= 10.0 and not sparse[: int(45 / 480 * 64)].any()

@@ -167,7 +167,8 @@ def completion_main(args: argparse.Namespace, dataset) -> int:
     results = {pattern: evaluate_completion(dataset, pattern, args.sparse_density, completion_model=model,
                                             pipeline=pipe, num_steps=args.num_steps,
                                             ensemble_size=args.ensemble_size,
-                                            processing_resolution=args.processing_resolution, seed=max(args.seed, 0))
+                                            processing_resolution=args.processing_resolution, seed=max(args.seed, 0),
+                                            protocol=args.protocol)
                for pattern in args.patterns}
     print(f"{len(dataset)} images, {100 * args.sparse_density:g} % of the valid pixels given, scored on the others; "
           f"completion model {args.completion} (encoding {model.sparse_encoding})")

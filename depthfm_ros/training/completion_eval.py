@@ -41,10 +41,13 @@ def _plain(pipeline, rgb, sparse):
 
 def evaluate_completion(dataset, pattern: str, density: float = 0.02, *, completion_model=None, pipeline=None,
                         num_steps: int = 2, ensemble_size: int = 1, processing_resolution: int = 512,
-                        seed: int = 0) -> dict[str, dict[str, float]]:
+                        seed: int = 0, protocol: str = "none") -> dict[str, dict[str, float]]:
     """Mean metrics per method over ``dataset`` (``pair(i) -> (rgb, depth_m, mask)``) for one sparse ``pattern``.
     ``completion_model`` (a DepthCompletionFM) and ``pipeline`` (the plain DepthFMPipeline) are optional; the
-    point-only baselines always run."""
+    point-only baselines always run. ``protocol`` ('nyuv2', 'kitti') limits the given and the scored pixels to its
+    crop and depth cap."""
+    if protocol not in metrics.PROTOCOLS:
+        raise InputError(f"protocol must be one of {sorted(metrics.PROTOCOLS)}, got {protocol!r}")
     if pattern not in SPARSE_PATTERNS:
         raise InputError(f"pattern must be one of {SPARSE_PATTERNS}, got {pattern!r}")
     rows: dict[str, list[dict]] = {m: [] for m in COMPLETION_METHODS}
@@ -52,7 +55,7 @@ def evaluate_completion(dataset, pattern: str, density: float = 0.02, *, complet
     for i in range(len(dataset)):
         rgb, depth_m, mask = dataset.pair(i)
         depth = np.asarray(depth_m, np.float64)
-        valid = np.isfinite(depth) & (depth > 0) & (True if mask is None else np.asarray(mask, bool))
+        valid = metrics.PROTOCOLS[protocol].mask(depth) & (True if mask is None else np.asarray(mask, bool))
         rng = np.random.default_rng([seed, i, SPARSE_PATTERNS.index(pattern)])
         keep = sparse_pattern(valid, pattern, density, rng)
         sparse = np.where(keep, depth, np.nan)
