@@ -312,3 +312,11 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_the_optimizer_is_ch
     torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
     with pytest.raises(InputError, match="optimizer"):
         Trainer(build_tiny_depthfm(seed=3), tiny_dataset(2), config(tmp_path, optimizer="sgd"))
+
+
+def test_tiny_init_can_be_widened():
+    from depthfm_ros.training.trainer import initial_model
+
+    assert initial_model("tiny").unet.config.block_out_channels[0] == 32
+    wide = initial_model("tiny", tiny_channels=64)
+    assert tuple(wide.unet.config.block_out_channels) == (64, 128) and wide.unet.config.in_channels == 8

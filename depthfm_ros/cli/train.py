@@ -23,7 +23,8 @@ def build_model(args: argparse.Namespace):
     from ..training.trainer import initial_model
 
     return initial_model(args.init, seed=args.seed, noising_step=args.noising_step, sd=args.sd, vae=args.vae,
-                         empty_text_embedding=args.empty_text_embedding, checkpoint=args.checkpoint)
+                         empty_text_embedding=args.empty_text_embedding, checkpoint=args.checkpoint,
+                         tiny_channels=args.tiny_channels)
 
 
 def build_dataset(args: argparse.Namespace):
@@ -98,6 +99,8 @@ def _main(argv=None) -> int:
     g.add_argument("--empty-text-embedding", help=".npy (1, 77, d): the text encoder's output for the empty prompt")
     g.add_argument("--checkpoint", help="DepthFM official .ckpt (with --vae) or model folder, for --init depthfm")
     g.add_argument("--vae", help="SD VAE folder (diffusers AutoencoderKL)")
+    g.add_argument("--tiny-channels", type=int, default=None,
+                   help="--init tiny: UNet base channels (default 32; multiples of 16)")
     g.add_argument("--noising-step", type=int, default=400, help="noise augmentation of the image latent")
     g.add_argument("--vae-warmup-steps", type=int, default=0,
                    help="tiny only: first fit the random tiny VAE as an autoencoder of images and depth")

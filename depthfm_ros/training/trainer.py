@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import CheckpointError, InputError
-from ..models.architectures import build_tiny_depthfm
+from ..models.architectures import TINY_LDM_HPARAMS, build_tiny_depthfm
 from ..models.completion import DepthCompletionFM
 from ..models.depthfm import META_FILE, DepthFM, load_vae
 from ..models.ldm import load_torch_file, widen_conv_in
@@ -77,12 +77,14 @@ def depthfm_from_sd(unet_or_folder, vae_or_folder, empty_text_embedding, noising
 
 
 def initial_model(init: str, *, seed: int = 0, noising_step: int = 400, sd=None, vae=None,
-                  empty_text_embedding=None, checkpoint=None) -> DepthFM:
-    """The model training starts from: ``init`` 'tiny' (a tiny random model), 'sd' (Stable Diffusion 2.1 with
-    conv_in widened, needs ``sd``, ``vae`` and ``empty_text_embedding``) or 'depthfm' (``checkpoint``: an official
-    .ckpt with ``vae``, a model folder, or a depth-completion folder)."""
+                  empty_text_embedding=None, checkpoint=None, tiny_channels: int | None = None) -> DepthFM:
+    """The model training starts from: ``init`` 'tiny' (a tiny random model; ``tiny_channels`` widens its UNet
+    from 32 base channels), 'sd' (Stable Diffusion 2.1 with conv_in widened, needs ``sd``, ``vae`` and
+    ``empty_text_embedding``) or 'depthfm' (``checkpoint``: an official .ckpt with ``vae``, a model folder, or a
+    depth-completion folder)."""
     if init == "tiny":
-        return build_tiny_depthfm(seed=seed, noising_step=noising_step)
+        hparams = None if tiny_channels is None else {**TINY_LDM_HPARAMS, "model_channels": int(tiny_channels)}
+        return build_tiny_depthfm(seed=seed, noising_step=noising_step, ldm_hparams=hparams)
     if init == "sd":
         if not sd or not empty_text_embedding:
             raise InputError("--init sd needs --sd (SD 2.1 folder or its unet/) and --empty-text-embedding (.npy)")
