@@ -126,7 +126,11 @@ def test_eval_scores_the_mean_depth_prior_beside_the_model(tmp_path, capsys):
     assert main(argv + ["--prior-synthetic", "8", "--json", str(tmp_path / "b.json")]) == 0
     other = json.loads((tmp_path / "b.json").read_text())["prior"]
     assert 0.01 < other["abs_rel"] < 1.0 and 0.0 < other["delta1"] < 1.0
-    assert "mean-depth prior (ignores the image)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean-depth prior (ignores the image)" in out
+    wins = int(out.split("images where the model's AbsRel beats the prior's: NFE 1: ")[1].split("/")[0])
+    model = json.loads((tmp_path / "b.json").read_text())["1"]["abs_rel_per_image"]
+    assert wins == sum(m < p for m, p in zip(model, other["abs_rel_per_image"])) and len(model) == 2
 
 
 def test_completion_evaluation_scores_every_method_on_the_pixels_not_given(tmp_path, capsys):

@@ -32,7 +32,13 @@ def evaluate_pipeline(pipe: DepthFMPipeline, dataset, progress: bool = True, ali
         gt = np.where(np.isfinite(depth_m), depth_m, 0.0)
         for alignment in alignments:
             per_image[alignment].append(evaluate(pred.z_hw, gt, mask, alignment, protocol))
-    return {a: {key: float(np.mean([r[key] for r in rows])) for key, _ in METRICS} | {"num_images": len(rows)}
+    return summarise(per_image)
+
+
+def summarise(per_image: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per alignment: the mean of each metric, the image count and the per-image AbsRel (for paired comparisons)."""
+    return {a: {key: float(np.mean([r[key] for r in rows])) for key, _ in METRICS}
+            | {"num_images": len(rows), "abs_rel_per_image": [float(r["abs_rel"]) for r in rows]}
             for a, rows in per_image.items()}
 
 
@@ -67,7 +73,7 @@ def evaluate_prior(prior_hw: np.ndarray, dataset, alignments=("log",), protocol:
         z = cv2.resize(prior_hw, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
         for alignment in alignments:
             per_image[alignment].append(evaluate(z, gt, mask, alignment, protocol))
-    return {a: {key: float(np.mean([r[key] for r in rows])) for key, _ in METRICS} for a, rows in per_image.items()}
+    return summarise(per_image)
 
 
 def format_table(results: dict[int, dict[str, float]]) -> str:
@@ -150,6 +156,10 @@ def _main(argv=None) -> int:
         if prior is not None:
             print(f"mean-depth prior (ignores the image): AbsRel {100 * prior[alignment]['abs_rel']:.1f}, "
                   f"δ1 {100 * prior[alignment]['delta1']:.1f}")
+            base = np.array(prior[alignment]["abs_rel_per_image"])
+            wins = ", ".join(f"NFE {nfe}: {int((np.array(r[alignment]['abs_rel_per_image']) < base).sum())}/{len(base)}"
+                             for nfe, r in results.items())
+            print(f"images where the model's AbsRel beats the prior's: {wins}")
     if args.json:
         payload = {str(k): v[alignments[0]] if len(alignments) == 1 else v for k, v in results.items()}
         if prior is not None:
