@@ -4,8 +4,10 @@
   uses for metric depth, and the one the method facts call the paper's protocol).
 * ``depth``: Marigold's protocol: least squares gt ~ s·d + t in depth space on the official relative output
   d = min-max of exp(z), predictions clipped to the dataset's depth cap: what Marigold's tables (the baselines of
-  DepthFM's Table 2) report. Which of the two reproduces DepthFM's own Table 2 numbers needs the real weights and
-  NYUv2/KITTI, neither of which this project has: both are offered and every report names the one it used.
+  DepthFM's Table 2) report. The official repository ships no evaluation code; its README calls that table a
+  comparison "against other affine-invariant depth estimators", which points to this protocol. Confirming that it
+  reproduces the numbers needs the real weights and NYUv2/KITTI, which this project does not have: both are offered
+  and every report names the one it used.
 
 :data:`PROTOCOLS` holds the crops and caps: NYUv2 (Eigen crop of 480x640, 1e-3..10 m) and KITTI (Garg crop, 1e-3..80 m).
 """
