@@ -189,8 +189,24 @@ def test_grouped_dataset_and_data_specs():
         grouped[5]
     with pytest.raises(InputError, match="positive weight"):
         GroupedDataset([a, b], [1.0, 0.0])
-    assert parse_data_spec("hypersim:480x640:0.9") == (Path("hypersim"), (480, 640), 0.9)
-    assert parse_data_spec("vkitti") == (Path("vkitti"), None, None)
-    assert parse_data_spec("vkitti:2") == (Path("vkitti"), None, 2.0)
+    assert parse_data_spec("hypersim:480x640:0.9") == (Path("hypersim"), (480, 640), 0.9, False)
+    assert parse_data_spec("vkitti") == (Path("vkitti"), None, None, False)
+    assert parse_data_spec("vkitti:2:crop") == (Path("vkitti"), None, 2.0, True)
     with pytest.raises(InputError, match="FOLDER"):
         parse_data_spec("x:4y0x9")
+
+
+def test_crop_keeps_the_aspect_ratio_instead_of_squashing():
+    """A 64x256 (1:4) image trained at 64x64: resized it is squashed 4x horizontally; cropped it keeps the centre."""
+    rgb = np.zeros((64, 256, 3), np.uint8)
+    rgb[:, 96:160] = 255  # a bright centre band a quarter of the width
+    depth = np.tile(np.linspace(1.0, 4.0, 256, dtype=np.float32), (64, 1))
+    squashed = make_sample(rgb, depth, size_hw=(64, 64))
+    cropped = make_sample(rgb, depth, size_hw=(64, 64), crop=True)
+    assert cropped["rgb_chw"].shape == squashed["rgb_chw"].shape == (3, 64, 64)
+    assert float(cropped["rgb_chw"].mean()) == pytest.approx(1.0)  # only the centre band is left
+    assert -0.6 < float(squashed["rgb_chw"].mean()) < -0.4  # a quarter bright, squashed
+    metres = cropped["depth_hw_m"].numpy()
+    assert metres.min() >= depth[0, 96] - 1e-6 and metres.max() <= depth[0, 159] + 1e-6
+    tall = make_sample(np.zeros((256, 64, 3), np.uint8), depth.T.copy(), size_hw=(64, 64), crop=True)
+    assert tall["depth_hw_m"].shape == (64, 64)

@@ -39,8 +39,8 @@ def build_dataset(args: argparse.Namespace):
         groups.append((data.SyntheticDepthDataset(args.synthetic, h, w, seed=args.synthetic_seed),
                        args.synthetic_weight))
     for spec in args.data or []:
-        folder, folder_size, weight = data.parse_data_spec(spec)
-        groups.append((data.FolderDepthDataset(folder, folder_size or size, args.png_depth_scale), weight))
+        folder, folder_size, weight, crop = data.parse_data_spec(spec)
+        groups.append((data.FolderDepthDataset(folder, folder_size or size, args.png_depth_scale, crop=crop), weight))
     if not groups:
         raise DepthFMError("give training data: --synthetic N and/or --data FOLDER (repeatable)")
     if args.teacher:
@@ -110,9 +110,10 @@ def _main(argv=None) -> int:
     g.add_argument("--synthetic-seed", type=int, default=0)
     g.add_argument("--synthetic-weight", type=float, default=None,
                    help="sampling weight of the synthetic set beside --data sets (default: its size)")
-    g.add_argument("--data", action="append", metavar="FOLDER[:HxW][:WEIGHT]",
+    g.add_argument("--data", action="append", metavar="FOLDER[:HxW][:WEIGHT][:crop]",
                    help="folder dataset: rgb/, depth/ (.npy m or 16-bit .png), optional mask/; repeat for several, "
-                        "each with its own size (default --size) and sampling weight (default: its size)")
+                        "each with its own size (default --size), sampling weight (default: its size) and ':crop' "
+                        "(centre crop to the size's aspect instead of squashing)")
     g.add_argument("--png-depth-scale", type=float, default=1e-3, help="metres per unit of 16-bit depth PNGs")
     g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="training size (multiples of 64)")
     g.add_argument("--teacher", help="module:callable, rgb_hwc_u8 -> (H, W) depth/disparity, labels --teacher-images")

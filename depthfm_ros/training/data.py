@@ -82,10 +82,24 @@ def normalize_log_depth(depth_hw_m: np.ndarray, valid_hw: np.ndarray | None = No
     return norm.astype(np.float32), float(log_lo), float(log_hi)
 
 
+def center_crop_to_aspect(arrays: list[np.ndarray], size_hw: tuple[int, int]) -> list[np.ndarray]:
+    """The largest centred window of each (H, W, ...) array with the aspect ratio of ``size_hw`` (no squashing)."""
+    h0, w0 = arrays[0].shape[:2]
+    h, w = size_hw
+    if w0 * h > w * h0:  # wider than the target: crop columns
+        wc = max(1, round(h0 * w / h))
+        x = (w0 - wc) // 2
+        return [a[:, x:x + wc] for a in arrays]
+    hc = max(1, round(w0 * h / w))
+    y = (h0 - hc) // 2
+    return [a[y:y + hc] for a in arrays]
+
+
 def make_sample(rgb_hwc_u8: np.ndarray, depth_hw_m: np.ndarray, valid_hw: np.ndarray | None = None,
                 size_hw: tuple[int, int] | None = None, low_pct: float = 2.0,
-                high_pct: float = 98.0) -> dict[str, torch.Tensor]:
-    """One training sample dict from RGB uint8 and depth (resized to ``size_hw``: area for RGB, nearest for depth)."""
+                high_pct: float = 98.0, crop: bool = False) -> dict[str, torch.Tensor]:
+    """One training sample dict from RGB uint8 and depth (resized to ``size_hw``: area for RGB, nearest for depth;
+    with ``crop`` the centred window of that aspect ratio first, so nothing is squashed)."""
     check_rgb(rgb_hwc_u8)
     depth = np.asarray(depth_hw_m, dtype=np.float32)
     if depth.shape != rgb_hwc_u8.shape[:2]:
@@ -95,6 +109,9 @@ def make_sample(rgb_hwc_u8: np.ndarray, depth_hw_m: np.ndarray, valid_hw: np.nda
         if np.shape(valid_hw) != depth.shape:
             raise InputError(f"mask {np.shape(valid_hw)} and depth {depth.shape} differ in size")
         valid &= np.asarray(valid_hw, dtype=bool)
+    if crop and size_hw is not None:
+        rgb_hwc_u8, depth, valid = center_crop_to_aspect([rgb_hwc_u8, depth, valid], size_hw)
+        rgb_hwc_u8 = np.ascontiguousarray(rgb_hwc_u8)
     h, w = size_hw if size_hw is not None else depth.shape
     rgb_chw = to_model_input(rgb_hwc_u8, h, w)
     if (h, w) != depth.shape:
@@ -118,8 +135,9 @@ def encode_batch(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
 class PairDataset(Dataset):
     """Base class: subclasses implement ``__len__`` and ``pair(i) -> (rgb_hwc_u8, depth_hw_m, valid_hw | None)``."""
 
-    def __init__(self, size_hw: tuple[int, int] | None = None, low_pct: float = 2.0, high_pct: float = 98.0):
-        self.size_hw = size_hw
+    def __init__(self, size_hw: tuple[int, int] | None = None, low_pct: float = 2.0, high_pct: float = 98.0,
+                 crop: bool = False):
+        self.size_hw, self.crop = size_hw, bool(crop)
         self.low_pct, self.high_pct = low_pct, high_pct
 
     def pair(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -129,7 +147,7 @@ class PairDataset(Dataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         rgb, depth, valid = self.pair(index % len(self))
-        return make_sample(rgb, depth, valid, self.size_hw, self.low_pct, self.high_pct)
+        return make_sample(rgb, depth, valid, self.size_hw, self.low_pct, self.high_pct, self.crop)
 
 
 def read_depth_m(path: Path, png_depth_scale_m: float = 1e-3) -> np.ndarray:
@@ -154,8 +172,8 @@ class FolderDepthDataset(PairDataset):
     """
 
     def __init__(self, root: str | Path, size_hw: tuple[int, int] | None = None, png_depth_scale_m: float = 1e-3,
-                 low_pct: float = 2.0, high_pct: float = 98.0):
-        super().__init__(size_hw, low_pct, high_pct)
+                 low_pct: float = 2.0, high_pct: float = 98.0, crop: bool = False):
+        super().__init__(size_hw, low_pct, high_pct, crop)
         self.root = Path(root)
         self.png_depth_scale_m = png_depth_scale_m
         rgb_dir, depth_dir = self.root / "rgb", self.root / "depth"
@@ -326,7 +344,8 @@ def dataset_identity(dataset) -> object:
         return {"concat": [dataset_identity(d) for d in dataset.datasets]}
     if isinstance(dataset, Subset):
         return {"subset": dataset_identity(dataset.dataset), "indices": hash_ints(dataset.indices)}
-    out = {"kind": type(dataset).__name__, "len": len(dataset), "size_hw": getattr(dataset, "size_hw", None)}
+    out = {"kind": type(dataset).__name__, "len": len(dataset), "size_hw": getattr(dataset, "size_hw", None),
+           "crop": getattr(dataset, "crop", False)}
     if isinstance(dataset, FolderDepthDataset):
         names = "\n".join(str(p.relative_to(dataset.root)) for item in dataset.items for p in item if p is not None)
         out.update(root=str(dataset.root.resolve()), files=hashlib.sha256(names.encode()).hexdigest()[:16])
@@ -342,20 +361,24 @@ def hash_ints(values) -> str:
     return hashlib.sha256(np.asarray(list(values), np.int64).tobytes()).hexdigest()[:16]
 
 
-def parse_data_spec(text: str) -> tuple[Path, tuple[int, int] | None, float | None]:
-    """``FOLDER[:HxW][:WEIGHT]`` (e.g. ``hypersim:480x640:0.9``) -> (folder, size or None, weight or None)."""
+def parse_data_spec(text: str) -> tuple[Path, tuple[int, int] | None, float | None, bool]:
+    """``FOLDER[:HxW][:WEIGHT][:crop]`` (e.g. ``hypersim:480x640:0.9``, ``vkitti:352x1216:0.1:crop``) -> (folder,
+    size or None, weight or None, crop): ``crop`` takes the centred window of the size's aspect ratio before
+    resizing instead of squashing the image."""
     parts = str(text).split(":")
-    folder, size, weight = Path(parts[0]), None, None
+    folder, size, weight, crop = Path(parts[0]), None, None, False
     try:
         for part in parts[1:]:
-            if "x" in part.lower():
+            if part.lower() == "crop":
+                crop = True
+            elif "x" in part.lower():
                 h, w = (int(v) for v in part.lower().split("x"))
                 size = (h, w)
             elif part:
                 weight = float(part)
     except ValueError as exc:
-        raise InputError(f"data spec must be FOLDER[:HxW][:WEIGHT], got {text!r}") from exc
-    return folder, size, weight
+        raise InputError(f"data spec must be FOLDER[:HxW][:WEIGHT][:crop], got {text!r}") from exc
+    return folder, size, weight, crop
 
 
 def write_folder_dataset(root: str | Path, dataset: PairDataset, png_depth: bool = False) -> Path:
