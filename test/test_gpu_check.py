@@ -16,22 +16,27 @@ ROS_ENV = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY", "ROS_DOMAIN_ID
 
 def test_gpu_check_dry_run_writes_its_report(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path),
-                             "--sizes", "64x128"], capture_output=True, text=True, timeout=300,
+                             "--sizes", "64x128", "128x64"], capture_output=True, text=True, timeout=300,
                             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path),
                                  **{k: os.environ[k] for k in ROS_ENV}})
     assert result.returncode == 0, result.stderr[-2000:]
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
-    fused, size_range, node = rows[:4], rows[4], rows[5]
-    assert len(rows) == 6
-    assert [(r["k"], r["M"]) for r in fused] == [("1", "1"), ("1", "2"), ("2", "1"), ("2", "2")]
-    assert all(r["status"] == "not run (dry run)" and r["profile_image"] == "(1, 3, 64, 128)" for r in fused)
-    assert len({r["cache_key"] for r in fused}) == 4  # k and M are in every engine's key
-    assert size_range["engine"] == "tensorrt fp16 size range" and size_range["status"] == "not run (dry run)"
+    split, fused, node = rows[:8], rows[8], rows[9]
+    assert len(rows) == 10
+    assert [(r["size"], r["k"], r["M"]) for r in split] == [
+        (size, k, m) for size in ("64x128", "128x64") for k in ("1", "2") for m in ("1", "2")]
+    # ONE split engine set serves every size, k and M: its profile spans the sizes (the first is the optimum) and
+    # up to 4 members, and every case has the same engine key (nothing is rebuilt per case)
+    assert all(r["engine"] == "tensorrt fp16 split" and r["status"] == "not run (dry run)" for r in split)
+    assert {r["profile_image"] for r in split} == {"((1, 3, 64, 64), (1, 3, 64, 128), (1, 3, 128, 128))"}
+    assert {r["profile_x_t"] for r in split} == {"((1, 4, 8, 8), (4, 4, 8, 16), (4, 4, 16, 16))"}
+    assert len({r["cache_key"] for r in split}) == 1
+    assert fused["engine"] == "tensorrt fp16 fused" and (fused["k"], fused["M"]) == ("1", "1")
     # the node really ran over DDS on the exported graph (onnxruntime on the CPU in a dry run)
     assert node["engine"] == "node over DDS (onnxruntime)" and node["status"] == "pass"
     assert 0 < float(node["p50_ms"]) <= float(node["p95_ms"]) < 60_000
-    assert sorted(p.name for p in (tmp_path / "graphs").glob("*.onnx")) == sorted(
-        [f"tiny_64x128_k{k}_m{m}.onnx" for k in (1, 2) for m in (1, 2)] + ["tiny_dynamic_k1_m1.onnx"])
+    assert sorted(p.name for p in (tmp_path / "graphs" / "tiny").glob("*.onnx")) == [
+        "depthfm_decoder.onnx", "depthfm_encoder.onnx", "depthfm_step.onnx", "fused_k1_m1.onnx"]
     assert "GPU check (dry run, no GPU)" in (tmp_path / "report.md").read_text()
 
 

@@ -264,8 +264,9 @@ def export_graph(model: DepthFM, kind: str, path: str | Path, height: int, width
     inputs, outputs = GRAPH_IO[kind]
     dynamic_axes = {name: {i: axis for i, axis in enumerate(dims) if isinstance(axis, str)}
                     for name, dims in io_dims(kind, height, width, ensemble_size, size_range is not None).items()}
-    args = example_inputs(kind, height, width, 1, ensemble_size or 1)
     model = model.float().eval()
+    device = next(model.parameters()).device  # trace where the model is (a GPU traces a full-size UNet in seconds)
+    args = tuple(a.to(device) for a in example_inputs(kind, height, width, 1, ensemble_size or 1))
 
     def tick(what: str) -> None:
         if progress is not None:
