@@ -12,7 +12,7 @@ from .backends.base import Backend
 from .errors import InputError
 from .processing import check_rgb, members_to_input_size, processing_size, relative_depth, to_model_input
 from .settings import ModelSettings
-from .shapes import latent_noise_shape, size_in_range
+from .shapes import latent_noise_shape, size_in_range, size_range_text
 from .tensor_processing import postprocess_tensor, to_model_input_tensor
 
 
@@ -89,7 +89,7 @@ class DepthFMPipeline:
         if size_range is not None and not size_in_range(*size, size_range):
             raise InputError(f"processing size {size[0]}x{size[1]} (processing_resolution "
                              f"{self.processing_resolution} for a {height}x{width} image) is outside the engine's "
-                             f"{size_range[0]}x{size_range[1]} to {size_range[2]}x{size_range[3]}; change "
+                             f"{size_range_text(size_range)}; change "
                              "processing_resolution or re-export with a wider --size-range")
         return size
 

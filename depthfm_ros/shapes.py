@@ -31,6 +31,12 @@ def size_in_range(height: int, width: int, size_range: tuple[int, int, int, int]
             and not width % SIZE_MULTIPLE)
 
 
+def size_range_text(size_range: tuple[int, int, int, int], sep: str = " to ") -> str:
+    """(64, 64, 192, 256) -> "64x64 to 192x256" (``sep`` between the two sizes)."""
+    lo_h, lo_w, hi_h, hi_w = size_range
+    return f"{lo_h}x{lo_w}{sep}{hi_h}x{hi_w}"
+
+
 def latent_noise_shape(batch: int, ensemble_size: int, height: int, width: int) -> tuple[int, int, int, int]:
     """Noise shape for ``batch`` images of ``height`` x ``width`` with ``ensemble_size`` members each."""
     return (batch * ensemble_size, LATENT_CHANNELS, height // VAE_DOWNSCALE, width // VAE_DOWNSCALE)

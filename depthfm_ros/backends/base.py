@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from ..errors import BackendError, InputError
-from ..shapes import ensemble_size_of, size_in_range
+from ..shapes import ensemble_size_of, size_in_range, size_range_text
 
 
 class Backend(ABC):
@@ -45,8 +45,7 @@ class Backend(ABC):
             raise BackendError(f"{self.name}: engine was built for {self.fixed_size[0]}x{self.fixed_size[1]}, "
                                f"got {h}x{w}; rebuild it or set the processing resolution to match")
         if self.size_range is not None and not size_in_range(h, w, self.size_range):
-            lo_h, lo_w, hi_h, hi_w = self.size_range
-            raise BackendError(f"{self.name}: engine takes {lo_h}x{lo_w} to {hi_h}x{hi_w} (multiples of 64), got "
+            raise BackendError(f"{self.name}: engine takes {size_range_text(self.size_range)} (multiples of 64), got "
                                f"{h}x{w}; change the processing resolution or re-export with a wider --size-range")
         try:
             m = ensemble_size_of(noise.shape, b, h, w)

@@ -45,7 +45,7 @@ from torch import nn
 from ..errors import BackendError, InputError
 from ..models.depthfm import DepthFM
 from ..sampler import flow_to_depth_latent
-from ..shapes import LATENT_CHANNELS, check_image_batch, latent_noise_shape, size_in_range
+from ..shapes import LATENT_CHANNELS, check_image_batch, latent_noise_shape, size_in_range, size_range_text
 
 log = logging.getLogger(__name__)
 
@@ -106,24 +106,16 @@ class GraphInfo:
                                f"{SIDECAR_FORMAT!r} and one of {GRAPH_KINDS}")
         return info
 
-    def accepts_size(self, height: int, width: int) -> bool:
-        """Whether the graph runs at ``height`` x ``width`` (its one size, or any multiple of 64 in its range)."""
-        if self.size_range is None:
-            return (height, width) == self.size
-        return size_in_range(height, width, self.size_range)
-
     def size_text(self) -> str:
         if self.size_range is None:
             return f"{self.height}x{self.width}"
-        lo_h, lo_w, hi_h, hi_w = self.size_range
-        return f"{lo_h}x{lo_w}..{hi_h}x{hi_w} (opt {self.height}x{self.width})"
+        return f"{size_range_text(self.size_range, '..')} (opt {self.height}x{self.width})"
 
     def check(self, *, kind: str | None = None, num_steps: int | None = None, ensemble_size: int | None = None,
-              size: tuple[int, int] | None = None, model_hash: str | None = None, size_range=None,
-              source: str = "graph") -> None:
+              size: tuple[int, int] | None = None, model_hash: str | None = None, source: str = "graph") -> None:
         """Raise BackendError naming the field if this graph was exported for something else."""
         wanted = {"kind": kind, "num_steps": num_steps, "ensemble_size": ensemble_size, "size": size,
-                  "model_hash": model_hash, "size_range": size_range}
+                  "model_hash": model_hash}
         for field, want in wanted.items():
             have = getattr(self, field)
             if want is not None and have is not None and tuple(np.atleast_1d(want)) != tuple(np.atleast_1d(have)):
@@ -221,11 +213,10 @@ def check_size_range(size_range, height: int, width: int) -> tuple[int, int, int
     size_range = tuple(int(v) for v in size_range)
     if len(size_range) != 4:
         raise InputError(f"size_range is (min_h, min_w, max_h, max_w), got {size_range}")
-    lo_h, lo_w, hi_h, hi_w = size_range
-    for h, w in ((lo_h, lo_w), (hi_h, hi_w)):
+    for h, w in (size_range[:2], size_range[2:]):
         check_image_batch(torch.empty(1, 3, h, w, device="meta"))
-    if not (lo_h <= height <= hi_h and lo_w <= width <= hi_w):
-        raise InputError(f"export size {height}x{width} is outside size_range {lo_h}x{lo_w}..{hi_h}x{hi_w}")
+    if not size_in_range(height, width, size_range):  # height x width: multiples of 64, checked by the caller
+        raise InputError(f"export size {height}x{width} is outside size_range {size_range_text(size_range, '..')}")
     return size_range
 
 

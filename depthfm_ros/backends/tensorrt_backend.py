@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from ..errors import BackendError, InputError
-from ..shapes import latent_noise_shape
+from ..shapes import latent_noise_shape, size_range_text
 from .base import Backend
 from .export import GraphInfo, graph_op_types, graph_opset, read_sidecar, sidecar_path
 from .onnx_backend import read_split_infos, resolve_graphs
@@ -126,8 +126,7 @@ class EngineSpec:
 
     def engine_name(self) -> str:
         k = "any" if self.num_steps is None else self.num_steps
-        size = f"{self.height}x{self.width}" if self.size_range is None else \
-            "{}x{}-{}x{}".format(*self.size_range)
+        size = f"{self.height}x{self.width}" if self.size_range is None else size_range_text(self.size_range, "-")
         return f"depthfm_{self.kind}_{size}_k{k}_m{self.ensemble_size}_{self.precision}_{self.cache_key()}.engine"
 
 
