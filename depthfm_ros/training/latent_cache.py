@@ -43,7 +43,7 @@ class LatentCache:
 
     def __init__(self, folder: str | Path, meta: dict, rank: int = 0, shard_size: int = DEFAULT_SHARD_SIZE):
         self.folder, self.shard_size = Path(folder), int(shard_size)
-        self.meta = {"format": CACHE_FORMAT, **meta}
+        self.meta = json.loads(json.dumps({"format": CACHE_FORMAT, **meta}))  # as read back: tuples become lists
         self.folder.mkdir(parents=True, exist_ok=True)
         meta_path = self.folder / "cache.json"
         if meta_path.is_file():
@@ -102,4 +102,17 @@ class LatentCache:
         return int(sum(np.load(p, mmap_mode="r").sum() for p in self.rank_dir.glob("*.filled.npy")))
 
 
-__all__ = ["CACHE_FORMAT", "DEFAULT_SHARD_SIZE", "LatentCache", "vae_fingerprint"]
+class MemoryLatentCache:
+    """The same ``get``/``put`` in memory (``--cache-latents``): tensors kept where they were encoded."""
+
+    def __init__(self):
+        self._rows: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def get(self, index: int, image_hw: tuple[int, int], flipped: bool = False):
+        return self._rows.get((index, bool(flipped)))
+
+    def put(self, index: int, z_img: torch.Tensor, x1: torch.Tensor, flipped: bool = False) -> None:
+        self._rows[(index, bool(flipped))] = (z_img, x1)
+
+
+__all__ = ["CACHE_FORMAT", "DEFAULT_SHARD_SIZE", "LatentCache", "MemoryLatentCache", "vae_fingerprint"]

@@ -31,7 +31,7 @@ from ..models.ldm import load_torch_file, widen_conv_in
 from ..sampler import noise_augment
 from ..shapes import LATENT_CHANNELS, LATENT_SCALE, VAE_DOWNSCALE
 from .data import GroupedDataset, collate, dataset_identity, encode_batch
-from .latent_cache import LatentCache, vae_fingerprint
+from .latent_cache import LatentCache, MemoryLatentCache, vae_fingerprint
 
 TRAINER_STATE_FILE = "trainer_state.pt"
 OFFICIAL_CKPT_NAME = "depthfm.ckpt"
@@ -320,7 +320,8 @@ class GroupedStepBatchSampler(_MicroStepSampler):
         while self._next < micro_step:
             self._counts[self._group(self._next)] += 1
             self._next += 1
-        g, n = self._group(micro_step), self.sizes[self._group(micro_step)]
+        g = self._group(micro_step)
+        n = self.sizes[g]
         out = []
         for k in range(self._counts[g] * self.b, (self._counts[g] + 1) * self.b):
             epoch, pos = divmod(k, n)
@@ -369,12 +370,11 @@ class Trainer:
         self.ema = EMA(model.unet, config.ema_decay) if config.ema_decay > 0 else None
         self.step = 0
         self._writer = None
-        self._latent_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.disk_cache = None
         if config.latent_cache_dir:
             meta = {"vae": vae_fingerprint(model), "num_samples": len(dataset), "dataset": dataset_identity(dataset)}
-            self.disk_cache = LatentCache(config.latent_cache_dir, json.loads(json.dumps(meta)),
-                                          rank=self.accelerator.process_index)
+            self.disk_cache = LatentCache(config.latent_cache_dir, meta, rank=self.accelerator.process_index)
+        self.latent_cache = self.disk_cache or (MemoryLatentCache() if config.cache_latents else None)
 
     # ------------------------------------------------------------------------------------------- loop
     @property
@@ -384,34 +384,23 @@ class Trainer:
     def _micro_generator(self, micro_step: int) -> torch.Generator:
         return torch.Generator().manual_seed(_seed_of(self.config.seed, micro_step, self.accelerator.process_index))
 
-    def _disk_latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_img, x1) of a batch: from the latent cache (in memory or on disk) where it has them, the samples it
+        lacks encoded together and stored. A flipped sample has its own latents (the VAE is not flip-equivariant)."""
+        if self.latent_cache is None or "index" not in batch:
+            return encode_batch(self.model, batch)
         index = batch["index"].tolist()
         flipped = batch["flipped"].tolist() if "flipped" in batch else [False] * len(index)
         image_hw = tuple(batch["rgb_chw"].shape[-2:])
-        rows = [self.disk_cache.get(i, image_hw, f) for i, f in zip(index, flipped)]
+        rows = [self.latent_cache.get(i, image_hw, f) for i, f in zip(index, flipped)]
         missing = [j for j, row in enumerate(rows) if row is None]
         if missing:
             z_img, x1 = encode_batch(self.model, {k: v[missing] for k, v in batch.items()})
             for r, j in enumerate(missing):
-                self.disk_cache.put(index[j], z_img[r], x1[r], flipped[j])
-                rows[j] = (z_img[r].cpu(), x1[r].cpu())
+                self.latent_cache.put(index[j], z_img[r], x1[r], flipped[j])
+                rows[j] = (z_img[r], x1[r])
         device = next(self.model.vae.parameters()).device
-        return tuple(torch.stack([row[k] for row in rows]).to(device) for k in (0, 1))
-
-    def _latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.disk_cache is not None and "index" in batch:
-            return self._disk_latents(batch)
-        if not self.config.cache_latents or "index" not in batch:
-            return encode_batch(self.model, batch)
-        index = batch["index"].tolist()
-        if "flipped" in batch:  # a flipped sample has its own latents (the VAE is not flip-equivariant)
-            index = [(i, bool(f)) for i, f in zip(index, batch["flipped"].tolist())]
-        missing = [j for j, i in enumerate(index) if i not in self._latent_cache]
-        if missing:
-            z_img, x1 = encode_batch(self.model, {k: v[missing] for k, v in batch.items()})
-            for row, j in enumerate(missing):
-                self._latent_cache[index[j]] = (z_img[row], x1[row])
-        return tuple(torch.stack([self._latent_cache[i][k] for i in index]) for k in (0, 1))
+        return tuple(torch.stack([row[k].to(device) for row in rows]) for k in (0, 1))
 
     def loss_on(self, batch: dict, generator: torch.Generator, grad: bool = True) -> torch.Tensor:
         """Loss of one batch with t and noise from ``generator`` (also useful for a fixed evaluation draw)."""
