@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DepthFMError
+from ..geometry.masks import finite_depth_mask
 from ..pipeline import DepthFMPipeline
 from ..training.metrics import ALIGNMENTS, PROTOCOLS, evaluate
 from .common import add_model_args, pipeline_from_args, run_cli
@@ -25,18 +26,24 @@ def evaluate_pipeline(pipe: DepthFMPipeline, dataset, progress: bool = True, ali
                       protocol: str = "none") -> dict[str, dict[str, float]]:
     """Mean per-image AbsRel and delta1 of the pipeline's z for each alignment ('log': least squares to log ground
     truth; 'depth': Marigold's depth-space fit of the relative output), inside ``protocol``'s crop and depth cap."""
+    return score(lambda rgb, gt: pipe(rgb).z_hw, dataset, alignments, protocol,
+                 tqdm(total=len(dataset), desc=f"eval nfe={pipe.backend.num_steps}", unit="img", disable=not progress))
+
+
+def score(predict_z, dataset, alignments=("log",), protocol: str = "none", bar=None) -> dict[str, dict]:
+    """``predict_z(rgb, gt_hw_m) -> z_hw`` scored on every pair of ``dataset``; per alignment the mean of each
+    metric, the image count and the per-image AbsRel (for paired comparisons)."""
     per_image: dict[str, list] = {a: [] for a in alignments}
-    for i in tqdm(range(len(dataset)), desc=f"eval nfe={pipe.backend.num_steps}", unit="img", disable=not progress):
+    for i in range(len(dataset)):
         rgb, depth_m, mask = dataset.pair(i)
-        pred = pipe(rgb)
         gt = np.where(np.isfinite(depth_m), depth_m, 0.0)
+        z = predict_z(rgb, gt)
         for alignment in alignments:
-            per_image[alignment].append(evaluate(pred.z_hw, gt, mask, alignment, protocol))
-    return summarise(per_image)
-
-
-def summarise(per_image: dict[str, list[dict]]) -> dict[str, dict]:
-    """Per alignment: the mean of each metric, the image count and the per-image AbsRel (for paired comparisons)."""
+            per_image[alignment].append(evaluate(z, gt, mask, alignment, protocol))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return {a: {key: float(np.mean([r[key] for r in rows])) for key, _ in METRICS}
             | {"num_images": len(rows), "abs_rel_per_image": [float(r["abs_rel"]) for r in rows]}
             for a, rows in per_image.items()}
@@ -52,7 +59,7 @@ def mean_log_depth_prior(dataset) -> np.ndarray:
         _, depth_m, mask = dataset.pair(i)
         depth_m = np.asarray(depth_m, np.float64)
         shape = shape or depth_m.shape
-        valid = np.isfinite(depth_m) & (depth_m > 0) & (True if mask is None else np.asarray(mask, bool))
+        valid = finite_depth_mask(depth_m) & (True if mask is None else np.asarray(mask, bool))
         log_d = cv2.resize(np.where(valid, np.log(np.where(valid, depth_m, 1.0)), 0.0), shape[::-1])
         weight = cv2.resize(valid.astype(np.float64), shape[::-1])
         total = log_d if total is None else total + log_d
@@ -66,14 +73,8 @@ def evaluate_prior(prior_hw: np.ndarray, dataset, alignments=("log",), protocol:
     """The prior map scored like a prediction (as z: it is log depth, so the log alignment is exact for it)."""
     import cv2
 
-    per_image: dict[str, list] = {a: [] for a in alignments}
-    for i in range(len(dataset)):
-        _, depth_m, mask = dataset.pair(i)
-        gt = np.where(np.isfinite(depth_m), depth_m, 0.0)
-        z = cv2.resize(prior_hw, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-        for alignment in alignments:
-            per_image[alignment].append(evaluate(z, gt, mask, alignment, protocol))
-    return summarise(per_image)
+    return score(lambda rgb, gt: cv2.resize(prior_hw, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR),
+                 dataset, alignments, protocol)
 
 
 def format_table(results: dict[int, dict[str, float]]) -> str:

@@ -89,8 +89,13 @@ def rmse(pred_m: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | None = None) -
 def align_log_depth(z: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
     """Least-squares (a, b) with log gt ~ a*z + b over valid pixels (scale and shift in log space)."""
     v = _valid(z, gt_m, mask)
-    A = np.stack([z[v].astype(np.float64), np.ones(int(v.sum()))], axis=1)
-    (a, b), *_ = np.linalg.lstsq(A, np.log(gt_m[v].astype(np.float64)), rcond=None)
+    return _fit_line(z[v], np.log(gt_m[v].astype(np.float64)))
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares (a, b) with y ~ a*x + b."""
+    A = np.stack([x.astype(np.float64), np.ones(x.size)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(A, y.astype(np.float64), rcond=None)
     return float(a), float(b)
 
 
@@ -104,9 +109,7 @@ def evaluate_log_aligned(z: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | Non
 def align_depth_affine(pred: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
     """Least-squares (s, t) with gt ~ s*pred + t over valid pixels (scale and shift in depth space)."""
     v = _valid(pred, gt_m, mask)
-    A = np.stack([pred[v].astype(np.float64), np.ones(int(v.sum()))], axis=1)
-    (s, t), *_ = np.linalg.lstsq(A, gt_m[v].astype(np.float64), rcond=None)
-    return float(s), float(t)
+    return _fit_line(pred[v], gt_m[v])
 
 
 def evaluate_depth_aligned(z: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | None = None,
