@@ -127,7 +127,7 @@ def check_model(model, name: str, sizes: list[str], work: Path, dry_run: bool, r
     mhash = model_hash(model)
     split_dir = work / "graphs" / name
     split = export_onnx(reference_model, split_dir, h0, w0, fused=False, split=True, progress=False,
-                        size_range=size_range_of(sizes))
+                        size_range=size_range_of(sizes), mhash=mhash)
     fused = export_graph(reference_model, "fused", split_dir / "fused_k1_m1.onnx", h0, w0, 1, 1, mhash=mhash)
     specs = {kind: EngineSpec.for_graph(check_parser_ready(path), "fp16", "dry-run", MAX_MEMBERS)
              for kind, path in split.items()}  # ops, opset, profiles and keys: checked before any GPU call

@@ -336,9 +336,11 @@ def _move_onnx(src: Path, dst: Path) -> None:
 
 def export_onnx(model: DepthFM, out_dir: str | Path, height: int, width: int, num_steps: int = 2,
                 ensemble_size: int = 1, fused: bool = True, split: bool = True, opset: int = OPSET,
-                simplify: bool = False, progress: bool = True, size_range=None) -> dict[str, Path]:
+                simplify: bool = False, progress: bool = True, size_range=None,
+                mhash: str | None = None) -> dict[str, Path]:
     """Export the fused graph (``depthfm_fused_k{k}_m{M}.onnx``) and/or the split stages into ``out_dir``
-    (``size_range``: dynamic spatial axes, see :func:`export_graph`).
+    (``size_range``: dynamic spatial axes, see :func:`export_graph`; ``mhash``: the model's :func:`model_hash`
+    when the caller has it, else computed once here).
 
     Returns ``{kind: path}``. Split stages are ``depthfm_encoder.onnx``, ``depthfm_step.onnx``,
     ``depthfm_decoder.onnx``; a backend given any of them (or ``out_dir``) runs any k.
@@ -349,7 +351,7 @@ def export_onnx(model: DepthFM, out_dir: str | Path, height: int, width: int, nu
         raise InputError("nothing to export: fused and split are both off")
     out_dir = Path(out_dir)
     kinds = (["fused"] if fused else []) + (["encoder", "step", "decoder"] if split else [])
-    mhash = model_hash(model)
+    mhash = mhash or model_hash(model)
     paths: dict[str, Path] = {}
     with tqdm(total=3 * len(kinds), desc="export onnx", unit="stage", disable=not progress) as bar:
         for kind in kinds:
