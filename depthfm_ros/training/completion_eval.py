@@ -46,8 +46,7 @@ def evaluate_completion(dataset, pattern: str, density: float = 0.02, *, complet
     ``completion_model`` (a DepthCompletionFM) and ``pipeline`` (the plain DepthFMPipeline) are optional; the
     point-only baselines always run. ``protocol`` ('nyuv2', 'kitti') limits the given and the scored pixels to its
     crop and depth cap."""
-    if protocol not in metrics.PROTOCOLS:
-        raise InputError(f"protocol must be one of {sorted(metrics.PROTOCOLS)}, got {protocol!r}")
+    spec = metrics.get_protocol(protocol)
     if pattern not in SPARSE_PATTERNS:
         raise InputError(f"pattern must be one of {SPARSE_PATTERNS}, got {pattern!r}")
     rows: dict[str, list[dict]] = {m: [] for m in COMPLETION_METHODS}
@@ -55,7 +54,7 @@ def evaluate_completion(dataset, pattern: str, density: float = 0.02, *, complet
     for i in range(len(dataset)):
         rgb, depth_m, mask = dataset.pair(i)
         depth = np.asarray(depth_m, np.float64)
-        valid = metrics.PROTOCOLS[protocol].mask(depth) & (True if mask is None else np.asarray(mask, bool))
+        valid = spec.mask(depth) & (True if mask is None else np.asarray(mask, bool))
         rng = np.random.default_rng([seed, i, SPARSE_PATTERNS.index(pattern)])
         keep = sparse_pattern(valid, pattern, density, rng)
         sparse = np.where(keep, depth, np.nan)

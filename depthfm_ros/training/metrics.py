@@ -52,6 +52,13 @@ PROTOCOLS = {
 }
 
 
+def get_protocol(name: str) -> Protocol:
+    """The :data:`PROTOCOLS` entry ``name``; InputError naming the choices otherwise."""
+    if name not in PROTOCOLS:
+        raise InputError(f"protocol must be one of {sorted(PROTOCOLS)}, got {name!r}")
+    return PROTOCOLS[name]
+
+
 def _valid(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     if pred.shape != gt.shape:
         raise InputError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
@@ -128,9 +135,7 @@ def evaluate(z: np.ndarray, gt_m: np.ndarray, mask: np.ndarray | None = None, al
     and depth cap ('none' | 'nyuv2' | 'kitti'), ``mask`` (valid ground truth) on top."""
     if alignment not in ALIGNMENTS:
         raise InputError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
-    if protocol not in PROTOCOLS:
-        raise InputError(f"protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
-    spec = PROTOCOLS[protocol]
+    spec = get_protocol(protocol)
     region = spec.mask(np.asarray(gt_m, np.float64))
     if mask is not None:
         region &= np.asarray(mask, bool)
