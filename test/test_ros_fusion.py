@@ -233,11 +233,15 @@ def test_the_scale_is_held_through_a_lidar_gap_then_metric_output_stops_and_resu
     g.wait_for(lambda: g.node.lidar.stats.is_stale(), "no pair for lidar_timeout_sec")
 
     def image_alone(stamp):
+        """Send an image without a cloud; wait until the node has processed it and its relative depth (published
+        on every frame) has arrived. Whether metres went out is read from the depth topic's order later."""
         processed = g.node.stats.processed
         pubs["image"].publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(stamp, "camera_optical")))
-        g.wait_for(lambda: g.node.stats.processed == processed + 1, f"frame {stamp}")
+        g.wait_for(lambda: g.node.stats.processed == processed + 1 and
+                   stamp in [stamp_ns(m) for m in g.received["relative_depth"]], f"frame {stamp}")
 
     image_alone(10_600_000_000)  # 0.6 s after the last accepted scale: held
+    g.wait_for(lambda: len(g.received["depth"]) == 2 and len(g.received["uncertainty"]) == 2, "the held frame")
     assert [stamp_ns(m) for m in g.received["depth"]] == [10_000_000_000, 10_600_000_000]
     held_std = image_to_array(g.received["uncertainty"][1])
     assert np.all(held_std >= lidar_std) and held_std.mean() > lidar_std.mean()  # the scale's own doubt grows
@@ -249,8 +253,6 @@ def test_the_scale_is_held_through_a_lidar_gap_then_metric_output_stops_and_resu
     scales = {values_of(s)["source"]: values_of(s)["a"] for s in statuses(g, ": metric scale")}
     assert scales["hold"] == scales["lidar"]
     image_alone(12_000_000_000)  # 2 s old: past metric_hold_sec, no metres
-    assert len(g.received["depth"]) == 2 and len(g.received["relative_depth"]) == 3
-    assert len(g.received["points"]) == 2 and not g.received["completed_depth"][1:]
     g.wait_for(lambda: any(s.level == DiagnosticStatus.WARN and "2.0 s old" in s.message
                            for s in statuses(g, ": metric scale")), "no-metric diagnostics")
     for k in range(3):  # clouds are back: metric output resumes within 3 pairs
@@ -259,8 +261,15 @@ def test_the_scale_is_held_through_a_lidar_gap_then_metric_output_stops_and_resu
         g.wait_for(lambda: g.node.stats.processed == 4 + k or len(g.received["depth"]) == 3, f"pair {k}")
         if len(g.received["depth"]) == 3:
             break
-    g.wait_for(lambda: len(g.received["depth"]) == 3, "metric output after the gap")
-    assert stamp_ns(g.received["depth"][-1]) >= 12_100_000_000
+    g.wait_for(lambda: len(g.received["depth"]) == 3 and len(g.received["points"]) == 3 and
+               len(g.received["completed_depth"]) == 2, "metric output after the gap")
+    # Each topic is reliable and in order: the frame at 12.0 s (past the hold) is missing from every metre topic,
+    # the held frame from completed_depth (its scale is not this frame's LiDAR fit).
+    depth_stamps = [stamp_ns(m) for m in g.received["depth"]]
+    assert depth_stamps[:2] == [10_000_000_000, 10_600_000_000] and depth_stamps[2] >= 12_100_000_000
+    assert [stamp_ns(m) for m in g.received["points"]] == depth_stamps
+    assert [stamp_ns(m) for m in g.received["completed_depth"]] == [depth_stamps[0], depth_stamps[2]]
+    assert 12_000_000_000 in [stamp_ns(m) for m in g.received["relative_depth"]]
 
 
 def test_metric_output_resumes_within_three_pairs_after_time_jumps_back(fusion_graph, scene_and_scan):
@@ -272,9 +281,11 @@ def test_metric_output_resumes_within_three_pairs_after_time_jumps_back(fusion_g
     for k in range(3):
         stamp = 70_000_000_000 + k * 100_000_000
         send_pair(g, pubs, scene, scan.points_n3, stamp, stamp + 5_000_000)
-        g.wait_for(lambda: g.node.stats.processed == 2 + k, f"pair {k} after the jump")
-        if len(g.received["depth"]) > 1:
+        g.wait_for(lambda: g.node.stats.processed == 2 + k and len(g.received["relative_depth"]) == 2 + k,
+                   f"pair {k} after the jump")
+        if sum(n for source, n in g.node.outputs.metric_stats.frames.items() if source) > 1:
             break
+    g.wait_for(lambda: len(g.received["depth"]) == 2, "metric output after the jump")
     assert len(g.received["depth"]) == 2 and stamp_ns(g.received["depth"][-1]) < 100_000_000_000
     assert g.node.lidar.sync.resets == 1
 

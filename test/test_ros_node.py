@@ -337,5 +337,5 @@ def test_a_negative_stamp_without_lidar_is_served_not_a_publishing_error(graph_f
     msg = image_msg(0, 0)
     msg.header.stamp.sec = -5  # rclpy's Time refuses it; the metric filter's clock must not
     g.publisher(Image, "/image").publish(msg)
-    g.wait_for(lambda: g.node.stats.processed == 1, "the frame processed")
-    assert g.received["relative_depth"] and g.node.stats.publishing_errors == 0
+    g.wait_for(lambda: g.node.stats.processed == 1 and g.received["relative_depth"], "the frame's relative depth")
+    assert g.node.stats.publishing_errors == 0
