@@ -1,4 +1,5 @@
-"""Pre/post-processing: input checks, processing resolution, [-1, 1] scaling, resizing back, ensembles, colour maps."""
+"""Pre/post-processing: input checks, processing resolution, [-1, 1] scaling, resizing back, ensembles, log-depth
+normalisation, colour maps."""
 
 from __future__ import annotations
 
@@ -96,6 +97,28 @@ def relative_depth(z_bhw: np.ndarray) -> np.ndarray:
         sample -= lo
         sample *= np.float32(1.0 / max(float(hi - lo), 1e-12))
     return d
+
+
+def normalize_log_depth(depth_hw_m: np.ndarray, valid_hw: np.ndarray | None = None, low_pct: float = 2.0,
+                        high_pct: float = 98.0, fill_invalid: float = 1.0) -> tuple[np.ndarray, float, float]:
+    """Log depth -> [-1, 1]: the ``low_pct``/``high_pct`` percentiles of valid log depth map to -1/+1 (clipped).
+
+    Returns ``(depth_norm_hw, log_lo, log_hi)``; ``log depth = log_lo + (d + 1) / 2 · (log_hi - log_lo)`` inverts it.
+    """
+    depth = np.asarray(depth_hw_m, dtype=np.float64)
+    valid = np.isfinite(depth) & (depth > 0)
+    if valid_hw is not None:
+        valid &= np.asarray(valid_hw, dtype=bool)
+    if not valid.any():
+        raise InputError("depth map has no valid (finite, positive) pixels to normalise")
+    if not 0.0 <= low_pct < high_pct <= 100.0:
+        raise InputError(f"need 0 <= low_pct < high_pct <= 100, got {low_pct}, {high_pct}")
+    log_d = np.log(np.where(valid, depth, 1.0))
+    log_lo, log_hi = np.percentile(log_d[valid], [low_pct, high_pct])
+    span = max(log_hi - log_lo, 1e-6)  # a flat wall: every pixel maps to -1..+1 around one value
+    norm = np.clip(2.0 * (log_d - log_lo) / span - 1.0, -1.0, 1.0)
+    norm[~valid] = fill_invalid
+    return norm.astype(np.float32), float(log_lo), float(log_hi)
 
 
 def colorize(values_hw: np.ndarray, vmin: float | None = None, vmax: float | None = None,

@@ -13,9 +13,9 @@ import time
 import numpy as np
 
 from depthfm_ros.errors import AlignmentError
+from depthfm_ros.evaluation.metrics import abs_rel, delta1
 from depthfm_ros.fusion.metric import ground_plane_fit
 from depthfm_ros.sim import synthetic
-from depthfm_ros.training.metrics import abs_rel, delta1
 
 
 def main() -> None:

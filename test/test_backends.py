@@ -189,7 +189,7 @@ def test_create_backend_auto_logs_its_choice(graphs, monkeypatch, caplog):
 
 # ---------------------------------------------------------------------------------------------- bench helpers
 def test_stage_flops_positive_and_growing_with_k():
-    from depthfm_ros.backends.benchmark import stage_flops
+    from depthfm_ros.evaluation.benchmark import stage_flops
 
     model = tiny_model()
     one, two = (stage_flops(model, 64, 64, num_steps=k, ensemble_size=2) for k in (1, 2))

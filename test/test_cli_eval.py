@@ -7,8 +7,8 @@ import pytest
 
 from depthfm_ros.cli.eval import format_table, main
 from depthfm_ros.errors import InputError
+from depthfm_ros.evaluation.metrics import abs_rel, delta1, evaluate_log_aligned
 from depthfm_ros.training.data import ArrayDepthDataset, write_folder_dataset
-from depthfm_ros.training.metrics import abs_rel, delta1, evaluate_log_aligned
 
 
 def test_metrics_match_hand_computed_values():
@@ -73,8 +73,8 @@ def test_eval_cli_reports_missing_data(capsys):
 
 
 def test_depth_space_alignment_is_marigolds_protocol_and_differs_from_log_space():
+    from depthfm_ros.evaluation.metrics import evaluate
     from depthfm_ros.processing import relative_depth
-    from depthfm_ros.training.metrics import evaluate
 
     z = np.random.default_rng(0).uniform(-2.0, 2.0, (48, 64))
     rel = relative_depth(z[None].astype(np.float32))[0].astype(np.float64)
@@ -90,7 +90,7 @@ def test_depth_space_alignment_is_marigolds_protocol_and_differs_from_log_space(
 
 
 def test_standard_crops_and_depth_caps():
-    from depthfm_ros.training.metrics import PROTOCOLS
+    from depthfm_ros.evaluation.metrics import PROTOCOLS
 
     nyu = PROTOCOLS["nyuv2"].mask(np.full((480, 640), 5.0))
     assert nyu.sum() == (471 - 45) * (601 - 41) and nyu[45, 41] and not nyu[44, 41] and not nyu[45, 601]
@@ -134,9 +134,9 @@ def test_eval_scores_the_mean_depth_prior_beside_the_model(tmp_path, capsys):
 
 
 def test_completion_evaluation_scores_every_method_on_the_pixels_not_given(tmp_path, capsys):
+    from depthfm_ros.evaluation.completion import evaluate_completion
     from depthfm_ros.models.architectures import build_tiny_depthfm
     from depthfm_ros.models.completion import DepthCompletionFM
-    from depthfm_ros.training.completion_eval import evaluate_completion
 
     folder = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0)).save_pretrained(tmp_path / "completion")
     assert main(["--tiny-model", "--completion", str(folder), "--synthetic", "2", "--synthetic-size", "64", "96",

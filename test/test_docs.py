@@ -77,7 +77,7 @@ def test_sample_parameter_error_is_what_the_node_prints():
 
 def test_readme_tables_carry_the_labels_the_tools_print():
     from depthfm_ros.cli.eval_fusion import sequence_table
-    from depthfm_ros.fusion.evaluation import METHODS, SEQUENCE_SOURCES, markdown_table
+    from depthfm_ros.evaluation.fusion import METHODS, SEQUENCE_SOURCES, markdown_table
 
     readme = (ROOT / "README.md").read_text()
     header = markdown_table([]).splitlines()[0]

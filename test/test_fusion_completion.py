@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from depthfm_ros.errors import InputError
+from depthfm_ros.evaluation.metrics import rmse
 from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth
 from depthfm_ros.fusion.completion import complete_depth
-from depthfm_ros.fusion.evaluation import nearest_fill
+from depthfm_ros.geometry.masks import nearest_fill
 from depthfm_ros.geometry.projection import project_points
 from depthfm_ros.sim import synthetic
-from depthfm_ros.training.metrics import rmse
 
 
 def filled(depth_hw_m):

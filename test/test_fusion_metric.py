@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from depthfm_ros.errors import AlignmentError, InputError
+from depthfm_ros.evaluation.metrics import abs_rel, delta1
 from depthfm_ros.fusion.alignment import LogDepthFit
 from depthfm_ros.fusion.metric import MetricScale, ScaleFilter, ground_normal, ground_plane_fit
 from depthfm_ros.sim import synthetic
-from depthfm_ros.training.metrics import abs_rel, delta1
 
 Z_RANGE = (-1.0, 1.0)
 

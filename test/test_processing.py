@@ -6,6 +6,7 @@ from depthfm_ros.processing import (
     check_rgb,
     colorize,
     ensemble_stats,
+    normalize_log_depth,
     processing_size,
     relative_depth,
     resize_hw,
@@ -95,3 +96,30 @@ def test_read_rgb_returns_rgb_order_and_rejects_non_images(tmp_path):
         read_rgb(tmp_path / "text.png")
     with pytest.raises(InputError):
         read_rgb(tmp_path / "missing.png")
+
+
+def test_normalisation_maps_percentiles_to_plus_minus_one():
+    depth = np.exp(np.random.default_rng(0).uniform(0, 3, (50, 40)))
+    norm, lo, hi = normalize_log_depth(depth, low_pct=2, high_pct=98)
+    log_d = np.log(depth)
+    assert lo == pytest.approx(np.percentile(log_d, 2)) and hi == pytest.approx(np.percentile(log_d, 98))
+    # the pixel nearest each percentile maps to about -1 / +1, everything is clipped into [-1, 1]
+    assert norm[np.unravel_index(np.argmin(np.abs(log_d - lo)), log_d.shape)] == pytest.approx(-1, abs=1e-3)
+    assert norm[np.unravel_index(np.argmin(np.abs(log_d - hi)), log_d.shape)] == pytest.approx(1, abs=1e-3)
+    assert norm.min() == -1 and norm.max() == 1
+    assert np.mean(norm == -1) == pytest.approx(0.02, abs=0.005)
+    # the inverse recovers log depth inside the percentile range
+    inside = (log_d > lo) & (log_d < hi)
+    np.testing.assert_allclose(lo + (norm[inside] + 1) / 2 * (hi - lo), log_d[inside], rtol=1e-5)
+
+
+def test_normalisation_invalid_pixels_and_errors():
+    depth = np.full((8, 8), 2.0)
+    depth[0, :4] = [np.nan, 0.0, -1.0, np.inf]
+    depth[4:] = 5.0
+    norm, _, _ = normalize_log_depth(depth, fill_invalid=1.0)
+    assert np.all(norm[0, :4] == 1.0) and np.isfinite(norm).all()
+    with pytest.raises(InputError):
+        normalize_log_depth(np.zeros((4, 4)))
+    with pytest.raises(InputError):
+        normalize_log_depth(depth, low_pct=50, high_pct=10)

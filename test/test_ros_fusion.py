@@ -18,6 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from depthfm_ros.errors import InputError
+from depthfm_ros.evaluation.metrics import abs_rel
 from depthfm_ros.fusion.frame import fuse_frame, metric_maps, sparse_depth
 from depthfm_ros.geometry.projection import transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
@@ -31,7 +32,6 @@ from depthfm_ros.ros.conversions import (
 from depthfm_ros.ros.params import validate
 from depthfm_ros.ros.sync import CloudImageSync
 from depthfm_ros.sim.synthetic import T_CAM_LIDAR_DEFAULT, make_scene, simulate_lidar
-from depthfm_ros.training.metrics import abs_rel
 
 H, W = 96, 128
 XYZ = T_CAM_LIDAR_DEFAULT[:3, 3].tolist()

@@ -10,10 +10,10 @@ from ros_graph import METRIC_OUTPUTS, OUTPUTS, Graph, SceneBackend, stamp_ns
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from depthfm_ros.evaluation.metrics import abs_rel, delta1
 from depthfm_ros.geometry.camera import PinholeCamera
 from depthfm_ros.ros.conversions import camera_to_camera_info, image_to_array, numpy_to_image, pointcloud2_to_xyz
 from depthfm_ros.sim.synthetic import random_scene_spec, render_scene
-from depthfm_ros.training.metrics import abs_rel, delta1
 
 H, W = 96, 128
 BASE = {"model": "tiny", "processing_resolution": 64, "ensemble_size": 2, "diagnostics_period_sec": 0.2}

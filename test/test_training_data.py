@@ -1,4 +1,4 @@
-"""Training data: log-depth normalisation, folder dataset (.npy / 16-bit .png / mask), teacher labels, part(D^u, k)."""
+"""Training data: samples, folder dataset (.npy / 16-bit .png / mask), teacher labels, part(D^u, k)."""
 
 from pathlib import Path
 
@@ -16,7 +16,6 @@ from depthfm_ros.training.data import (
     encode_batch,
     make_sample,
     mixture_dataset,
-    normalize_log_depth,
     write_folder_dataset,
 )
 
@@ -27,33 +26,6 @@ def scene(seed: int, h: int = 64, w: int = 64):
     depth = np.exp(np.linspace(0.0, np.log(10.0), h))[:, None] * np.ones((1, w)) * rng.uniform(0.8, 1.2)
     rgb = (rng.random((h, w, 3)) * 255).astype(np.uint8)
     return rgb, depth.astype(np.float32)
-
-
-def test_normalisation_maps_percentiles_to_plus_minus_one():
-    depth = np.exp(np.random.default_rng(0).uniform(0, 3, (50, 40)))
-    norm, lo, hi = normalize_log_depth(depth, low_pct=2, high_pct=98)
-    log_d = np.log(depth)
-    assert lo == pytest.approx(np.percentile(log_d, 2)) and hi == pytest.approx(np.percentile(log_d, 98))
-    # the pixel nearest each percentile maps to about -1 / +1, everything is clipped into [-1, 1]
-    assert norm[np.unravel_index(np.argmin(np.abs(log_d - lo)), log_d.shape)] == pytest.approx(-1, abs=1e-3)
-    assert norm[np.unravel_index(np.argmin(np.abs(log_d - hi)), log_d.shape)] == pytest.approx(1, abs=1e-3)
-    assert norm.min() == -1 and norm.max() == 1
-    assert np.mean(norm == -1) == pytest.approx(0.02, abs=0.005)
-    # the inverse recovers log depth inside the percentile range
-    inside = (log_d > lo) & (log_d < hi)
-    np.testing.assert_allclose(lo + (norm[inside] + 1) / 2 * (hi - lo), log_d[inside], rtol=1e-5)
-
-
-def test_normalisation_invalid_pixels_and_errors():
-    depth = np.full((8, 8), 2.0)
-    depth[0, :4] = [np.nan, 0.0, -1.0, np.inf]
-    depth[4:] = 5.0
-    norm, _, _ = normalize_log_depth(depth, fill_invalid=1.0)
-    assert np.all(norm[0, :4] == 1.0) and np.isfinite(norm).all()
-    with pytest.raises(InputError):
-        normalize_log_depth(np.zeros((4, 4)))
-    with pytest.raises(InputError):
-        normalize_log_depth(depth, low_pct=50, high_pct=10)
 
 
 def test_make_sample_layout_and_resize():
@@ -159,7 +131,8 @@ def test_synthetic_dataset_when_available():
 def test_affine_disparity_is_aligned_in_disparity_space_not_inverted():
     """A teacher giving disparity up to scale and shift (d' = s/depth + t): 1/d' bends the depth; aligning in
     disparity space recovers it (exactly, given the scene's far/near ratio at the percentiles)."""
-    from depthfm_ros.training.data import affine_disparity_to_depth, normalize_log_depth
+    from depthfm_ros.processing import normalize_log_depth
+    from depthfm_ros.training.data import affine_disparity_to_depth
 
     depth = np.exp(np.random.default_rng(0).uniform(0.0, np.log(30.0), (48, 64)))
     teacher = 3.0 / depth + 0.4  # Depth-Anything-like: scale and shift unknown

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..backends.benchmark import STAGES, available_backends, flop_table, time_backend
+from ..evaluation.benchmark import STAGES, available_backends, flop_table, time_backend
 from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
 
 

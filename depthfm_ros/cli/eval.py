@@ -14,9 +14,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import DepthFMError
+from ..evaluation.metrics import ALIGNMENTS, PROTOCOLS, evaluate
 from ..geometry.masks import finite_depth_mask
 from ..pipeline import DepthFMPipeline
-from ..training.metrics import ALIGNMENTS, PROTOCOLS, evaluate
 from .common import add_model_args, pipeline_from_args, run_cli
 
 METRICS = (("abs_rel", "AbsRel ↓"), ("delta1", "δ1 ↑"))
@@ -170,8 +170,8 @@ def _main(argv=None) -> int:
 
 
 def completion_main(args: argparse.Namespace, dataset) -> int:
+    from ..evaluation.completion import completion_table, evaluate_completion
     from ..models.completion import DepthCompletionFM
-    from ..training.completion_eval import completion_table, evaluate_completion
 
     model = DepthCompletionFM.from_pretrained(args.completion)
     pipe = pipeline_from_args(args) if (args.checkpoint or args.tiny_model or args.engine) else None

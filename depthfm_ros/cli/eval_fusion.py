@@ -15,7 +15,7 @@ import csv
 import cv2
 from tqdm import tqdm
 
-from ..fusion.evaluation import SEQUENCE_SOURCES, evaluate_scene, markdown_table, temporal_sequence
+from ..evaluation.fusion import SEQUENCE_SOURCES, evaluate_scene, markdown_table, temporal_sequence
 from ..sim import synthetic
 
 

@@ -31,11 +31,10 @@ import torch.nn.functional as F
 from ..errors import AlignmentError, InputError
 from ..fusion.alignment import fit_log_depth
 from ..geometry.masks import nearest_fill
-from ..processing import check_rgb, members_to_input_size, processing_size, to_model_input
+from ..processing import check_rgb, members_to_input_size, normalize_log_depth, processing_size, to_model_input
 from ..sampler import flow_to_depth_latent
 from ..settings import ModelSettings
 from ..shapes import LATENT_CHANNELS, VAE_DOWNSCALE, latent_noise_shape
-from ..training.data import normalize_log_depth
 from .depthfm import META_FILE, DepthFM
 from .ldm import widen_conv_in
 

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from ..errors import InputError
-from ..processing import check_rgb, read_rgb, to_model_input
+from ..processing import check_rgb, normalize_log_depth, read_rgb, to_model_input
 from ..sim.synthetic import make_scene
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -57,29 +57,6 @@ def affine_disparity_to_depth(disparity_hw: np.ndarray, depth_range: float = DEF
     u = np.clip((disp - lo) / max(hi - lo, 1e-12), 0.0, 1.0)  # 0 far .. 1 near
     inv = 1.0 / depth_range + u * (1.0 - 1.0 / depth_range)
     return np.where(valid, 1.0 / inv, np.nan)
-
-
-# ------------------------------------------------------------------------------------------------ maths
-def normalize_log_depth(depth_hw_m: np.ndarray, valid_hw: np.ndarray | None = None, low_pct: float = 2.0,
-                        high_pct: float = 98.0, fill_invalid: float = 1.0) -> tuple[np.ndarray, float, float]:
-    """Log depth -> [-1, 1]: the ``low_pct``/``high_pct`` percentiles of valid log depth map to -1/+1 (clipped).
-
-    Returns ``(depth_norm_hw, log_lo, log_hi)``; ``log depth = log_lo + (d + 1) / 2 · (log_hi - log_lo)`` inverts it.
-    """
-    depth = np.asarray(depth_hw_m, dtype=np.float64)
-    valid = np.isfinite(depth) & (depth > 0)
-    if valid_hw is not None:
-        valid &= np.asarray(valid_hw, dtype=bool)
-    if not valid.any():
-        raise InputError("depth map has no valid (finite, positive) pixels to normalise")
-    if not 0.0 <= low_pct < high_pct <= 100.0:
-        raise InputError(f"need 0 <= low_pct < high_pct <= 100, got {low_pct}, {high_pct}")
-    log_d = np.log(np.where(valid, depth, 1.0))
-    log_lo, log_hi = np.percentile(log_d[valid], [low_pct, high_pct])
-    span = max(log_hi - log_lo, 1e-6)  # a flat wall: every pixel maps to -1..+1 around one value
-    norm = np.clip(2.0 * (log_d - log_lo) / span - 1.0, -1.0, 1.0)
-    norm[~valid] = fill_invalid
-    return norm.astype(np.float32), float(log_lo), float(log_hi)
 
 
 def center_crop_to_aspect(arrays: list[np.ndarray], size_hw: tuple[int, int]) -> list[np.ndarray]:

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import InputError
+from ..evaluation.metrics import evaluate_log_aligned
 from ..models.depthfm import DepthFM
 from ..models.ldm import load_torch_file
 from ..models.tiny_vae import tiny_decode, tiny_encode
@@ -29,7 +30,6 @@ from ..processing import read_rgb, resize_hw, to_model_input
 from ..sampler import flow_to_depth_latent
 from ..shapes import latent_noise_shape
 from ..sim.synthetic import make_scene
-from .metrics import evaluate_log_aligned
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 
 from ..errors import AlignmentError
+from ..fusion.alignment import LogDepthFit, fit_log_depth
+from ..fusion.completion import complete_depth
+from ..fusion.metric import ScaleFilter, ground_plane_fit
 from ..geometry.masks import nearest_fill
 from ..geometry.projection import project_points
 from ..sim import synthetic
-from ..training import metrics
-from .alignment import LogDepthFit, fit_log_depth
-from .completion import complete_depth
-from .metric import ScaleFilter, ground_plane_fit
+from . import metrics
 
 METHODS = ("lidar_nearest", "lidar_ip_basic", "global", "completion")
 _DIAMOND_5 = np.array([[0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]], np.uint8)

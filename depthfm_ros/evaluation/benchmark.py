@@ -20,6 +20,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..backends import cuda_available, tensorrt_importable
+from ..backends.export import export_onnx
+from ..backends.onnx_backend import OnnxBackend
+from ..backends.staged import StagedModel
+from ..backends.torch_backend import TorchBackend
 from ..errors import AlignmentError
 from ..fusion.alignment import fit_log_depth
 from ..models.architectures import build_full_depthfm
@@ -28,11 +33,6 @@ from ..models.tiny_vae import build_tiny_vae
 from ..pipeline import DepthFMPipeline
 from ..processing import processing_size
 from ..shapes import latent_noise_shape
-from . import cuda_available, tensorrt_importable
-from .export import export_onnx
-from .onnx_backend import OnnxBackend
-from .staged import StagedModel
-from .torch_backend import TorchBackend
 
 FLOP_SIZES_HW = {"512x512": (512, 512), "640x480": processing_size(480, 640, 640)}  # -> (512, 640)
 STAGES = ("preprocess", "encode", "steps", "decode", "postprocess", "fusion")
@@ -158,7 +158,7 @@ def available_backends(model: DepthFM, height: int, width: int, num_steps: int, 
     out.append(("onnxruntime fused", fused, None, None))
     out.append(("onnxruntime split", split, t, staged(t, model.noising_step)))
     if tensorrt_importable() and cuda_available():
-        from .tensorrt_backend import TensorRTBackend
+        from ..backends.tensorrt_backend import TensorRTBackend
 
         for precision in ("fp16", "fp32"):
             out.append((f"tensorrt fused {precision}", TensorRTBackend(

@@ -21,10 +21,10 @@ import numpy as np
 from ..errors import AlignmentError, InputError
 from ..fusion.alignment import fit_log_depth
 from ..fusion.completion import complete_depth
-from ..fusion.evaluation import ip_basic
 from ..geometry.masks import nearest_fill
 from ..models.completion import SPARSE_PATTERNS, sparse_pattern
 from . import metrics
+from .fusion import ip_basic
 
 COMPLETION_METHODS = ("completion_model", "plain+log_fit", "plain+completion", "nearest_fill", "ip_basic")
 COMPLETION_METRICS = ("rmse_m", "mae_m", "abs_rel", "delta1")

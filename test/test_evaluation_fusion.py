@@ -1,21 +1,21 @@
-"""fusion.evaluation and depthfm-eval-fusion: baselines, error models, every method scored, temporal stability."""
+"""evaluation.fusion and depthfm-eval-fusion: baselines, error models, every method scored, temporal stability."""
 
 import numpy as np
 import pytest
 
 from depthfm_ros.cli.eval_fusion import main
-from depthfm_ros.fusion.evaluation import (
+from depthfm_ros.evaluation.fusion import (
     METHODS,
     SEQUENCE_SOURCES,
     evaluate_scene,
     ip_basic,
     markdown_table,
-    nearest_fill,
     temporal_sequence,
 )
+from depthfm_ros.evaluation.metrics import rmse
+from depthfm_ros.geometry.masks import nearest_fill
 from depthfm_ros.geometry.projection import project_points
 from depthfm_ros.sim import synthetic
-from depthfm_ros.training.metrics import rmse
 
 
 @pytest.mark.parametrize("pattern", ["vlp16", "os64"])
