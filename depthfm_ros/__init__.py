@@ -8,8 +8,9 @@ Data flows one way::
     -> ros.node: depth, uncertainty, completed depth, points as messages
 
 Layout: ``shapes`` (leaf shape rules), ``settings`` (ModelSettings, the choice lists), ``models/``, ``sampler``,
-``processing``, ``pipeline``, ``backends/``, ``geometry/``, ``fusion/``, ``training/``, ``sim/``, ``ros/`` (the
-only package importing rclpy) and ``cli/`` (parse, build settings, call the library, print).
+``processing``, ``pipeline``, ``backends/``, ``geometry/``, ``fusion/``, ``evaluation/``, ``training/``, ``sim/``,
+``ros/`` (the only package importing rclpy) and ``cli/`` (parse, build settings, call the library, print). Imports
+point down only, in the order of layers written once in ``test/test_layering.py``.
 """
 
 __version__ = "0.1.0"

@@ -59,7 +59,7 @@ PHASE2_IN_FUNCTION = Counter({
     ("cli.eval", "models.completion"): 1,
     ("cli.eval", "evaluation.completion"): 1,
     ("cli.eval_fusion", "cli.common"): 1,
-    ("cli.train", "training"): 1,
+    ("cli.train", "training.data"): 1,
     ("cli.train", "training.initialisation"): 1,
     ("cli.train", "training.trainer"): 2,
     ("cli.train", "training.checkpoints"): 1,

@@ -8,8 +8,11 @@ from depthfm_ros.errors import InputError
 from depthfm_ros.models.architectures import TINY_LDM_HPARAMS, build_tiny_depthfm
 from depthfm_ros.models.depthfm import DepthFM
 from depthfm_ros.models.ldm import unet_config_from_ldm, widen_conv_in
+from depthfm_ros.training.checkpoints import TRAINER_STATE_FILE, export_model
 from depthfm_ros.training.data import ArrayDepthDataset, collate
-from depthfm_ros.training.trainer import EMA, TRAINER_STATE_FILE, TrainConfig, Trainer, depthfm_from_sd, export_model
+from depthfm_ros.training.initialisation import depthfm_from_sd
+from depthfm_ros.training.optimisation import EMA
+from depthfm_ros.training.trainer import TrainConfig, Trainer
 
 
 def tiny_dataset(n: int = 4) -> ArrayDepthDataset:
@@ -131,7 +134,7 @@ def test_ema_tracks_with_warmup():
 
 
 def test_mixed_precision_resolution():
-    from depthfm_ros.training.trainer import resolve_mixed_precision
+    from depthfm_ros.training.optimisation import resolve_mixed_precision
 
     assert resolve_mixed_precision("no") == "no"
     if not torch.cuda.is_available():
@@ -197,7 +200,7 @@ def test_accelerate_cpu_launch_of_several_processes_is_refused_not_run_as_one():
 def test_invalid_ground_truth_is_left_out_of_the_loss():
     """Sky / holes used to be trained as "farthest" (+1); latent cells without full ground truth are now masked
     (Marigold's rule): changing the target there leaves the loss unchanged, changing it elsewhere does not."""
-    from depthfm_ros.training.trainer import FlowMatchingLoss, latent_valid_mask
+    from depthfm_ros.training.loss import FlowMatchingLoss, latent_valid_mask
 
     class ZeroVelocity(torch.nn.Module):
         noising_step = 400
@@ -224,7 +227,7 @@ def test_invalid_ground_truth_is_left_out_of_the_loss():
 
 
 def test_hflip_mirrors_every_map_of_the_chosen_samples_together():
-    from depthfm_ros.training.trainer import hflip_batch
+    from depthfm_ros.training.batches import hflip_batch
 
     batch = collate([tiny_dataset(2)[i] for i in range(2)])
     flipped = hflip_batch(batch, torch.tensor([True, False]))
@@ -234,7 +237,7 @@ def test_hflip_mirrors_every_map_of_the_chosen_samples_together():
 
 
 def test_grouped_sampler_draws_whole_batches_by_weight_and_replays_from_any_step():
-    from depthfm_ros.training.trainer import GroupedStepBatchSampler
+    from depthfm_ros.training.batches import GroupedStepBatchSampler
 
     sampler = GroupedStepBatchSampler([10, 30], [1.0, 3.0], batch_size=4, seed=0)
     batches = [sampler.indices(m) for m in range(2000)]
@@ -283,7 +286,7 @@ def test_official_export_keeps_upcast_attention(tmp_path):
 def test_completion_export_writes_no_official_checkpoint_and_tiny_vae_models_are_not_trained(tmp_path):
     from depthfm_ros.models.completion import DepthCompletionFM
     from depthfm_ros.models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae
-    from depthfm_ros.training.trainer import initial_model
+    from depthfm_ros.training.initialisation import initial_model
 
     completion = DepthCompletionFM.from_depthfm(build_tiny_depthfm(seed=0), 0.02)
     paths = export_model(completion, tmp_path / "completion")
@@ -315,7 +318,7 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_the_optimizer_is_ch
 
 
 def test_tiny_init_can_be_widened():
-    from depthfm_ros.training.trainer import initial_model
+    from depthfm_ros.training.initialisation import initial_model
 
     assert initial_model("tiny").unet.config.block_out_channels[0] == 32
     wide = initial_model("tiny", tiny_channels=64)

@@ -20,7 +20,7 @@ from .common import run_cli
 
 def build_model(args: argparse.Namespace):
     """The model training starts from (:func:`depthfm_ros.training.trainer.initial_model`)."""
-    from ..training.trainer import initial_model
+    from ..training.initialisation import initial_model
 
     return initial_model(args.init, seed=args.seed, noising_step=args.noising_step, sd=args.sd, vae=args.vae,
                          empty_text_embedding=args.empty_text_embedding, checkpoint=args.checkpoint,
@@ -164,7 +164,9 @@ def _main(argv=None) -> int:
     from accelerate import PartialState
 
     from ..models.depthfm import load_vae
-    from ..training.trainer import TRAINER_STATE_FILE, Trainer, fit_autoencoder
+    from ..training.autoencoder import fit_autoencoder
+    from ..training.checkpoints import TRAINER_STATE_FILE
+    from ..training.trainer import Trainer
 
     state = PartialState(cpu=not torch.cuda.is_available())  # the process group, before any rank writes
     check_world_size(state.num_processes)

@@ -1,1 +1,4 @@
-"""Training: datasets (data.py), trainer (trainer.py)."""
+"""Training: ``data`` (datasets, samples), ``latent_cache``, ``initialisation`` (the model training starts from),
+``loss`` (flow matching), ``optimisation`` (optimizer, warm-up, precision, EMA), ``batches`` (data order, flips),
+``checkpoints`` (trainer state, export), ``progress``, ``trainer`` (the loop), ``autoencoder`` (the CPU recipe's
+VAE), ``distill`` (tiny VAE distillation)."""

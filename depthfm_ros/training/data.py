@@ -287,7 +287,7 @@ def mixture_dataset(labelled: Dataset, unlabelled_teacher: Dataset, k: float, se
 class GroupedDataset(Dataset):
     """Several datasets in one run, each with its own size and a sampling ``weight`` (default: its length, i.e.
     uniform over all samples). Every micro batch comes from one dataset (sizes may differ between datasets); the
-    trainer's :class:`~depthfm_ros.training.trainer.GroupedStepBatchSampler` picks which by weight."""
+    trainer's :class:`~depthfm_ros.training.batches.GroupedStepBatchSampler` picks which by weight."""
 
     def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float | None] | None = None):
         if not datasets:
