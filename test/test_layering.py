@@ -211,9 +211,11 @@ def test_the_layers_name_only_modules_that_exist():
 
 
 def test_no_module_imports_from_a_layer_above_it():
-    upward = [f"{imp} (layer {layer_of(imp.importer)} {LAYERS[layer_of(imp.importer)][0]!r} -> layer "
-              f"{layer_of(run)} {LAYERS[layer_of(run)][0]!r})"
-              for imp in IMPORTS for run in imp.runs() if layer_of(run) > layer_of(imp.importer)]
+    upward = []
+    for imp in IMPORTS:
+        low, high = layer_of(imp.importer), max((layer_of(run) for run in imp.runs()), default=-1)
+        if high > low:
+            upward.append(f"{imp} (layer {low} {LAYERS[low][0]!r} -> layer {high} {LAYERS[high][0]!r})")
     assert not upward, "imports from a layer above:\n" + "\n".join(upward)
 
 
@@ -264,6 +266,26 @@ def test_no_hidden_imports_of_the_package():
 def test_only_ros_imports_ros_packages():
     outside = [r for name, (_, _, found) in SCANS.items() if layer_of(name) != layer_of("ros") for r in found]
     assert not outside, "ROS 2 packages imported outside depthfm_ros/ros:\n" + "\n".join(outside)
+
+
+@pytest.mark.parametrize("importer,source,named", [
+    ("models.completion", "from ..training import data", ["training.data"]),
+    ("models.completion", "from ..training.data import normalize_log_depth", ["training.data"]),
+    ("models.completion", "from .. import errors, pipeline", ["errors", "pipeline"]),
+    ("backends", "from .base import Backend", ["backends.base"]),  # relative to a package's own __init__
+    ("evaluation.fusion", "from . import metrics", ["evaluation.metrics"]),
+    ("cli.train", "import depthfm_ros.training.trainer", ["training.trainer"]),
+    ("cli.train", "from depthfm_ros import backends, __version__", ["backends", ""]),
+    ("cli.train", "import numpy, torch.nn", []),
+])
+def test_import_statements_resolve_to_the_modules_they_run(importer, source, named):
+    assert _named(importer, ast.parse(source).body[0]) == named
+
+
+def test_hidden_imports_are_seen():
+    call = ast.parse('importlib.import_module("depthfm_ros.training.trainer")').body[0].value
+    assert _hidden_import(call) == "depthfm_ros.training.trainer"
+    assert _hidden_import(ast.parse('importlib.import_module(name)').body[0].value) is None
 
 
 @pytest.mark.parametrize("importer,named", [("models.completion", "training.data"), ("fusion", "fusion.frame"),
