@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import BackendError, CheckpointError, InputError
 from ..models.loading import load_model
 from ..settings import BACKENDS, ModelSettings, resolve_dtype
+from . import onnx_backend, tensorrt_backend
 from .base import Backend
 from .torch_backend import TorchBackend
 
@@ -80,13 +81,10 @@ def create_backend(name: str = "auto", checkpoint: str | None = None, vae: str |
         return TorchBackend.from_checkpoint(checkpoint, vae, num_steps=num_steps, dtype=dtype, **kwargs)
     rescale = kwargs.pop("rescale_attention", None)
     if name == "onnxruntime":
-        from .onnx_backend import OnnxBackend
-
-        backend = OnnxBackend(engine, num_steps=num_steps, dtype=dtype, intra_op_num_threads=onnx_threads, **kwargs)
+        backend = onnx_backend.OnnxBackend(engine, num_steps=num_steps, dtype=dtype, intra_op_num_threads=onnx_threads,
+                                           **kwargs)
     else:
-        from .tensorrt_backend import TensorRTBackend
-
-        backend = TensorRTBackend(engine, num_steps=num_steps, precision=dtype, **kwargs)
+        backend = tensorrt_backend.TensorRTBackend(engine, num_steps=num_steps, precision=dtype, **kwargs)
     exported = getattr(getattr(backend, "info", None), "rescale_attention", None)  # None: not recorded
     if rescale is not None and exported is not None and bool(rescale) != exported:
         raise BackendError(f"{engine} was exported with rescale_attention={exported}, asked for "

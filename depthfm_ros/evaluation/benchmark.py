@@ -24,6 +24,7 @@ from ..backends import cuda_available, tensorrt_importable
 from ..backends.export import export_onnx
 from ..backends.onnx_backend import OnnxBackend
 from ..backends.staged import StagedModel
+from ..backends.tensorrt_backend import TensorRTBackend
 from ..backends.torch_backend import TorchBackend
 from ..errors import AlignmentError
 from ..fusion.alignment import fit_log_depth
@@ -158,8 +159,6 @@ def available_backends(model: DepthFM, height: int, width: int, num_steps: int, 
     out.append(("onnxruntime fused", fused, None, None))
     out.append(("onnxruntime split", split, t, staged(t, model.noising_step)))
     if tensorrt_importable() and cuda_available():
-        from ..backends.tensorrt_backend import TensorRTBackend
-
         for precision in ("fp16", "fp32"):
             out.append((f"tensorrt fused {precision}", TensorRTBackend(
                 paths["fused"], num_steps=num_steps, precision=precision, ensemble_size=ensemble_size), None, None))
