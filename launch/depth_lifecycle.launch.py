@@ -19,7 +19,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from depthfm_ros.ros.launch_arguments import all_arguments, node_arguments, typed
+from depthfm_ros.ros.launch_arguments import all_arguments, flag, node_arguments
 
 DEFAULT_PARAMS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "config", "depthfm.yaml")
 
@@ -27,7 +27,7 @@ DEFAULT_PARAMS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "
 def _managed_node(context):
     kwargs = node_arguments(context.launch_configurations, DEFAULT_PARAMS_FILE)
     node = LifecycleNode(executable="depthfm_lifecycle_node", **kwargs)
-    if not typed("use_sim_time", context.launch_configurations.get("autostart", "true")):
+    if not flag("autostart", context.launch_configurations.get("autostart", "true")):
         return [node]
     activate = RegisterEventHandler(OnStateTransition(
         target_lifecycle_node=node, start_state="configuring", goal_state="inactive",

@@ -60,10 +60,18 @@ def typed(parameter: str, text: str):
     """A launch argument's text as the value its node parameter declares (``"0"`` -> 0.0 for a double, ``"2.0"`` -> 2
     for an integer; anything else is left for the node's validation to name)."""
     if parameter == "use_sim_time":
-        return yaml.safe_load(text)
+        return flag(parameter, text)
     if isinstance(SPECS[parameter].default, str):
         return text  # paths and choices stay text
     return coerce(parameter, yaml.safe_load(text))
+
+
+def flag(argument: str, text: str) -> bool:
+    """A true/false launch argument (YAML booleans), or ParameterError naming it."""
+    value = yaml.safe_load(text) if text else None
+    if not isinstance(value, bool):
+        raise ParameterError(f"launch argument '{argument}' must be true or false, got {text!r}")
+    return value
 
 
 def parameter_overrides(launch_configurations: dict) -> dict:
@@ -116,5 +124,5 @@ def markdown_table(params_file_default: str = "config/depthfm.yaml", lifecycle: 
 
 
 __all__ = ["ARGUMENT_ALIASES", "LIFECYCLE_ARGUMENTS", "NODE_ARGUMENTS", "TOPIC_ARGUMENTS", "all_arguments",
-           "check_params_file", "markdown_table", "node_arguments", "parameter_arguments", "parameter_overrides",
+           "flag", "markdown_table", "node_arguments", "parameter_arguments", "parameter_overrides",
            "typed"]
