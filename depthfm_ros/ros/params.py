@@ -123,8 +123,10 @@ def _metres(name: str, default: float, description: str) -> ParamSpec:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model", "checkpoint", "'checkpoint': load the checkpoint/vae parameters; "
-              "'tiny': a small random model (demos and tests, output is not depth)", MODELS),
-    ParamSpec("checkpoint", "", "official depthfm-v1.ckpt, or a folder written by DepthFM.save_pretrained"),
+              "'tiny': a small random model on the torch backend, no engine (demos and tests, output is not depth)",
+              MODELS),
+    ParamSpec("checkpoint", "", "official depthfm-v1.ckpt, or a folder written by DepthFM.save_pretrained "
+              "(recommended: loads faster, needs no vae)"),
     ParamSpec("vae", "", "Stable Diffusion VAE folder (diffusers format); needed with a .ckpt file"),
     ParamSpec("vae_kind", "full", "'full': the SD VAE; 'tiny': the distilled tiny VAE (docs/tiny_vae.md), "
               "about 3x fewer FLOPs", VAE_KINDS),
@@ -135,23 +137,27 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "inference engine; auto picks tensorrt, then onnxruntime, then torch", BACKENDS),
     ParamSpec("dtype", "auto", "compute precision of the engine; auto: fp16 on tensorrt (as depthfm-export builds "
               "its engines), fp32 elsewhere", DTYPES),
-    ParamSpec("num_steps", 2, "Euler flow-matching steps per image", integer_range=(1, 1000, 1)),
-    ParamSpec("ensemble_size", 1, "ensemble members per image; their std is the uncertainty (0 with 1 member)",
-              integer_range=(1, 64, 1)),
-    ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64",
-              integer_range=(0, 8192, SIZE_MULTIPLE)),
+    ParamSpec("num_steps", 2, "Euler flow-matching steps per image (1-2 are enough, paper Table 3)",
+              integer_range=(1, 1000, 1)),
+    ParamSpec("ensemble_size", 1, "ensemble members per image, run as one batch; their std is the uncertainty "
+              "(0 with 1 member)", integer_range=(1, 64, 1)),
+    ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64. A graph or "
+              "engine exported for one size runs at that size; one exported with --size-range runs any size in its "
+              "range (outside: a per-frame error naming the range)", integer_range=(0, 8192, SIZE_MULTIPLE)),
     ParamSpec("rescale_attention", False, "the official code's attention without xformers (self-attention scaled "
               "by sqrt(log n / log 4n / d)); false: its xformers path (plain 1/sqrt(d)). An exported engine must "
               "have been exported the same way"),
     ParamSpec("seed", 0, "seed of the noise generator; -1 draws fresh entropy", integer_range=(-1, 2**31 - 1, 1)),
     ParamSpec("max_image_pixels", 16_777_216, "images (raw or compressed) with more pixels are refused before "
-              "decoding (a compressed image's size comes from its header); 0 = no limit",
+              "decoding (a compressed image's size comes from its header: a 62 KB PNG of 8000x8000 zeros costs 3 MB, "
+              "not 4.5 GiB); 0 = no limit",
               integer_range=(0, 2**31 - 1, 1)),
     ParamSpec("image_transport", "raw", "'raw' subscribes sensor_msgs/Image on 'image'; 'compressed' subscribes "
               "sensor_msgs/CompressedImage on '<image>/compressed'", IMAGE_TRANSPORTS),
-    ParamSpec("input_qos", "sensor_data", "QoS of image/camera_info subscriptions (sensor_data = best effort)",
+    ParamSpec("input_qos", "sensor_data", "QoS of the image, camera_info and lidar subscriptions: sensor_data "
+              "(best effort, keep last 5) or reliable", QOS_PROFILES),
+    ParamSpec("output_qos", "reliable", "QoS of the publishers: reliable (keep last 5) or sensor_data",
               QOS_PROFILES),
-    ParamSpec("output_qos", "reliable", "QoS of the depth, uncertainty and camera_info publishers", QOS_PROFILES),
     _seconds("diagnostics_period_sec", 1.0, "period of the /diagnostics status (steady clock), at least 0.05 s",
              minimum=0.05, exclusive=False),
     _seconds("log_throttle_sec", 5.0, "at most one log line per this period for repeated bad-input errors"),
@@ -165,7 +171,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
     ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to it and "
               "publish metric depth/uncertainty and depthfm/completed_depth for synchronized image+cloud pairs; "
-              "see lidar_timeout_sec for images while no cloud arrives"),
+              "see lidar_timeout_sec for images while no cloud arrives (docs/ros.md, LiDAR alignment)"),
     _seconds("lidar_slop_sec", 0.05, "largest stamp difference of a synchronized image + cloud pair"),
     _seconds("lidar_timeout_sec", 1.0, "when no cloud has arrived for this long (counting from start), images "
               "are processed alone (relative outputs; metric only from the hold or another source) until clouds "
@@ -176,18 +182,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("lidar_to_camera_xyz", [0.0, 0.0, 0.0], "translation of T_camera_lidar (LiDAR points -> camera "
               "optical frame), metres; used when tf2 is unavailable or has no transform"),
     ParamSpec("lidar_to_camera_quat_xyzw", [0.0, 0.0, 0.0, 1.0], "rotation of T_camera_lidar as a quaternion "
-              "x, y, z, w; used with lidar_to_camera_xyz", check=_unit_quaternion),
-    _metres("lidar_min_range_m", 0.1, "LiDAR points closer than this along the camera axis are ignored (m)"),
+              "x, y, z, w (normalised); used with lidar_to_camera_xyz", check=_unit_quaternion),
+    _metres("lidar_min_range_m", 0.1, "LiDAR points closer than this along the camera axis (or behind) are "
+            "ignored (m)"),
     _metres("lidar_max_range_m", 100.0, "LiDAR points farther than this are ignored (m), and a fit whose depths "
             "fall far outside lidar_min_range_m..lidar_max_range_m is refused; 0 = no limit"),
     ParamSpec("completion_checkpoint", "", "folder of a DepthCompletionFM (depthfm-train --completion); when set, "
-              "depthfm/completed_depth comes from that model (torch) instead of the log-residual interpolation"),
+              "depthfm/completed_depth comes from that model (torch, a second diffusion run per frame) instead of the "
+              "log-residual interpolation"),
     # Point cloud (docs/ros.md, "Point cloud")
     ParamSpec("publish_points", False, "publish depthfm/points (sensor_msgs/PointCloud2, image frame and stamp)"),
     # Metric scale (docs/ros.md, "Metric sources")
     ParamSpec("metric_source", "auto", "where metric scale comes from: auto (lidar when use_lidar, then the hold, "
               "then ground when camera_height_m > 0, then fixed when metric_fixed_scale > 0), lidar, ground, fixed, "
-              "or none; frames without an accepted scale publish only the relative topics", METRIC_SOURCES),
+              "or none; frames without an accepted scale publish only the relative topics; a source asked for but "
+              "not configured refuses the start (docs/ros.md, Metric sources)", METRIC_SOURCES),
     _seconds("metric_hold_sec", 1.0, "carry the last accepted LiDAR scale through LiDAR gaps this long (image "
              "stamps), with a growing uncertainty; 0 = no hold", or_zero=True),
     ParamSpec("metric_gate_log", 0.2, "a LiDAR scale that moves the frame's log depth by more than this from the "
@@ -203,19 +212,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("metric_fixed_scale", 0.0, "fixed source: depth = exp(metric_fixed_scale*z + metric_fixed_shift) "
               "metres, a calibration of one model and camera, not a measurement; 0 = off", minimum=0.0),
     ParamSpec("metric_fixed_shift", 0.0, "see metric_fixed_scale"),
-    ParamSpec("image_rectified", False, "the image is rectified (image_rect): project with camera_info P even when "
-              "D is not zero; raw distorted images use K and D and their points are undistorted"),
+    ParamSpec("image_rectified", False, "true: the image is rectified already (image_rect), camera_info's P "
+              "describes it even when D is not zero; false: an image whose camera_info has D != 0 is raw, and depth, "
+              "uncertainty, completed depth and points are published rectified (for P, with D = 0)"),
     ParamSpec("points_stride", 1, "use every n-th pixel of every n-th row", integer_range=(1, 64, 1)),
-    ParamSpec("points_organized", False, "true: one point per (strided) pixel, NaN where filtered (organized "
-              "cloud); false: only valid points (dense cloud)"),
-    ParamSpec("points_rgb", True, "add the field rgb (image colour) to every point"),
-    _metres("points_min_range_m", 0.0, "drop points nearer than this depth (m)"),
-    _metres("points_max_range_m", 0.0, "drop points farther than this depth (m); 0 = no limit"),
+    ParamSpec("points_organized", False, "true: one point per (strided) pixel, ceil(H/stride) x ceil(W/stride) "
+              "with NaN where filtered (organized cloud); false: only valid points (dense cloud, is_dense)"),
+    ParamSpec("points_rgb", True, "add the field rgb (image colour, PCL packing 0x00RRGGBB in a float32) to every "
+              "point"),
+    _metres("points_min_range_m", 0.0, "drop points nearer than this depth (optical-axis z, m)"),
+    _metres("points_max_range_m", 0.0, "drop points farther than this depth (optical-axis z, m); 0 = no limit"),
     _metres("points_max_std_m", 0.0, "drop points whose depth std exceeds this (m); 0 = off"),
     ParamSpec("points_max_relative_std", 0.0, "drop points whose depth std / depth exceeds this; 0 = off",
               minimum=0.0),
     ParamSpec("points_edge_ratio", 0.0, "flying-pixel filter: drop both pixels of a 4-neighbour depth jump larger "
-              "than this ratio (e.g. 1.1); 0 = off", minimum=1.0, or_zero=True),
+              "than this ratio (1.05-1.1 works well); 0 = off", minimum=1.0, or_zero=True),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
