@@ -3,7 +3,7 @@
     ros2 launch depthfm_ros depth_lifecycle.launch.py checkpoint:=/models/depthfm-v1 autostart:=true
 
 With ``autostart:=true`` (the default) launch configures the node as soon as it is up (the engine loads and warms:
-minutes on a first TensorRT build, with progress in the log) and activates it once it is inactive, as
+minutes on a first TensorRT build, with progress in the log) and activates it the first time it is inactive, as
 nav2_lifecycle_manager's ``autostart`` does. With ``autostart:=false`` the node waits for lifecycle services:
 ``ros2 lifecycle set /depthfm configure``, or a lifecycle manager listing it in ``node_names`` (docs/ros.md,
 "Managed start-up").
@@ -29,8 +29,8 @@ def _managed_node(context):
     node = LifecycleNode(executable="depthfm_lifecycle_node", **kwargs)
     if not flag("autostart", context.launch_configurations.get("autostart", "true")):
         return [node]
-    activate = RegisterEventHandler(OnStateTransition(
-        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+    activate = RegisterEventHandler(OnStateTransition(  # once: a later configure (after cleanup) stays inactive
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive", handle_once=True,
         entities=[EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
                                               transition_id=Transition.TRANSITION_ACTIVATE))]))
     configure = EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),

@@ -251,6 +251,7 @@ def test_lifecycle_launch_starts_the_managed_node_and_autostarts_it(lifecycle_la
     on_inactive = handler.args[0]
     assert on_inactive.kwargs["target_lifecycle_node"] is node
     assert (on_inactive.kwargs["start_state"], on_inactive.kwargs["goal_state"]) == ("configuring", "inactive")
+    assert on_inactive.kwargs["handle_once"]  # a configure after cleanup is not activated behind the user's back
     (activate,) = on_inactive.kwargs["entities"]
     assert activate.kwargs["event"].kwargs["transition_id"] == Transition.TRANSITION_ACTIVATE
     (only,) = _opaque_entities(lifecycle_launch_module.generate_launch_description(), autostart="false")
