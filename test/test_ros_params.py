@@ -255,3 +255,17 @@ def test_parameter_files_that_rcl_cannot_read_are_named(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(NAV2_STYLE)
     assert check_params_file(str(good)) == str(good)
+
+
+def test_ground_frame_without_tf2_is_said_at_start(capfd):
+    """ground_frame set on a machine without tf2_ros gave no word that the ground source would use the parameters."""
+    import importlib.util
+
+    import numpy as np
+    from ros_graph import Graph, SceneBackend
+
+    if importlib.util.find_spec("tf2_ros") is not None:
+        pytest.skip("tf2_ros is installed: the ground source takes the frame from tf")
+    Graph(SceneBackend(np.full((96, 128), 3.0)), {"model": "tiny", "ground_frame": "base_footprint",
+                                                  "camera_height_m": 1.2}).close()
+    assert "ground_frame 'base_footprint' is set but tf2_ros is not installed" in capfd.readouterr().err
