@@ -59,7 +59,8 @@ setup(
     license="MIT",
     entry_points={
         "console_scripts": [
-            "depthfm_node = depthfm_ros.ros.node:main",
+            "depthfm_node = depthfm_ros.ros.entry_points:depthfm_node",
+            "depthfm_lifecycle_node = depthfm_ros.ros.entry_points:depthfm_lifecycle_node",
             "depthfm-predict = depthfm_ros.cli.predict:main",
             "depthfm-export = depthfm_ros.cli.export:main",
             "depthfm-bench = depthfm_ros.cli.bench:main",

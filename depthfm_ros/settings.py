@@ -23,6 +23,17 @@ def resolve_dtype(dtype: str, backend: str) -> str:
 VAE_KINDS = ("full", "tiny")
 
 
+def tiny_model_conflict(backend: str, engine: str | None) -> tuple[str, str]:
+    """(the setting, why) when the tiny random model is asked to run other than on torch, else ("", ""): it is
+    built in memory on torch and has no exported graph, so onnxruntime, TensorRT or an engine file cannot run it."""
+    if engine:
+        return "engine", f"{engine!r} cannot run the tiny random model (built in memory, runs on torch); leave it empty"
+    if backend not in ("auto", "torch"):
+        return "backend", (f"{backend!r} cannot run the tiny random model (built in memory, runs on torch): use "
+                           "torch or auto")
+    return "", ""
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """Which DepthFM to run and how.
@@ -76,6 +87,10 @@ class ModelSettings:
                              f"{SIZE_MULTIPLE}, got {res!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
             raise InputError(f"seed must be an integer >= 0 or None (fresh entropy), got {self.seed!r}")
+        if self.tiny_model:
+            name, why = tiny_model_conflict(self.backend, self.engine)
+            if name:
+                raise InputError(f"{name} {why}")
 
     @property
     def model_seed(self) -> int:

@@ -106,3 +106,24 @@ def test_readme_bench_tables_are_the_tools_tables():
     labels = {line.split(" | ")[0].removeprefix("| ") for line in readme.splitlines()
               if line.startswith(("| torch", "| onnxruntime", "| tensorrt"))}
     assert labels and labels <= {"torch[cpu]", "onnxruntime fused", "onnxruntime split"}, labels
+
+
+def test_generated_parameter_and_launch_argument_tables_are_current():
+    """docs/ros.md's parameter and launch-argument tables are generated from the one ParamSpec table (the docs had
+    the dtype default as fp32 while the node said auto, and lacked onnx_threads and max_batch)."""
+    import importlib.util
+
+    from depthfm_ros.ros.launch_arguments import parameter_arguments
+    from depthfm_ros.ros.params import PARAMETERS, default_text
+
+    spec = importlib.util.spec_from_file_location("docs_tables", ROOT / "scripts" / "docs_tables.py")
+    docs_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(docs_tables)
+    text = (ROOT / "docs" / "ros.md").read_text()
+    assert docs_tables.update(text) == text, "run python scripts/docs_tables.py"
+    rows = {line.split(" | ")[0].removeprefix("| `").removesuffix("`"): line.split(" | ")
+            for line in text.splitlines() if line.startswith("| `")}
+    for p in PARAMETERS:  # every parameter once, with the default the node declares
+        assert rows[p.name][2] == f"`{default_text(p)}`", p.name
+    assert rows["dtype"][2] == "`auto`" and {"onnx_threads", "max_batch"} <= set(rows)
+    assert set(parameter_arguments()) - {"use_sim_time"} == {p.name for p in PARAMETERS}

@@ -4,7 +4,17 @@ import dataclasses
 
 import pytest
 
-from depthfm_ros.ros.params import PARAMETERS, SPECS, NodeConfig, ParameterError, declare_and_read, descriptor, validate
+from depthfm_ros.ros.params import (
+    PARAMETERS,
+    SPECS,
+    NodeConfig,
+    ParameterError,
+    check_params_file,
+    declare_and_read,
+    descriptor,
+    likely_meant,
+    validate,
+)
 
 
 def test_declarations_match_config_fields():
@@ -145,3 +155,117 @@ def test_table_rules(name, value, message):
     with pytest.raises(ParameterError, match=f"'{name}'.*{message}"):
         validate({"model": "tiny", name: value})
     assert validate({"model": "tiny", "points_edge_ratio": 0.0}).points_edge_ratio == 0.0  # 0 = off
+
+
+NAV2_STYLE = """\
+/**:
+  ros__parameters:
+    use_sim_time: false
+    robot_base_frame: base_link
+    global_frame: odom
+    transform_tolerance: 0.2
+    queue_size: 10
+    model: tiny
+    num_steps: 1
+depthfm:
+  ros__parameters:
+    ensemble_size: 2
+"""
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, text):
+        self.lines.append(text)
+
+
+def test_a_robot_wide_parameter_file_starts_the_node_and_warns_once(ros_context, tmp_path):
+    """Nav2-style bring-ups share one YAML with a /** section; keys the node does not use refused the start."""
+    import rclpy
+
+    path = tmp_path / "robot.yaml"
+    path.write_text(NAV2_STYLE)
+    node = rclpy.create_node("depthfm", context=ros_context, cli_args=["--ros-args", "--params-file", str(path)])
+    log = _Log()
+    node.get_logger = lambda: log
+    try:
+        config = declare_and_read(node)
+    finally:
+        node.destroy_node()
+    assert (config.model, config.num_steps, config.ensemble_size) == ("tiny", 1, 2)
+    assert log.lines == ["ignoring 4 parameters depthfm does not use (shared parameter file?): global_frame, "
+                         "queue_size, robot_base_frame, transform_tolerance"]
+
+
+@pytest.mark.parametrize("typo, meant", [("num_step", "num_steps"), ("ensemble", "ensemble_size"),
+                                         ("use_lidars", "use_lidar"), ("camera_height", "camera_height_m"),
+                                         ("lidar_slop", "lidar_slop_sec"), ("procesing_resolution",
+                                                                            "processing_resolution")])
+def test_likely_typos_of_the_nodes_own_names_still_refuse_the_start(typo, meant):
+    with pytest.raises(ParameterError, match=f"'{typo}' is not a depthfm node parameter; did you mean .*'{meant}'"):
+        validate({"model": "tiny", typo: 1})
+
+
+@pytest.mark.parametrize("key", ["robot_base_frame", "global_frame", "odom_frame", "transform_tolerance",
+                                 "queue_size", "max_range", "publish_tf", "image_topic", "camera_frame", "autostart"])
+def test_keys_of_other_nodes_are_not_taken_for_typos(key):
+    assert likely_meant(key) == []
+    assert validate({"model": "tiny", key: 1}).num_steps == 2
+
+
+def test_decimal_parameters_declare_their_floating_point_range(ros_context):
+    slop = descriptor(SPECS["lidar_slop_sec"]).floating_point_range[0]
+    assert (slop.from_value, slop.step) == (0.0, 0.0) and slop.to_value > 1e300
+    pitch = descriptor(SPECS["camera_pitch_deg"]).floating_point_range[0]
+    assert (pitch.from_value, pitch.to_value) == (-60.0, 60.0)
+    edge = descriptor(SPECS["points_edge_ratio"]).floating_point_range[0]
+    assert edge.from_value == 0.0  # 0 = off is allowed below the minimum 1
+    assert not descriptor(SPECS["metric_fixed_shift"]).floating_point_range  # any value
+    floats = [s for s in PARAMETERS if type(s.default) is float]
+    assert all(descriptor(s).floating_point_range for s in floats if s.minimum is not None or s.maximum is not None)
+    with pytest.raises(ParameterError, match="'camera_pitch_deg'"):  # refused by rclpy's range check already
+        _declare(ros_context, {"model": "tiny", "camera_pitch_deg": 75.0})
+    with pytest.raises(ParameterError, match="'camera_roll_deg' must be finite, >= -60, <= 60, got -61"):
+        validate({"model": "tiny", "camera_roll_deg": -61.0})
+
+
+@pytest.mark.parametrize("name, value", [("backend", "onnxruntime"), ("backend", "tensorrt"),
+                                         ("engine", "/no/such/depthfm.onnx")])
+def test_the_tiny_model_refuses_what_it_would_ignore(name, value):
+    """model:=tiny backend:=onnxruntime ran torch while `ros2 param get backend` said onnxruntime."""
+    with pytest.raises(ParameterError, match=f"parameter '{name}' .*tiny random model"):
+        validate({"model": "tiny", name: value})
+    for backend in ("auto", "torch"):
+        assert validate({"model": "tiny", "backend": backend}).backend == backend
+
+
+def test_parameter_files_that_rcl_cannot_read_are_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("foo: [unclosed\n  bar: : x\n")
+    with pytest.raises(ParameterError, match=f"params_file {bad} is not YAML"):
+        check_params_file(str(bad))
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("num_steps: 2\n")
+    with pytest.raises(ParameterError, match="not a ROS 2 parameter file"):
+        check_params_file(str(flat))
+    with pytest.raises(ParameterError, match="does not exist"):
+        check_params_file(str(tmp_path / "missing.yaml"))
+    good = tmp_path / "good.yaml"
+    good.write_text(NAV2_STYLE)
+    assert check_params_file(str(good)) == str(good)
+
+
+def test_ground_frame_without_tf2_is_said_at_start(capfd):
+    """ground_frame set on a machine without tf2_ros gave no word that the ground source would use the parameters."""
+    import importlib.util
+
+    import numpy as np
+    from ros_graph import Graph, SceneBackend
+
+    if importlib.util.find_spec("tf2_ros") is not None:
+        pytest.skip("tf2_ros is installed: the ground source takes the frame from tf")
+    Graph(SceneBackend(np.full((96, 128), 3.0)), {"model": "tiny", "ground_frame": "base_footprint",
+                                                  "camera_height_m": 1.2}).close()
+    assert "ground_frame 'base_footprint' is set but tf2_ros is not installed" in capfd.readouterr().err

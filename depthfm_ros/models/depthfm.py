@@ -24,6 +24,7 @@ from ..settings import VAE_KINDS
 from ..shapes import LATENT_CHANNELS, LATENT_SCALE
 from .attention import set_rescale_attention
 from .ldm import ldm_hparams_from_unet, load_official_checkpoint, unet_from_ldm, unet_to_ldm_state_dict
+from .pretrained import load_pretrained
 from .tiny_vae import check_tiny_vae, load_tiny_vae, tiny_decode, tiny_encode
 
 META_FILE = "depthfm.json"
@@ -127,7 +128,10 @@ class DepthFM(nn.Module):
                                  torch_dtype: torch.dtype = torch.float32) -> "DepthFM":
         """Build from an official DepthFM ``.ckpt`` and a diffusers ``AutoencoderKL`` folder (the SD VAE)."""
         ckpt = load_official_checkpoint(checkpoint_path)
-        unet = unet_from_ldm(ckpt["ldm_hparams"], ckpt["state_dict"], ckpt.get("upcast_attention"))
+        try:
+            unet = unet_from_ldm(ckpt["ldm_hparams"], ckpt["state_dict"], ckpt.get("upcast_attention"))
+        except CheckpointError as exc:
+            raise CheckpointError(f"{checkpoint_path}: {exc}") from exc
         vae = load_vae(vae_path)
         model = cls(unet, vae, ckpt["empty_text_embedding"], ckpt["noising_step"])
         return model.to(torch_dtype).eval()
@@ -144,9 +148,9 @@ class DepthFM(nn.Module):
         try:
             meta = json.loads(meta_path.read_text())
             embedding = np.load(folder / EMBEDDING_FILE)
-            unet = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True, use_safetensors=True)
         except (OSError, ValueError, json.JSONDecodeError) as exc:
             raise CheckpointError(f"cannot load DepthFM folder {folder}: {exc}") from exc
+        unet = load_pretrained(UNet2DConditionModel, folder / "unet", "UNet")
         vae = load_vae(folder / "vae")
         model = cls(unet, vae, embedding, meta["noising_step"], meta.get("latent_scale", LATENT_SCALE))
         if meta.get("vae_kind") == "tiny":
@@ -220,8 +224,4 @@ def load_vae(path: str | Path):
     path = Path(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"VAE folder not found or has no config.json: {path}")
-    try:
-        vae = AutoencoderKL.from_pretrained(path, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot load VAE from {path}: {exc}") from exc
-    return vae.eval()
+    return load_pretrained(AutoencoderKL, path, "VAE").eval()

@@ -27,6 +27,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..shapes import LATENT_CHANNELS, VAE_DOWNSCALE
+from .pretrained import load_pretrained
 
 # TAESD's own architecture (AutoencoderTiny defaults) with a 1-channel log-depth decoder.
 TAESD_DEPTH_CONFIG: dict[str, Any] = {
@@ -94,9 +95,7 @@ def load_tiny_vae(path: str | Path):
     verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # AutoencoderTiny saves a `block_out_channels` alias it then warns about
     try:
-        vae = AutoencoderTiny.from_pretrained(path, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot load tiny VAE from {path}: {exc}") from exc
+        vae = load_pretrained(AutoencoderTiny, path, "tiny VAE")
     finally:
         diffusers_logging.set_verbosity(verbosity)
     check_tiny_vae(vae)

@@ -276,9 +276,14 @@ D_LENGTHS = {"plumb_bob": (5,), "rational_polynomial": (8, 12, 14)}
 
 
 def output_camera_info(info: CameraInfo, camera: PinholeCamera, header) -> CameraInfo:
-    """``info`` with ``header`` for the output ``camera`` (:func:`output_camera`): as is when the sizes match, else
-    ``camera``'s scaled intrinsics."""
-    if (info.width, info.height) != (camera.width, camera.height):
+    """The CameraInfo of the published depth, ``camera`` (:func:`output_camera`, rectified), with ``header``:
+    ``info`` itself when it already says exactly that (its size, no distortion, R = identity, K = P's 3x3); else
+    ``camera``'s own (D = 0, K from P, R = identity), so a consumer reading K and D is as right as one reading P."""
+    as_is = (info.width, info.height) == (camera.width, camera.height) and not camera.is_distorted \
+        and not np.any(np.asarray(info.d)) and np.array_equal(np.asarray(info.r), np.eye(3).ravel()) \
+        and camera.P is not None and np.array_equal(np.asarray(info.k).reshape(3, 3), camera.P[:, :3]) \
+        and np.array_equal(np.asarray(info.p).reshape(3, 4), camera.P)
+    if not as_is:
         return camera_to_camera_info(camera, header)
     out = CameraInfo()
     out.header = header

@@ -14,24 +14,20 @@ import sys
 import threading
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from ..backends import Backend, load_backend
-from ..errors import DepthFMError
 from ..pipeline import DepthFMPipeline
 from . import conversions
 from .diagnostics import ErrorLog, FrameStats, diagnostic_array, diagnostic_status
+from .entry_points import NODE_NAME, run
 from .lidar import GroundFromTf, LidarInput
 from .outputs import DEPTH_TOPIC, RELATIVE_DEPTH_TOPIC, FrameOutputs
 from .params import declare_and_read
-
-NODE_NAME = "depthfm"
 
 
 def qos_profile(name: str) -> QoSProfile:
@@ -54,7 +50,13 @@ class DepthFMNode(Node):
 
     def __init__(self, *, backend: Backend | None = None, **node_kwargs):
         super().__init__(node_kwargs.pop("node_name", NODE_NAME), **node_kwargs)
-        self.config = config = declare_and_read(self)
+        self.config = declare_and_read(self)
+        self._start(backend)
+
+    def _start(self, backend: Backend | None) -> None:
+        """Load the engine (``backend`` if given), then create the publishers, subscriptions, timer and worker from
+        ``self.config`` (the managed node's configure step, ros/lifecycle.py)."""
+        config = self.config
         settings = config.model_settings()
         settings.apply_torch_threads()
         self.backend = backend if backend is not None else load_backend(settings)
@@ -96,6 +98,9 @@ class DepthFMNode(Node):
         if self.pipeline.identical_members_warning():
             log.warning(self.pipeline.identical_members_warning())
         (log.info if self.outputs.metric.chain else log.warning)(self.outputs.metric.describe())
+        if config.ground_frame and ground_tf.buffer is None:
+            log.warning(f"ground_frame '{config.ground_frame}' is set but tf2_ros is not installed: the ground source "
+                        "uses camera_height_m, camera_pitch_deg and camera_roll_deg instead")
 
     # -- executor thread ----------------------------------------------------------------------------------------
 
@@ -173,36 +178,25 @@ class DepthFMNode(Node):
             return
         self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms, queue_ms)
 
-    def destroy_node(self) -> None:
-        """Stop the worker (after the inference in flight), then destroy the node."""
+    def _stop_worker(self) -> None:
+        """Stop the worker after the inference in flight (no-op before :meth:`_start` ran)."""
         worker = getattr(self, "_worker", None)  # None if the constructor failed (rclpy destroys such nodes too)
         if worker is not None:
             with self._wake:
                 self._running = False
                 self._wake.notify()
             worker.join(timeout=10.0)
+
+    def destroy_node(self) -> None:
+        """Stop the worker (after the inference in flight), then destroy the node."""
+        self._stop_worker()
         super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:
-    """``ros2 run depthfm_ros depthfm_node --ros-args -p checkpoint:=... -p vae:=...``"""
-    rclpy.init(args=args)
-    try:
-        try:
-            node = DepthFMNode()
-        except Exception as exc:  # a bad parameter, a missing file, a backend whose runtime is missing, ...
-            reason = str(exc) if isinstance(exc, DepthFMError) else f"{type(exc).__name__}: {exc}"
-            rclpy.logging.get_logger(NODE_NAME).fatal(f"not starting: {reason}")
-            return 2
-        try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
-        finally:
-            node.destroy_node()
-        return 0
-    finally:
-        rclpy.try_shutdown()
+    """``ros2 run depthfm_ros depthfm_node --ros-args -p checkpoint:=... -p vae:=...`` (the console script is
+    :func:`depthfm_ros.ros.entry_points.depthfm_node`, which sets up Ctrl-C handling before this module's imports)."""
+    return run(DepthFMNode, args)
 
 
 if __name__ == "__main__":

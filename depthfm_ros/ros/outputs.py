@@ -9,6 +9,7 @@ fit) and ``depthfm/points``. A metre topic never carries anything but metres.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -16,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from ..fusion.frame import metric_maps
 from ..geometry.projection import points_from_depth
+from ..geometry.rectify import Rectifier
 from ..pipeline import DepthPrediction
 from . import conversions
 from .diagnostics import MetricStats, metric_status
@@ -46,6 +48,7 @@ class FrameOutputs:
         self.points_options = config.points_options()
         self.metric = config.metric_scale()
         self.metric_stats = MetricStats(self.metric.describe(), bool(self.metric.chain))
+        self.rectifier = Rectifier()
 
     def status(self, name: str):
         return metric_status(self.metric_stats.snapshot(), name, hardware_id="")
@@ -60,6 +63,8 @@ class FrameOutputs:
         camera, camera_error = conversions.output_camera(camera_info, width, height, self.config.image_rectified)
         if camera_info is not None and camera is None:  # an unusable CameraInfo: say so, keep serving
             self.stats.conversion_failed(f"camera_info: {camera_error}")
+        if camera is not None and camera.is_distorted:  # a raw image: what follows is rectified (image_pipeline)
+            prediction, rgb_hwc_u8, camera = rectified_frame(self.rectifier, prediction, rgb_hwc_u8, camera)
         fused = self.lidar.fuse(prediction, header, cloud, camera, camera_error, rgb_hwc_u8) if self.lidar else None
         down_cam, height_m = self.ground_tf(header) if self.ground_tf else (None, None)
         estimate = self.metric.update(
@@ -87,3 +92,13 @@ class FrameOutputs:
             points = points_from_depth(depth_m, std_m, camera, self.points_options, rgb_hwc_u8)
             self.points.publish(conversions.xyz_to_pointcloud2(points.xyz, header, points.rgb))
             self.stats.points_published(1e3 * (time.perf_counter() - t0))
+
+
+def rectified_frame(rectifier: Rectifier, prediction: DepthPrediction, rgb_hwc_u8: np.ndarray, raw_camera):
+    """(prediction, rgb, camera) of a raw distorted camera as its rectified camera sees them: z and its std remapped
+    (NaN where the rectified view sees past the raw image), so depth, uncertainty, completed depth, the LiDAR
+    projection and the points all follow P with D = 0, as depth_image_proc and image_geometry read them. The
+    relative topics, published before, keep the raw image's pixels."""
+    camera = rectifier.use(raw_camera)
+    return (dataclasses.replace(prediction, z_hw=rectifier(prediction.z_hw), std_z_hw=rectifier(prediction.std_z_hw)),
+            rectifier(rgb_hwc_u8), camera)

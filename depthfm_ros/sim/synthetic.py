@@ -178,12 +178,16 @@ def _texture(points_n3: np.ndarray, ids: np.ndarray, rng_phase: np.ndarray) -> n
 
 
 def render_scene(spec: SceneSpec, camera: PinholeCamera, rng: np.random.Generator | None = None) -> SyntheticScene:
-    """Ray-cast ``spec`` through an undistorted ``camera``: z-depth in metres, textured shaded RGB, surface ids."""
+    """Ray-cast ``spec`` through ``camera``: z-depth in metres, textured shaded RGB, surface ids. A distorted camera
+    (D != 0) renders the raw image: each pixel's ray through K and D."""
     rng = rng if rng is not None else np.random.default_rng(0)
     h, w = camera.height, camera.width
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     xn = (u - camera.cx - camera.K[0, 1] * (v - camera.cy) / camera.fy) / camera.fx
-    dirs = np.stack([xn, (v - camera.cy) / camera.fy, np.ones_like(u)], -1).reshape(-1, 3)
+    yn = (v - camera.cy) / camera.fy
+    if camera.is_distorted:
+        xn, yn = (r.astype(np.float64) for r in camera.undistorted_rays())
+    dirs = np.stack([xn, yn, np.ones_like(u)], -1).reshape(-1, 3)
     t, ids, normals = cast_rays(spec, np.zeros(3), dirs)  # dirs have z = 1, so t is z-depth
     points = dirs * np.where(np.isfinite(t), t, 0.0)[:, None]
     albedos = np.array([s.albedo for s in (*spec.planes, *spec.boxes)])
