@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InputError
+from ..files import writable_folder
 from ..ros import bag as bagio
 from ..ros.replay import ReplayOptions, replay
 from .common import add_model_args, run_cli, settings_from_args
@@ -58,6 +60,11 @@ def _parse(argv):
 def _main(argv=None) -> int:
     args = _parse(argv)
     if args.make_synthetic_bag is not None:
+        if args.make_synthetic_bag.exists():
+            raise InputError(f"--make-synthetic-bag {args.make_synthetic_bag} exists already: replay it with "
+                             f"depthfm-replay {args.make_synthetic_bag} ..., or give a new path")
+        writable_folder(args.make_synthetic_bag.parent, "--make-synthetic-bag")
+        writable_folder(args.output, "--output")
         width, _, height = args.synthetic_size.partition("x")
         made = bagio.write_synthetic_bag(args.make_synthetic_bag, args.synthetic_frames, int(width), int(height),
                                          storage=args.synthetic_storage)
