@@ -28,7 +28,7 @@ def _parse(argv):
     parser = argparse.ArgumentParser(prog="depthfm-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser, ensemble=2)
-    parser.set_defaults(processing_resolution=256, torch_threads=1)  # seconds, not minutes, on 2 CPU cores
+    parser.set_defaults(processing_resolution=256)  # seconds, not minutes, on 2 CPU cores
     g = parser.add_argument_group("demo")
     g.add_argument("--output", "-o", type=Path, default=Path("depthfm_demo"), help="folder for the PNGs")
     g.add_argument("--frames", type=int, default=8, help="depth outputs to collect")
