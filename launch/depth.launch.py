@@ -43,8 +43,8 @@ PARAMETER_ARGUMENTS = {
     "image_rectified": "true: the image is rectified (image_rect), project with camera_info P",
     "publish_points": "true: publish depthfm/points (PointCloud2)",
     "completion_checkpoint": "DepthCompletionFM folder for the completed depth",
-    "torch_threads": "torch intra-op threads (0 = torch default)",
-    "onnx_threads": "onnxruntime intra-op threads (0 = its default)",
+    "torch_threads": "torch intra-op threads (0 = auto: OMP_NUM_THREADS, else the cores minus one)",
+    "onnx_threads": "onnxruntime intra-op threads (0 = auto, as torch_threads)",
     "max_batch": "TensorRT engine profile: images per call (as depthfm-export --max-batch)",
 }
 # documented older argument names -> the argument they stand for

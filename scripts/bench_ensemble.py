@@ -31,7 +31,7 @@ def median_ms(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="128x128", help="processing HxW (multiples of 64)")
     parser.add_argument("--steps", default="1,2", help="Euler step counts k, comma-separated")
@@ -39,7 +39,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1: the README table; all cores fight on a shared CPU)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     h, w = map(int, args.size.split("x"))
     backend = TorchBackend(build_tiny_depthfm(seed=0), num_steps=1, device="cpu")

@@ -6,7 +6,8 @@ the namespace /depthfm_replay) at the recorded timing divided by ``--rate`` (``-
 the previous one's depth, so nothing is dropped). Latency is wall time from publishing an image to receiving the
 depth with its header stamp. The report (report.md, report.json) and colour-mapped previews go to ``--output``.
 
-    depthfm-replay --make-synthetic-bag /tmp/synthetic_bag --tiny-model -o /tmp/replay   # try it in one command
+    depthfm-replay --make-synthetic-bag /tmp/synthetic_bag --tiny-model --processing-resolution 256 --rate 0 \
+        -o /tmp/replay   # try it in one command: every frame, processing latency
     depthfm-replay robot_bag/ --checkpoint depthfm-v1.ckpt --vae sd-vae --ensemble-size 2 --rate 1 -o replay_report
 """
 
