@@ -3,6 +3,9 @@ normalisation, colour maps."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -24,10 +27,19 @@ def check_rgb(rgb_hwc_u8: np.ndarray) -> np.ndarray:
 
 
 def read_rgb(path) -> np.ndarray:
-    """RGB uint8 HxWx3 from an image file; InputError if it cannot be read as an image."""
+    """RGB uint8 HxWx3 from an image file; InputError saying whether the file is missing, a folder, unreadable
+    or not an image OpenCV can decode."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"cannot read image {path}: no such file")
+    if path.is_dir():
+        raise InputError(f"cannot read image {path}: it is a folder")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise InputError(f"cannot read image {path}")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot read image {path}: permission denied")
+        raise InputError(f"cannot read image {path}: not an image OpenCV can decode (corrupt, truncated or another "
+                         f"format; {path.stat().st_size} bytes)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

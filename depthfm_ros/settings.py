@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -32,6 +33,20 @@ def tiny_model_conflict(backend: str, engine: str | None) -> tuple[str, str]:
         return "backend", (f"{backend!r} cannot run the tiny random model (built in memory, runs on torch): use "
                            "torch or auto")
     return "", ""
+def auto_threads() -> int:
+    """Intra-op threads of torch and onnxruntime when 0 (auto) is asked for: ``OMP_NUM_THREADS`` when it is set,
+    else the cores this process may run on minus one, at least 1. The core left over is what a running node keeps
+    busy besides inference (the ROS executor: DDS, image decoding, publishing; the worker's fusion and points).
+    Measured on the 2-core VM (README, "Threads"): all cores made the node ~10x slower than one thread (OpenMP
+    spinning starved those threads), and predict was no faster with two."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+#: what to give when no model is given, in the command-line tools' flags (the node names its parameters)
+NO_MODEL_HINT = ("--checkpoint depthfm-v1.ckpt --vae SD_VAE_FOLDER (the official checkpoint), --checkpoint FOLDER (one "
+                 "converted with DepthFM.save_pretrained), or --tiny-model (a small random model: mechanics only)")
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class ModelSettings:
     ``.engine``). ``vae_kind`` 'tiny' uses the distilled tiny VAE (``tiny_vae`` folder; giving one implies 'tiny').
     Run: ``backend``, ``dtype``, ``num_steps`` (k Euler steps), ``ensemble_size`` (M members),
     ``processing_resolution`` (longest side, multiple of 64; 0 = input size), ``seed`` (None = fresh entropy),
-    ``torch_threads`` (0 = torch's default), ``onnx_threads`` (onnxruntime intra-op threads, 0 = its default),
+    ``torch_threads`` and ``onnx_threads`` (intra-op threads of torch and onnxruntime; 0 = :func:`auto_threads`),
     ``rescale_attention`` (the official code's attention without xformers; default its xformers path),
     ``max_batch`` (images per call of a TensorRT engine's profile, as exported). ``dtype`` 'auto' is fp16 on
     TensorRT and fp32 elsewhere (:func:`resolve_dtype`). Empty strings count as not given. Bad values raise
@@ -97,9 +112,14 @@ class ModelSettings:
         """Seed of the tiny random model's weights (0 when the noise seed is fresh entropy)."""
         return self.seed or 0
 
-    def apply_torch_threads(self) -> None:
-        """``torch.set_num_threads(torch_threads)`` unless 0 (keep torch's default)."""
-        if self.torch_threads > 0:
-            import torch
+    def threads(self) -> tuple[int, int]:
+        """(torch, onnxruntime) intra-op threads: the ones asked for, 0 resolved to :func:`auto_threads`."""
+        return self.torch_threads or auto_threads(), self.onnx_threads or auto_threads()
 
-            torch.set_num_threads(self.torch_threads)
+    def apply_torch_threads(self) -> int:
+        """``torch.set_num_threads`` with the torch threads of :meth:`threads`; returns them."""
+        import torch
+
+        threads = self.threads()[0]
+        torch.set_num_threads(threads)
+        return threads

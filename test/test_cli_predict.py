@@ -18,7 +18,9 @@ def test_predict_writes_depth_png_npz_and_preview(tmp_path, official_tiny):
     assert set(npz.files) == {"z", "depth", "uncertainty"}
     assert np.abs(npz["depth"] - ref).max() < 1e-5
     preview = cv2.imread(str(out / "image_preview.png"))
-    assert preview.shape == (128, 3 * 192, 3)
+    image = cv2.imread(str(official_tiny / "image.png"))
+    assert preview.shape[0] > 128 and preview.shape[1] > 3 * 192  # titles above, colour bars beside
+    assert any(np.array_equal(preview[top:top + 128, :192], image) for top in range(preview.shape[0] - 127))
 
 
 def test_unreadable_image_is_reported_and_others_still_written(tmp_path, official_tiny):
@@ -32,6 +34,14 @@ def test_unreadable_image_is_reported_and_others_still_written(tmp_path, officia
 
 
 def test_missing_checkpoint_gives_a_clear_error(tmp_path, capsys):
-    rc = main([str(tmp_path / "x.png"), "--checkpoint", str(tmp_path / "none.ckpt"), "--vae", str(tmp_path)])
+    rc = main([str(tmp_path / "x.png"), "--checkpoint", str(tmp_path / "none.ckpt"), "--vae", str(tmp_path),
+               "-o", str(tmp_path / "out")])
     assert rc == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_no_model_names_the_flags_to_give(tmp_path, capsys):
+    assert main([str(tmp_path / "x.png"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no model given" in err and "--checkpoint" in err and "--tiny-model" in err and "--engine" in err
+    assert not (tmp_path / "out").exists()  # nothing written for a run that never started

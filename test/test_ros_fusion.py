@@ -200,6 +200,8 @@ def test_cloud_beyond_the_slop_is_not_fused_and_is_counted(fusion_graph, scene_a
     send_pair(g, pubs, scene, scan.points_n3, later, later + 10_000_000)
     g.wait_for(lambda: g.received["completed_depth"] and g.received["depth"], "fused output of the matching pair")
     assert [stamp_ns(m) for m in g.received["depth"]] == [later]
+    # the node counts a frame after publishing it: wait for the count, not only for the messages
+    g.wait_for(lambda: g.node.stats.processed == 1, "the pair counted as processed")
     assert g.node.lidar.stats.pairs == 1 and g.node.stats.processed == 1
     g.wait_for(lambda: any(int(v["unsynchronized_dropped"]) >= 2
                            for v in map(values_of, statuses(g, ": lidar alignment"))), "unsynchronized counted")
@@ -218,7 +220,7 @@ def test_negative_stamps_are_counted_and_pairing_goes_on(fusion_graph, scene_and
         g.wait_for(lambda: g.node.stats.conversion_errors == k + 1, f"negative {kind} stamp counted")
     later = 2_000_000_000
     send_pair(g, pubs, scene, scan.points_n3, later, later)
-    g.wait_for(lambda: g.received["completed_depth"], "fused output after the bad stamps")
+    g.wait_for(lambda: g.received["completed_depth"] and g.received["depth"], "fused output after the bad stamps")
     assert [stamp_ns(m) for m in g.received["depth"]] == [later]
     assert "negative header stamp" in g.node.stats.last_error and g.node.lidar.stats.unsynchronized == 0
 
@@ -228,7 +230,8 @@ def test_the_scale_is_held_through_a_lidar_gap_then_metric_output_stops_and_resu
     g = fusion_graph({**FUSION_OUTPUTS, "points": (PointCloud2, "depthfm/points")}, lidar_timeout_sec=0.5,
                      metric_hold_sec=1.0, publish_points=True)
     pubs = send(g, scene, scan.points_n3, 10_000_000_000, 10_000_000_000)
-    g.wait_for(lambda: g.received["depth"] and g.node.stats.processed == 1, "the LiDAR frame")
+    g.wait_for(lambda: g.received["depth"] and g.received["uncertainty"] and g.node.stats.processed == 1,
+               "the LiDAR frame")
     lidar_std = image_to_array(g.received["uncertainty"][0])
     g.wait_for(lambda: g.node.lidar.stats.is_stale(), "no pair for lidar_timeout_sec")
 

@@ -41,8 +41,13 @@ def check_report(out, frames_in):
     assert report["previews"]
     for name in report["previews"]:
         image = cv2.imread(str(out / name))
-        assert image is not None and image.shape == (H, W, 3), name
+        if name.endswith("_preview.png"):  # the labelled one: titles above, colour bars beside the maps
+            assert image is not None and image.shape[0] > H and image.shape[1] > 3 * W, name
+        else:
+            assert image is not None and image.shape == (H, W, 3), name
     assert any(name.endswith("_depth.png") for name in report["previews"])
+    frames = {name[:len("frame_0000")] for name in report["previews"]}  # every kept frame has its labelled preview
+    assert {f"{frame}_preview.png" for frame in frames} <= set(report["previews"])
     markdown = (out / "report.md").read_text()
     assert f"frames in {frames_in}, out {report['frames_out']}" in markdown
     assert "latency image -> relative depth" in markdown
@@ -90,6 +95,11 @@ def test_bad_arguments_exit_2(synthetic_bag, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main([str(synthetic_bag.path), "--tiny-model", "--param", "no_such_parameter:=1"]) == 2
     assert "no_such_parameter" in capsys.readouterr().err
+    assert main([str(synthetic_bag.path), "--tiny-model", "--param", "num_step:=1"]) == 2
+    assert "--param: parameter 'num_step' is not a depthfm node parameter; did you mean 'num_steps'?" in \
+        capsys.readouterr().err
+    assert main(["--make-synthetic-bag", str(synthetic_bag.path), "--tiny-model"]) == 2  # exists: says how to replay it
+    assert f"exists already: replay it with depthfm-replay {synthetic_bag.path}" in capsys.readouterr().err
     assert main([str(synthetic_bag.path), "--tiny-model", "--image-topic", "/lidar/points"]) == 2
     assert "not sensor_msgs/msg/Image" in capsys.readouterr().err
 
@@ -103,6 +113,8 @@ def test_parameters_are_only_the_declared_ones(synthetic_bag):
     assert set(params) <= set(SPECS)
     assert params["model"] == "tiny" and params["ensemble_size"] == 2 and params["seed"] == 7
     assert params["diagnostics_period_sec"] == 1.0 and isinstance(params["diagnostics_period_sec"], float)
+    old_name = replay_parameters(dataclasses.replace(args, param=("lidar_min_range:=0.5",)), synthetic_bag.path, topics)
+    assert old_name["lidar_min_range_m"] == 0.5 and "lidar_min_range" not in old_name  # documented alias
     # the LiDAR timeout counts bag time: longer at half speed, strict pairing in lockstep
     assert params["lidar_timeout_sec"] == 2 * SPECS["lidar_timeout_sec"].default
     assert replay_parameters(dataclasses.replace(args, rate=0.0), synthetic_bag.path,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import BackendError, CheckpointError, InputError
 from ..models.loading import load_model
-from ..settings import BACKENDS, ModelSettings, resolve_dtype
+from ..settings import BACKENDS, NO_MODEL_HINT, ModelSettings, resolve_dtype
 from . import onnx_backend, tensorrt_backend
 from .base import Backend
 from .torch_backend import TorchBackend
@@ -104,9 +104,9 @@ def load_backend(settings: ModelSettings) -> Backend:
         return TorchBackend(load_model(settings), num_steps=settings.num_steps,
                             dtype=resolve_dtype(settings.dtype, "torch"))
     if not settings.checkpoint and not settings.engine:
-        raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
-                              "an exported engine, or the tiny random model")
-    kwargs = {"rescale_attention": settings.rescale_attention, "onnx_threads": settings.onnx_threads}
+        raise CheckpointError(f"no model given: {NO_MODEL_HINT}, or --engine GRAPH (an exported .onnx or "
+                              "TensorRT .engine)")
+    kwargs = {"rescale_attention": settings.rescale_attention, "onnx_threads": settings.threads()[1]}
     if settings.engine:  # split TensorRT engines size their member profile from the ensemble size
         kwargs.update(engine=settings.engine, ensemble_size=settings.ensemble_size, max_batch=settings.max_batch)
     elif settings.vae_kind == "tiny":

@@ -119,8 +119,20 @@ class GraphInfo:
         for field, want in wanted.items():
             have = getattr(self, field)
             if want is not None and have is not None and tuple(np.atleast_1d(want)) != tuple(np.atleast_1d(have)):
-                hint = " (re-export with depthfm-export or change the node parameter)" if field != "kind" else ""
-                raise BackendError(f"{source} was exported for {field}={have}, asked for {field}={want}{hint}")
+                raise BackendError(f"{source} was exported for {field}={have}, asked for {field}={want}"
+                                   f"{_MISMATCH_HINTS.get(field, '')}")
+
+
+#: how to fix a graph/request mismatch, naming the command-line flag and the node parameter
+_MISMATCH_HINTS = {
+    "num_steps": ": ask for the exported k (--num-steps on the command line, num_steps:= on the node), or "
+                 "re-export with depthfm-export --num-steps",
+    "ensemble_size": ": ask for the exported M (--ensemble-size, node ensemble_size:=), or re-export with "
+                     "depthfm-export --ensemble-size (or use the split graphs, which take any M)",
+    "size": ": ask for the exported size (--processing-resolution, node processing_resolution:=), or re-export "
+            "with depthfm-export --height/--width or --size-range",
+    "model_hash": ": the graph comes from another checkpoint; re-export it from this one with depthfm-export",
+}
 
 
 def sidecar_path(graph_path: str | Path) -> Path:

@@ -83,7 +83,7 @@ class OnnxBackend(Backend):
         self.paths = resolve_graphs(graph)
         self.providers = onnxruntime_providers(device)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_num_threads
+        options.intra_op_num_threads = self.intra_op_num_threads = intra_op_num_threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.fused = "fused" in self.paths
         if self.fused:
@@ -141,4 +141,5 @@ class OnnxBackend(Backend):
         mode = f"fused k={self.num_steps} M={self.fixed_ensemble_size}" if self.fused else \
             f"split steps={self.num_steps}"
         device = "cuda" if self.providers[0] == PROVIDERS["cuda"] else "cpu"
-        return f"onnxruntime[{device}, {mode}, {self.info.size_text()}]"
+        threads = f", {self.intra_op_num_threads or 'default'} thread(s)" if device == "cpu" else ""
+        return f"onnxruntime[{device}, {mode}, {self.info.size_text()}{threads}]"

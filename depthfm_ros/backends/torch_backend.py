@@ -63,4 +63,5 @@ class TorchBackend(Backend):
 
     def describe(self) -> str:
         vae = ", tiny VAE" if self.model.tiny_vae is not None else ""
-        return f"torch[{self.device.type}, {self.dtype}{vae}] (steps={self.num_steps})"
+        threads = f", {torch.get_num_threads()} thread(s)" if self.device.type == "cpu" else ""
+        return f"torch[{self.device.type}, {self.dtype}{vae}{threads}] (steps={self.num_steps})"

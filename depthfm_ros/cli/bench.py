@@ -9,13 +9,15 @@ mechanics and relative costs; give ``--checkpoint`` for real ones.
 FLOPs: the full SD-2.1-size architecture (UNet 866 M, VAE 84 M parameters) with random weights on the meta device
 (no download, no memory), counted by ``torch.utils.flop_counter.FlopCounterMode`` at 512x512 and 640x480, which
 the model runs at 512x640 (sides rounded to multiples of 64, see ``processing.processing_size``).
-Writes ``bench_latency.csv``, ``bench_flops.csv`` and ``bench.png`` to ``--out``.
+Writes ``bench_latency.csv``, ``bench_flops.csv`` and ``bench.png`` (latency per stage and backend, and FLOPs
+per stage; with ``--no-flops`` the latency alone) to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,9 @@ import numpy as np
 import torch
 
 from ..evaluation.benchmark import STAGES, available_backends, flop_table, time_backend
+from ..errors import InputError
+from ..files import writable_folder
+from ..settings import auto_threads
 from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
 
 
@@ -41,7 +46,8 @@ def plot(path: Path, latency_rows: list[dict], flop_rows: list[dict], title: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2 if flop_rows else 1, figsize=(12 if flop_rows else 6.5, 4.5), squeeze=False)
+    ax0 = axes[0, 0]
     names = [r["backend"] for r in latency_rows]
     bottom = np.zeros(len(names))
     for stage in (*STAGES[:4], "engine (fused)", *STAGES[4:]):
@@ -55,6 +61,15 @@ def plot(path: Path, latency_rows: list[dict], flop_rows: list[dict], title: str
     ax0.set_title(title, fontsize=9)
     ax0.legend(fontsize=8)
     ax0.tick_params(axis="x", labelsize=8)
+    if flop_rows:
+        _plot_flops(axes[0, 1], flop_rows)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _plot_flops(ax1, flop_rows: list[dict]) -> None:
     labels = [f"{r['input']} ({r['processing_hw']})" for r in flop_rows]
     bottom = np.zeros(len(labels))
     for stage in ("encode", "steps", "decode"):
@@ -64,10 +79,6 @@ def plot(path: Path, latency_rows: list[dict], flop_rows: list[dict], title: str
     ax1.set_ylabel("GFLOP per image")
     ax1.set_title(f"full DepthFM, k={flop_rows[0]['num_steps']}, M={flop_rows[0]['ensemble_size']}", fontsize=9)
     ax1.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 LATENCY_COLUMNS = ["backend", *STAGES, "engine", "total", "fps"]
@@ -90,10 +101,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=256, help="processing width (multiple of 64)")
     add_sampling_args(p)
     p.add_argument("--repeats", type=int, default=5, help="timed runs per backend (after one warm-up)")
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help=f"torch intra-op threads, onnxruntime runs at the same count (0: auto, OMP_NUM_THREADS or "
+                   f"the cores minus one: {auto_threads()} here)")
     p.add_argument("--input-size", default="480x640", help="camera image HxW fed to preprocess")
     p.add_argument("--no-onnx", action="store_true", help="torch only (skip export and onnxruntime)")
     p.add_argument("--no-flops", action="store_true", help="skip the full-model FLOP count")
-    p.add_argument("--out", default="depthfm_bench", help="folder for CSVs and the plot")
+    p.add_argument("--out", default="depthfm_bench", help="folder for the CSVs and bench.png (latency per stage; "
+                   "beside it the FLOPs per stage unless --no-flops)")
     return p.parse_args(argv)
 
 
@@ -105,8 +120,12 @@ def _main(argv=None) -> int:
     from tqdm.auto import tqdm
 
     args = parse_args(argv)
-    out = Path(args.out)
+    out = writable_folder(args.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
+    if args.torch_threads < 0:
+        raise InputError(f"--torch-threads must be >= 0 (0: auto), got {args.torch_threads}")
+    torch.set_num_threads(args.torch_threads or auto_threads())
+    print(f"depthfm-bench: torch and onnxruntime on {torch.get_num_threads()} thread(s)", file=sys.stderr)
     args.tiny_model = args.tiny_model or not args.checkpoint
     model = model_from_args(args)
     vae_kind = model.vae_kind
@@ -135,8 +154,8 @@ def _main(argv=None) -> int:
               f"M={args.ensemble_size}")
         print(format_table(flop_rows, FLOP_COLUMNS, "{:.0f}"))
         write_csv(out / "bench_flops.csv", flop_rows)
-        plot(out / "bench.png", rows, flop_rows, title)
-    print(f"\nwrote {out}/bench_latency.csv" + ("" if args.no_flops else ", bench_flops.csv, bench.png"))
+    plot(out / "bench.png", rows, flop_rows, title)
+    print(f"\nwrote {out}/bench_latency.csv" + ("" if args.no_flops else ", bench_flops.csv") + ", bench.png")
     return 0
 
 

@@ -11,7 +11,7 @@ from ..backends import Backend, load_backend
 from ..errors import DepthFMError
 from ..models.loading import load_model
 from ..pipeline import DepthFMPipeline
-from ..settings import BACKENDS, DTYPES, VAE_KINDS, ModelSettings
+from ..settings import BACKENDS, DTYPES, VAE_KINDS, ModelSettings, auto_threads
 
 
 def add_checkpoint_args(group, *, tiny_help: str = "use a small RANDOM model (no weights needed): shows the "
@@ -38,6 +38,15 @@ def add_sampling_args(group, *, ensemble: int = 1, what: str = "") -> None:
                        help=f"ensemble members M{what}; their std is the uncertainty; --ensemble is an alias")
 
 
+def add_thread_args(group) -> None:
+    """--torch-threads and --onnx-threads: 0 (default) = auto, OMP_NUM_THREADS or the cores minus one."""
+    group.add_argument("--torch-threads", type=int, default=0,
+                       help=f"torch intra-op threads (0: auto, OMP_NUM_THREADS or the cores minus one: "
+                       f"{auto_threads()} here)")
+    group.add_argument("--onnx-threads", type=int, default=0,
+                       help=f"onnxruntime intra-op threads (0: auto, as --torch-threads: {auto_threads()} here)")
+
+
 def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> None:
     """Checkpoint arguments, --backend/--engine, --num-steps/--ensemble-size/--processing-resolution/--dtype/--seed."""
     g = parser.add_argument_group("model")
@@ -49,9 +58,7 @@ def add_model_args(parser: argparse.ArgumentParser, *, ensemble: int = 1) -> Non
                    help="longest side the model sees, multiple of 64 (0: input size)")
     g.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="auto: fp16 on tensorrt (as depthfm-export builds engines), fp32 elsewhere")
-    g.add_argument("--torch-threads", type=int, default=0, help="torch.set_num_threads at start (0: torch's default)")
-    g.add_argument("--onnx-threads", type=int, default=0,
-                   help="onnxruntime intra-op threads (0: its default, one per core)")
+    add_thread_args(g)
     g.add_argument("--seed", type=int, default=0, help="noise seed (reproducible ensembles); -1: fresh entropy")
 
 
@@ -83,6 +90,7 @@ def backend_from_args(args: argparse.Namespace) -> Backend:
 def pipeline_from_args(args: argparse.Namespace) -> DepthFMPipeline:
     """Backend + pipeline of the model arguments (warns on stderr when the ensemble cannot spread)."""
     pipe = DepthFMPipeline.from_settings(settings_from_args(args), backend_from_args(args))
+    print(f"depthfm: {pipe.backend.describe()}", file=sys.stderr)  # the threads too
     if pipe.identical_members_warning():
         print(f"warning: {pipe.identical_members_warning()}", file=sys.stderr)
     return pipe

@@ -3,8 +3,8 @@
 A camera node publishes a rendered scene (camera driving forward through boxes) on
 ``/depthfm_demo/camera/image_raw`` and ``.../camera_info`` at ``--rate`` Hz; the node publishes
 ``/depthfm/relative_depth`` and ``/depthfm/relative_uncertainty``; a subscriber collects ``--frames`` outputs and writes
-colour-mapped PNGs (input, depth, uncertainty) to ``--output``. Without --checkpoint the model is the tiny
-random one: the plumbing is real, the depth is not.
+colour-mapped PNGs (input, depth, uncertainty, and a labelled preview of the three) to ``--output``. Without
+--checkpoint the model is the tiny random one: the plumbing is real, the depth is not.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from ..files import writable_folder
+from ..previews import relative_preview, write_png
 from ..processing import colorize
 from ..ros.demo import run_demo
 from ..ros.params import parameters_from_settings
@@ -27,7 +28,7 @@ def _parse(argv):
     parser = argparse.ArgumentParser(prog="depthfm-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser, ensemble=2)
-    parser.set_defaults(processing_resolution=256, torch_threads=1)  # seconds, not minutes, on 2 CPU cores
+    parser.set_defaults(processing_resolution=256)  # seconds, not minutes, on 2 CPU cores
     g = parser.add_argument_group("demo")
     g.add_argument("--output", "-o", type=Path, default=Path("depthfm_demo"), help="folder for the PNGs")
     g.add_argument("--frames", type=int, default=8, help="depth outputs to collect")
@@ -52,15 +53,17 @@ def node_parameters(args: argparse.Namespace) -> dict:
 
 def _main(argv=None) -> int:
     args = _parse(argv)
+    writable_folder(args.output, "--output")
     run = run_demo(node_parameters(args), width=args.width, height=args.height, rate_hz=args.rate,
                    frames=args.frames, scene_seed=args.scene_seed, timeout_sec=args.timeout)
     args.output.mkdir(parents=True, exist_ok=True)
     written = []
     for i, (rgb, depth, uncertainty) in enumerate(zip(run.rgb_hwc_u8, run.depth_hw, run.uncertainty_hw)):
         for name, image in (("rgb", rgb), ("depth", colorize(depth, 0.0, 1.0)),
-                            ("uncertainty", colorize(uncertainty, 0.0))):
+                            ("uncertainty", colorize(uncertainty, 0.0)),
+                            ("preview", relative_preview(rgb, depth, uncertainty, args.ensemble_size))):
             path = args.output / f"frame_{i:03d}_{name}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            write_png(path, image)
             written.append(path)
     snap = run.stats
     print(f"depthfm-demo: {len(run.depth_hw)} frame(s) in {run.elapsed_sec:.1f} s; sent {run.frames_sent}, "

@@ -14,6 +14,7 @@ import sys
 from dataclasses import asdict, fields
 
 from ..errors import DepthFMError
+from ..files import writable_folder
 from ..training.distill import DistillConfig, ImageFolderDataset, SyntheticImageDataset, distill
 from .common import add_checkpoint_args, model_from_args, run_cli
 
@@ -49,6 +50,7 @@ def _body(argv=None) -> int:
     from ..models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, from_taesd
 
     args = build_parser().parse_args(argv)
+    writable_folder(args.output, "--output")
     config = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})
     teacher = model_from_args(args, seed=config.seed)  # the SD VAE: the teacher of the tiny one
     if args.synthetic > 0:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from ..errors import DepthFMError
 from ..evaluation.metrics import ALIGNMENTS, PROTOCOLS, evaluate
+from ..files import writable_file
 from ..geometry.masks import finite_depth_mask
 from ..pipeline import DepthFMPipeline
 from .common import add_model_args, pipeline_from_args, run_cli
@@ -132,6 +133,8 @@ def _main(argv=None) -> int:
     nfes = args.nfe or [args.num_steps]
     if any(n < 1 for n in nfes):
         parser.error("--nfe values must be >= 1")
+    if args.json:
+        writable_file(args.json, "--json")
     dataset = dataset_from_args(args)
     if args.completion:
         return completion_main(args, dataset)
@@ -165,6 +168,7 @@ def _main(argv=None) -> int:
         payload = {str(k): v[alignments[0]] if len(alignments) == 1 else v for k, v in results.items()}
         if prior is not None:
             payload["prior"] = prior[alignments[0]] if len(alignments) == 1 else prior
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2))
     return 0
 
@@ -185,6 +189,7 @@ def completion_main(args: argparse.Namespace, dataset) -> int:
           f"completion model {args.completion} (encoding {model.sparse_encoding})")
     print(completion_table(results))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
     return 0
 

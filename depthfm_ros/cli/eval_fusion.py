@@ -2,7 +2,7 @@
 
 For every seed, LiDAR pattern (ring LiDARs by elevation, or 2 % random pixels) and prediction error model it
 renders a scene, simulates a scan and a DepthFM-like prediction, and scores LiDAR-only nearest fill, LiDAR-only
-IP-Basic, the global log-depth alignment and the full completion (depthfm_ros.fusion.evaluation). Prints a markdown
+IP-Basic, the global log-depth alignment and the full completion (depthfm_ros.evaluation.fusion). Prints a markdown
 table of the means over seeds; ``--csv`` also writes one row per scene and method. ``--sequence N`` adds the
 temporal stability of each metric source on an N-frame moving-camera sequence.
 """
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
 from ..evaluation.fusion import SEQUENCE_SOURCES, evaluate_scene, markdown_table, temporal_sequence
+from ..files import writable_file
 from ..sim import synthetic
 
 
@@ -48,6 +50,8 @@ def sequence_table(results: dict[str, dict[str, float]]) -> str:
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
+    if args.csv:
+        writable_file(args.csv, "--csv")
     cv2.setNumThreads(1)  # CPU ms are for one core (process time, robust to a busy machine)
     jobs = [(seed, pattern, model) for seed in range(args.seeds) for pattern in args.patterns
             for model in args.error_models]
@@ -61,6 +65,7 @@ def _main(argv=None) -> int:
               "cloud, 10 % with 80 % outliers):\n")
         print(sequence_table(temporal_sequence(args.sequence, width=args.width // 2, height=args.height // 2)))
     if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()

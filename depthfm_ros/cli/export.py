@@ -12,6 +12,7 @@ import argparse
 import logging
 
 from ..backends.export import OPSET, export_onnx, parse_size_range
+from ..files import writable_folder
 from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
 
 log = logging.getLogger("depthfm_ros.cli.export")
@@ -41,6 +42,7 @@ def _main(argv=None) -> int:
     import importlib.util
 
     args = parse_args(argv)
+    writable_folder(args.out, "--out")
     model = model_from_args(args)
     simplify = not args.no_simplify and importlib.util.find_spec("onnxslim") is not None
     if not args.no_simplify and not simplify:

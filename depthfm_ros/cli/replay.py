@@ -6,7 +6,8 @@ the namespace /depthfm_replay) at the recorded timing divided by ``--rate`` (``-
 the previous one's depth, so nothing is dropped). Latency is wall time from publishing an image to receiving the
 depth with its header stamp. The report (report.md, report.json) and colour-mapped previews go to ``--output``.
 
-    depthfm-replay --make-synthetic-bag /tmp/synthetic_bag --tiny-model -o /tmp/replay   # try it in one command
+    depthfm-replay --make-synthetic-bag /tmp/synthetic_bag --tiny-model --processing-resolution 256 --rate 0 \
+        -o /tmp/replay   # try it in one command: every frame, processing latency
     depthfm-replay robot_bag/ --checkpoint depthfm-v1.ckpt --vae sd-vae --ensemble-size 2 --rate 1 -o replay_report
 """
 
@@ -16,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..errors import InputError
+from ..files import writable_folder
 from ..ros import bag as bagio
 from ..ros.replay import ReplayOptions, replay
 from .common import add_model_args, run_cli, settings_from_args
@@ -58,6 +61,11 @@ def _parse(argv):
 def _main(argv=None) -> int:
     args = _parse(argv)
     if args.make_synthetic_bag is not None:
+        if args.make_synthetic_bag.exists():
+            raise InputError(f"--make-synthetic-bag {args.make_synthetic_bag} exists already: replay it with "
+                             f"depthfm-replay {args.make_synthetic_bag} ..., or give a new path")
+        writable_folder(args.make_synthetic_bag.parent, "--make-synthetic-bag")
+        writable_folder(args.output, "--output")
         width, _, height = args.synthetic_size.partition("x")
         made = bagio.write_synthetic_bag(args.make_synthetic_bag, args.synthetic_frames, int(width), int(height),
                                          storage=args.synthetic_storage)

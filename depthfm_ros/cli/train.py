@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from ..errors import DepthFMError
+from ..files import writable_folder
 from ..training.data import DEFAULT_DISPARITY_RANGE, TEACHER_OUTPUTS
 from .common import run_cli
 
@@ -84,6 +85,12 @@ def check_world_size(world_size: int, parent_cmdline: list[str] | None = None) -
         raise DepthFMError(f"accelerate launch asked for {asked} processes but this run has {world_size}: on a CPU "
                            "accelerate starts a single process. Use torchrun --standalone --nproc_per_node "
                            f"{asked} -m depthfm_ros.cli.train ... (gloo) instead")
+
+
+def run_description(num_processes: int, distributed_type: str) -> str:
+    """How the run is spread, in words: accelerate's DistributedType 'NO' is one process without DDP."""
+    how = "not distributed (no DDP)" if distributed_type == "NO" else f"distributed ({distributed_type})"
+    return f"{num_processes} process(es), {how}"
 
 
 def _main(argv=None) -> int:
@@ -159,6 +166,9 @@ def _main(argv=None) -> int:
     g.add_argument("--no-tensorboard", action="store_true")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
+    writable_folder(args.output, "--output")
+    if args.latent_cache:
+        writable_folder(args.latent_cache, "--latent-cache")
 
     import torch
     from accelerate import PartialState
@@ -172,7 +182,7 @@ def _main(argv=None) -> int:
     check_world_size(state.num_processes)
     main_process = state.is_main_process
     if main_process:
-        print(f"depthfm-train: {state.num_processes} process(es), {state.distributed_type.value}, "
+        print(f"depthfm-train: {run_description(state.num_processes, state.distributed_type.value)}, "
               f"device {state.device}")
     torch.manual_seed(args.seed)
     model = build_model(args)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import CheckpointError
-from ..settings import ModelSettings
+from ..settings import NO_MODEL_HINT, ModelSettings
 from .architectures import build_tiny_depthfm
 from .depthfm import DepthFM
 from .tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, load_tiny_vae
@@ -19,7 +19,6 @@ def load_model(settings: ModelSettings) -> DepthFM:
                                else build_tiny_vae(TINY_TEST_CONFIG))
         return model.set_rescale_attention(settings.rescale_attention)
     if not settings.checkpoint:
-        raise CheckpointError("no model given: a checkpoint (and its SD VAE folder for an official .ckpt), "
-                              "or the tiny random model")
+        raise CheckpointError(f"no model given: {NO_MODEL_HINT}")
     model = DepthFM.load(settings.checkpoint, settings.vae, tiny_vae=settings.tiny_vae, vae_kind=settings.vae_kind)
     return model.set_rescale_attention(settings.rescale_attention)

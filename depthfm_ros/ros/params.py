@@ -161,11 +161,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _seconds("diagnostics_period_sec", 1.0, "period of the /diagnostics status (steady clock), at least 0.05 s",
              minimum=0.05, exclusive=False),
     _seconds("log_throttle_sec", 5.0, "at most one log line per this period for repeated bad-input errors"),
-    ParamSpec("torch_threads", 0, "torch intra-op threads set at start (torch.set_num_threads); 0 keeps torch's "
-              "default. On a loaded CPU 1-2 threads can be ~10x faster than the default",
-              integer_range=(0, 256, 1)),
-    ParamSpec("onnx_threads", 0, "onnxruntime intra-op threads (backend onnxruntime); 0 keeps its default (one "
-              "per core, which competes with DDS and fusion on a loaded CPU)", integer_range=(0, 256, 1)),
+    ParamSpec("torch_threads", 0, "torch intra-op threads set at start (torch.set_num_threads); 0 = auto: "
+              "OMP_NUM_THREADS if set, else the cores minus one (at least 1), leaving a core to the ROS executor "
+              "and fusion; all cores were ~10x slower on a 2-core CPU", integer_range=(0, 256, 1)),
+    ParamSpec("onnx_threads", 0, "onnxruntime intra-op threads (backend onnxruntime); 0 = auto, as torch_threads "
+              "(its own default, one per core, competes with DDS and fusion)", integer_range=(0, 256, 1)),
     ParamSpec("max_batch", 1, "images per call of the TensorRT engine profile; the same as depthfm-export "
               "--max-batch so the node reuses the exported engine", integer_range=(1, 64, 1)),
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
@@ -521,8 +521,10 @@ def declare_and_read(node) -> NodeConfig:
             values[spec.name] = node.declare_parameter(spec.name, default, descriptor(spec)).value
         except InvalidParameterTypeException as exc:
             raise ParameterError(f"parameter '{spec.name}' must be {type(spec.default).__name__}: {exc}") from exc
-        except InvalidParameterValueException as exc:
-            raise ParameterError(f"parameter '{spec.name}' must be {spec.constraints} ({exc})") from exc
+        except InvalidParameterValueException as exc:  # rclpy's range check: say it as validate() does
+            problem = spec.violation(coerce(spec.name, given.get(spec.name, default)))
+            raise ParameterError(f"parameter '{spec.name}' {problem or f'must be {spec.constraints} ({exc})'}") \
+                from exc
     config = validate(values)
     if ignored:
         node.get_logger().warning(ignored_message(ignored))

@@ -14,15 +14,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 
 from ..errors import InputError
+from ..files import writable_folder
+from ..previews import Panel, compose, uncertainty_panel, write_png
 from ..processing import colorize
 from ..settings import ModelSettings
 from . import bag as bagio
-from .params import SPECS, coerce, parameters_from_settings
+from .params import ROS_PARAMETERS, SPECS, ParameterError, canonical_names, coerce, parameters_from_settings
 
 NAMESPACE = "depthfm_replay"
 # every frame gives relative_depth (latency and frames out count it); metric frames add depth, uncertainty and
@@ -56,10 +57,11 @@ def replay_parameters(args: ReplayOptions, bag: Path, topics: bagio.ReplayTopics
     if "lidar_timeout_sec" in SPECS:  # in the bag's time; lockstep (--rate 0) stretches wall time: strict pairing
         wanted["lidar_timeout_sec"] = SPECS["lidar_timeout_sec"].default / args.rate if args.rate > 0 else 0.0
     params = {name: value for name, value in wanted.items() if name in SPECS}
-    user = dict(parse_param(text) for text in args.param)
-    for name in user:
-        if name not in SPECS:
-            raise InputError(f"--param {name}: not a depthfm_node parameter; known: {', '.join(SPECS)}")
+    given = dict(parse_param(text) for text in args.param)
+    try:  # old names become new ones; an unknown name is refused with the closest ones ("did you mean")
+        user = {**canonical_names(given), **{k: v for k, v in given.items() if k in ROS_PARAMETERS}}
+    except ParameterError as exc:
+        raise InputError(f"--param: {exc}") from exc
     if params.get("use_lidar") and "lidar_to_camera_xyz" in SPECS and \
             not any(name.startswith("lidar_to_camera_") for name in user):
         params.update(extrinsic_parameters(bag, topics))
@@ -274,8 +276,29 @@ def report_markdown(report: dict, previews: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_previews(recorder: ReplayRecorder, bag: Path, topics: bagio.ReplayTopics, output: Path) -> list[str]:
-    """frame_NNN_{rgb,depth,uncertainty,completed_depth}.png of the kept frames; returns the file names."""
+def preview_panels(rgb_hwc_u8: np.ndarray | None, maps: dict[str, np.ndarray], ensemble_size: int) -> list[list]:
+    """The labelled preview of one replayed frame: image | relative depth | relative uncertainty, and on frames
+    that went out in metres a second row depth | uncertainty | completed depth, in metres."""
+    rows = [[*([Panel("image", rgb_hwc_u8=rgb_hwc_u8)] if rgb_hwc_u8 is not None else []),
+             Panel("relative depth (0 near, 1 far)", values_hw=maps["relative_depth"], vmin=0.0, vmax=1.0),
+             uncertainty_panel(maps.get("relative_uncertainty", np.zeros_like(maps["relative_depth"])),
+                               ensemble_size)]]
+    if "depth" in maps:
+        shape = maps["depth"].shape
+        rows.append([Panel("depth [m]", values_hw=maps["depth"], unit="m"),
+                     Panel("uncertainty [m]", values_hw=maps.get("uncertainty", np.full(shape, np.nan)), unit="m",
+                           vmin=0.0),
+                     Panel("completed depth [m]", values_hw=maps.get("completed_depth", np.full(shape, np.nan)),
+                           unit="m", note="" if "completed_depth" in maps else
+                           "no completed depth: this frame's scale is not its own LiDAR fit")])
+    return rows
+
+
+def write_previews(recorder: ReplayRecorder, bag: Path, topics: bagio.ReplayTopics, output: Path,
+                   ensemble_size: int = 1) -> list[str]:
+    """frame_NNNN_{rgb,relative_depth,...,completed_depth}.png (colour-mapped, input size) and
+    frame_NNNN_preview.png (labelled, with colour bars: :func:`preview_panels`) of the kept frames; returns the
+    file names."""
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CompressedImage, Image
 
@@ -296,11 +319,13 @@ def write_previews(recorder: ReplayRecorder, bag: Path, topics: bagio.ReplayTopi
         for kind in OUTPUT_IMAGE_KINDS:
             if kind in entry:
                 maps[kind] = colorize(entry[kind], 0.0) if kind.endswith("uncertainty") else colorize(entry[kind])
+        maps["preview"] = compose(preview_panels(maps["rgb"], {k: entry[k] for k in OUTPUT_IMAGE_KINDS if k in entry},
+                                                 ensemble_size))
         for kind, rgb in maps.items():
             if rgb is None:
                 continue
             name = f"frame_{frame:04d}_{kind}.png"
-            cv2.imwrite(str(output / name), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            write_png(output / name, rgb)
             names.append(name)
     return names
 
@@ -374,6 +399,7 @@ def replay(args: ReplayOptions) -> dict:
     from .graph import InProcessGraph
     from .node import DepthFMNode
 
+    writable_folder(args.output, "--output")  # before the model loads
     args.output.mkdir(parents=True, exist_ok=True)
     interrupted = False
     with InProcessGraph() as graph:
@@ -450,7 +476,7 @@ def replay(args: ReplayOptions) -> dict:
     bag_duration_s = 0.0 if first_log_ns is None else (last_log_ns - first_log_ns) * 1e-9
     report = build_report(recorder, bag=Path(bag), topics=topics, backend=backend, parameters=parameters,
                           rate=args.rate, wall_s=wall_s, bag_duration_s=bag_duration_s, interrupted=interrupted)
-    previews = write_previews(recorder, Path(bag), topics, args.output)
+    previews = write_previews(recorder, Path(bag), topics, args.output, int(parameters.get("ensemble_size", 1)))
     report["previews"] = previews
     (args.output / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = report_markdown(report, previews)
