@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..evaluation.benchmark import STAGES, available_backends, flop_table, time_backend
 from ..errors import InputError
+from ..evaluation.benchmark import STAGES, available_backends, flop_table, time_backend
 from ..files import writable_folder
 from ..settings import auto_threads
 from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
