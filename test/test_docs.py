@@ -286,14 +286,10 @@ def _ros_args(argv: list[str]) -> tuple[dict, dict, list]:
 
 
 def _launch_tables() -> tuple[dict, dict]:
-    """TOPIC_ARGUMENTS and ARGUMENT_ALIASES of the launch file, read without importing launch (not a wheel)."""
-    import ast
+    """TOPIC_ARGUMENTS and ARGUMENT_ALIASES of the launch files (ros/launch_arguments.py, importable without launch)."""
+    from depthfm_ros.ros.launch_arguments import ARGUMENT_ALIASES, TOPIC_ARGUMENTS
 
-    tree = ast.parse((ROOT / "launch" / "depth.launch.py").read_text())
-    tables = {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body
-              if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") in
-              ("TOPIC_ARGUMENTS", "ARGUMENT_ALIASES")}
-    return tables["TOPIC_ARGUMENTS"], tables["ARGUMENT_ALIASES"]
+    return TOPIC_ARGUMENTS, ARGUMENT_ALIASES
 
 
 def test_every_ros2_launch_and_run_line_has_its_depthfm_node_equivalent_beside_it():
@@ -310,15 +306,17 @@ def test_every_ros2_launch_and_run_line_has_its_depthfm_node_equivalent_beside_i
                 if argv[:2] not in (["ros2", "launch"], ["ros2", "run"]) or "depthfm_ros" not in argv:
                     continue
                 seen += 1
-                twin = next((shlex.split(c) for c in block[i + 1:] if c.startswith("depthfm_node ")), None)
-                assert twin is not None, f"{path.name}: no depthfm_node line after: {command}"
+                executable = "depthfm_lifecycle_node " if "depth_lifecycle.launch.py" in argv or \
+                    "depthfm_lifecycle_node" in argv else "depthfm_node "
+                twin = next((shlex.split(c) for c in block[i + 1:] if c.startswith(executable)), None)
+                assert twin is not None, f"{path.name}: no {executable.strip()} line after: {command}"
                 params, remaps, files = _ros_args(twin)
                 assert files == ["config/depthfm.yaml"] and (ROOT / files[0]).is_file(), (path.name, twin)
                 assert all(name in SPECS or name in ALIASES for name in params), (path.name, params)
                 if argv[1] == "run":
                     assert (params, remaps) == _ros_args(argv)[:2], (path.name, command)
                     continue
-                given = dict(arg.split(":=", 1) for arg in argv[4:])
+                given = {k: v for k, v in (arg.split(":=", 1) for arg in argv[4:]) if k != "autostart"}
                 want_params = {aliases.get(k, k): v for k, v in given.items() if k not in topics}
                 want_remaps = {topic: given.get(arg, default) for arg, (topic, default) in topics.items()
                                if topic != "lidar" or given.get("use_lidar") == "true"}

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Callable
 
+from ..errors import DepthFMError  # light: the exception types only
+
 NODE_NAME = "depthfm"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -72,8 +74,6 @@ def run(make_node: Callable, args: list[str] | None = None, signals: StopSignals
     try:
         import rclpy
         from rclpy.executors import ExternalShutdownException
-
-        from ..errors import DepthFMError
 
         try:
             rclpy.init(args=args)

@@ -59,9 +59,13 @@ def replay_parameters(args: ReplayOptions, bag: Path, topics: bagio.ReplayTopics
     params = {name: value for name, value in wanted.items() if name in SPECS}
     given = dict(parse_param(text) for text in args.param)
     try:  # old names become new ones; an unknown name is refused with the closest ones ("did you mean")
-        user = {**canonical_names(given), **{k: v for k, v in given.items() if k in ROS_PARAMETERS}}
+        known, unknown = canonical_names(given)
     except ParameterError as exc:
         raise InputError(f"--param: {exc}") from exc
+    if unknown:  # a shared parameter file may carry other nodes' keys; a --param is meant for this node
+        raise InputError(f"--param: {', '.join(repr(n) for n in unknown)} {'is' if len(unknown) == 1 else 'are'} "
+                         "not a depthfm node parameter (the parameters: docs/ros.md#parameters)")
+    user = {**known, **{k: v for k, v in given.items() if k in ROS_PARAMETERS}}
     if params.get("use_lidar") and "lidar_to_camera_xyz" in SPECS and \
             not any(name.startswith("lidar_to_camera_") for name in user):
         params.update(extrinsic_parameters(bag, topics))
