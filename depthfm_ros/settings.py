@@ -37,8 +37,8 @@ def auto_threads() -> int:
     """Intra-op threads of torch and onnxruntime when 0 (auto) is asked for: ``OMP_NUM_THREADS`` when it is set,
     else the cores this process may run on minus one, at least 1. The core left over is what a running node keeps
     busy besides inference (the ROS executor: DDS, image decoding, publishing; the worker's fusion and points).
-    Measured on the 2-core VM (README, "Threads"): all cores made the node ~10x slower than one thread (OpenMP
-    spinning starved those threads), and predict was no faster with two."""
+    Measured on the 2-core VM under load (README, "Threads"): all cores made the node 5x slower than one thread
+    (OpenMP spinning starved those threads) and depthfm-predict 2.5-4x slower."""
     given = os.environ.get("OMP_NUM_THREADS", "").strip()
     if given.isdigit() and int(given) > 0:
         return int(given)

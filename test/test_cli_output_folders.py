@@ -97,3 +97,17 @@ def test_predict_with_a_missing_and_a_corrupt_image_says_which_is_which(tmp_path
     out = capsys.readouterr().out
     assert "missing.png: cannot read image" in out and "no such file" in out
     assert "corrupt.png: cannot read image" in out and "not an image OpenCV can decode" in out
+
+
+def test_the_readme_sample_is_what_predict_prints(tmp_path, capsys):
+    import re
+
+    from depthfm_ros.cli.predict import main
+
+    if not _system_folder_is_unwritable():
+        pytest.skip("no folder that refuses new files to this user")
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    sample = re.search(r"`(error: --output ro/sub: [^`]*)`", readme).group(1)
+    assert main([str(tmp_path / "x.png"), "--tiny-model", "-o", "/sys/sub"]) == 2
+    printed = capsys.readouterr().err.strip().splitlines()[-1]
+    assert printed.replace("/sys", "ro") == sample

@@ -3,7 +3,6 @@ every tool says at start how many threads its engine runs on."""
 
 import os
 
-import pytest
 import torch
 
 from depthfm_ros.settings import ModelSettings, auto_threads
@@ -38,14 +37,21 @@ def test_apply_sets_the_resolved_torch_threads_and_describe_names_them(monkeypat
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("argv, threads", [([], 1), (["--torch-threads", "2"], 2)])
-def test_predict_prints_the_engine_and_its_threads_at_start(tmp_path, capsys, official_tiny, argv, threads):
+def test_predict_prints_the_engine_and_its_threads_at_start(tmp_path, capsys, official_tiny):
     from depthfm_ros.cli.predict import main
 
-    before = torch.get_num_threads()
-    try:
-        assert main([str(official_tiny / "image.png"), "--tiny-model", "--num-steps", "1", "--ensemble-size", "1",
-                     "--processing-resolution", "64", "-o", str(tmp_path), *argv]) == 0
-    finally:
-        torch.set_num_threads(before)
-    assert f"depthfm: torch[cpu, fp32, {threads} thread(s)]" in capsys.readouterr().err
+    assert main([str(official_tiny / "image.png"), "--tiny-model", "--num-steps", "1", "--ensemble-size", "1",
+                 "--processing-resolution", "64", "-o", str(tmp_path)]) == 0
+    assert "depthfm: torch[cpu, fp32, 1 thread(s)]" in capsys.readouterr().err  # auto: OMP_NUM_THREADS=1 (conftest)
+
+
+def test_the_thread_flags_reach_the_settings():
+    import argparse
+
+    from depthfm_ros.cli.common import add_model_args, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_model_args(parser)
+    settings = settings_from_args(parser.parse_args(["--tiny-model", "--torch-threads", "2", "--onnx-threads", "3"]))
+    assert settings.threads() == (2, 3)
+    assert settings_from_args(parser.parse_args(["--tiny-model"])).threads() == (auto_threads(), auto_threads())

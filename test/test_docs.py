@@ -15,26 +15,34 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+def code_commands(path: Path, indented: bool = False) -> list[list[str]]:
+    """The commands of each fenced code block of ``path`` (with ``indented``, runs of 4-space indented lines count
+    as blocks too): continuation lines joined, comments dropped."""
+    blocks, block, pending, fenced = [], [], "", False
+    for line in [*path.read_text().splitlines(), ""]:
+        if line.strip().startswith("```") or not (fenced or pending or indented and line.startswith("    ")):
+            if block:
+                blocks.append(block)
+            block, pending = [], ""
+            fenced = fenced != line.strip().startswith("```")
+            continue
+        text = (pending + " " + line.strip()) if pending else line.strip()
+        if text.endswith("\\"):
+            pending = text[:-1]
+            continue
+        pending = ""
+        text = re.split(r"\s#\s|^#|   #", text)[0].strip()
+        if text:
+            block.append(text)
+    return blocks
+
+
 def documented_commands():
-    """``depthfm-<tool> ...`` lines of the docs' code blocks, continuation lines joined, comments dropped."""
-    out = []
-    for path in DOCS:
-        in_code, pending = False, ""
-        for line in path.read_text().splitlines():
-            if line.strip().startswith("```"):
-                in_code, pending = not in_code, ""
-                continue
-            if not (in_code or line.startswith("    ") or pending):  # fenced or indented code
-                continue
-            text = (pending + " " + line.strip()) if pending else line.strip()
-            if text.endswith("\\"):
-                pending = text[:-1]
-                continue
-            pending = ""
-            text = text.split(" # ")[0].split("   #")[0].replace("[", "").replace("]", "").strip()
-            if text.startswith("depthfm-") and "..." not in text:
-                out.append(pytest.param(text, id=f"{path.name}:{text[:60]}"))
-    return out
+    """``depthfm-<tool> ...`` lines of the docs' code blocks (optional parts in [brackets] given)."""
+    return [pytest.param(text, id=f"{path.name}:{text[:60]}") for path in DOCS
+            for block in code_commands(path, indented=True) for text in (c.replace("[", "").replace("]", "")
+                                                                        for c in block)
+            if text.startswith("depthfm-") and "..." not in text]
 
 
 class _Parsed(BaseException):
@@ -135,28 +143,6 @@ def test_generated_parameter_and_launch_argument_tables_are_current():
 # smaller), so the docs and the code cannot drift apart.
 
 README = ROOT / "README.md"
-
-
-def code_commands(path: Path) -> list[list[str]]:
-    """The commands of each fenced code block of ``path`` (continuation lines joined, comments dropped)."""
-    blocks, block, pending, in_code = [], [], "", False
-    for line in path.read_text().splitlines():
-        if line.strip().startswith("```"):
-            if in_code:
-                blocks.append(block)
-            in_code, block, pending = not in_code, [], ""
-            continue
-        if not in_code:
-            continue
-        text = (pending + " " + line.strip()) if pending else line.strip()
-        if text.endswith("\\"):
-            pending = text[:-1]
-            continue
-        pending = ""
-        text = re.split(r"\s#\s|^#", text)[0].strip()
-        if text:
-            block.append(text)
-    return blocks
 
 
 def readme_command(marker: str) -> list[str]:

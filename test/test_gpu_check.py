@@ -18,7 +18,7 @@ def test_gpu_check_dry_run_writes_its_report(tmp_path):
     result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path),
                              "--sizes", "64x128", "128x64"], capture_output=True, text=True, timeout=300,
                             env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path),
-                                 **{k: os.environ[k] for k in ROS_ENV}})
+                                 "OMP_NUM_THREADS": "1", **{k: os.environ[k] for k in ROS_ENV}})
     assert result.returncode == 0, result.stderr[-2000:]
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     split, fused, node = rows[:8], rows[8], rows[9]

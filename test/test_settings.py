@@ -45,17 +45,20 @@ def test_the_choice_lists_are_the_ones_every_surface_uses():
     assert SPECS["vae_kind"].choices == VAE_KINDS and ("auto", *TORCH_DTYPES) == DTYPES
 
 
-def test_onnx_threads_reach_the_onnxruntime_session(tmp_path):
+def test_onnx_threads_reach_the_onnxruntime_session(tmp_path_factory, monkeypatch):
     """The node and the CLIs could not set onnxruntime's threads (its default, one per core, lost to torch at 1
-    thread on a loaded CPU)."""
-    from depthfm_ros.backends import load_backend
-    from depthfm_ros.backends.export import export_onnx
-    from depthfm_ros.models.architectures import build_tiny_depthfm
+    thread on a loaded CPU); 0 is auto (OMP_NUM_THREADS, else the cores minus one), not onnxruntime's default."""
+    from onnx_graphs import exported_graphs
 
-    paths = export_onnx(build_tiny_depthfm(seed=1), tmp_path, 64, 64, 1, 1, progress=False)
-    backend = load_backend(ModelSettings(engine=str(paths["fused"]), backend="onnxruntime", num_steps=1,
-                                         onnx_threads=1))
-    assert backend.sessions["fused"].get_session_options().intra_op_num_threads == 1
+    from depthfm_ros.backends import load_backend
+
+    fused = exported_graphs(str(tmp_path_factory.getbasetemp() / "onnx_graphs"))[(1, 1)]  # shared with test_export
+    for asked, threads in ((1, 1), (0, 3)):
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        backend = load_backend(ModelSettings(engine=str(fused), backend="onnxruntime", num_steps=1,
+                                             onnx_threads=asked))
+        assert backend.sessions["fused"].get_session_options().intra_op_num_threads == threads
+        assert f"{threads} thread(s)" in backend.describe()
     assert validate({"model": "tiny", "onnx_threads": 2}).model_settings().onnx_threads == 2
 
 
