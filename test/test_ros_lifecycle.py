@@ -94,6 +94,7 @@ def test_configure_activate_deactivate_cleanup_over_the_lifecycle_services(graph
     g.wait_for(lambda: g.images.get_subscription_count() > 0, "the node's image subscription")
     for stamp in (1, 2):  # inactive: ignored, nothing published
         g.send(stamp)
+    g.wait_for(lambda: g.node.frames_ignored == 2, "frames 1 and 2 to reach the inactive node")
 
     assert g.transition(Transition.TRANSITION_ACTIVATE) and g.state() == "active"
     g.wait_for(lambda: g.node.publishers and all(p.get_subscription_count() > 0 for p in g.node.publishers
@@ -104,11 +105,12 @@ def test_configure_activate_deactivate_cleanup_over_the_lifecycle_services(graph
     assert g.transition(Transition.TRANSITION_DEACTIVATE) and g.state() == "inactive"
     for stamp in (20, 21):
         g.send(stamp)
+    g.wait_for(lambda: g.node.frames_ignored == 4, "frames 20 and 21 to reach the deactivated node")
     assert g.transition(Transition.TRANSITION_ACTIVATE)
     assert g.node.backend is backend  # deactivate kept the engine loaded
     g.send(30)
     g.wait_for(lambda: any(stamp_ns(m) == 30 for m in g.outputs), "the output of frame 30")
-    # frames 1, 2 (before activation) and 20, 21 (deactivated) came in order before 10 and 30 and made nothing
+    # frames 1, 2 (before activation) and 20, 21 (deactivated) reached the node and made nothing
     assert sorted({stamp_ns(m) for m in g.outputs}) == [10, 30]
     assert g.node.stats.received == 2
 

@@ -84,6 +84,7 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
         self._given_backend = backend
         self._active = False
         self._managed: dict[str, list] = {}  # what configure created, by kind, for cleanup
+        self.frames_ignored = 0  # images that arrived while configured but not active
         self.backend = self.pipeline = None
         self.get_logger().info("unconfigured: configure loads the engine, activate starts publishing")
 
@@ -154,6 +155,8 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
     def _on_image(self, msg) -> None:
         if self._active:
             super()._on_image(msg)
+        else:
+            self.frames_ignored += 1
 
     def _warm_up(self) -> None:
         """One gray frame through the engine, so the first camera frame does not pay for lazy initialisation."""
