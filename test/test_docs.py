@@ -124,7 +124,8 @@ def test_generated_parameter_and_launch_argument_tables_are_current():
     import importlib.util
 
     from depthfm_ros.ros.launch_arguments import parameter_arguments
-    from depthfm_ros.ros.params import PARAMETERS, default_text
+    from depthfm_ros.ros.param_docs import default_text
+    from depthfm_ros.ros.params import PARAMETERS
 
     spec = importlib.util.spec_from_file_location("docs_tables", ROOT / "scripts" / "docs_tables.py")
     docs_tables = importlib.util.module_from_spec(spec)

@@ -58,24 +58,8 @@ SIGNALS_FIRST: set[tuple[str, str]] = {("ros.entry_points", "ros.node"), ("ros.e
 #: (delete it here).
 PHASE2_IN_FUNCTION = Counter({
     ("cli.distill_vae", "models.tiny_vae"): 1,
-    ("cli.eval", "training.data"): 2,
-    ("cli.eval", "models.completion"): 1,
-    ("cli.eval", "evaluation.completion"): 1,
     ("cli.eval_fusion", "cli.common"): 1,
     ("cli.export", "backends.tensorrt_backend"): 1,
-    ("cli.train", "training.data"): 1,
-    ("cli.train", "training.initialisation"): 1,
-    ("cli.train", "training.trainer"): 2,
-    ("cli.train", "training.checkpoints"): 1,
-    ("cli.train", "training.autoencoder"): 1,
-    ("cli.train", "models.depthfm"): 1,
-    ("cli.train", "models.completion"): 1,
-    ("ros.demo", "ros.conversions"): 1,
-    ("ros.demo", "ros.graph"): 1,
-    ("ros.demo", "ros.node"): 1,
-    ("ros.replay", "ros.conversions"): 2,
-    ("ros.replay", "ros.graph"): 1,
-    ("ros.replay", "ros.node"): 1,
 })
 
 
