@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from depthfm_ros.cli.bench import format_table
+from depthfm_ros.evaluation.bench_report import format_table
 from depthfm_ros.evaluation.benchmark import FLOP_SIZES_HW, stage_flops
 from depthfm_ros.models.architectures import build_full_depthfm, build_tiny_depthfm
 from depthfm_ros.models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae

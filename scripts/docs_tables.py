@@ -1,5 +1,5 @@
 """Write (or check) the tables of docs/ros.md that are generated from the code: the node's parameters (from the one
-ParamSpec table, depthfm_ros/ros/params.py) and the launch arguments (depthfm_ros/ros/launch_arguments.py).
+ParamSpec table, depthfm_ros/ros/param_table.py) and the launch arguments (depthfm_ros/ros/launch_arguments.py).
 
     python scripts/docs_tables.py           # rewrite the generated blocks
     python scripts/docs_tables.py --check   # exit 1 when a block differs (test/test_docs.py does the same)
@@ -19,9 +19,9 @@ DOC = ROOT / "docs" / "ros.md"
 
 
 def blocks() -> dict[str, str]:
-    from depthfm_ros.ros import launch_arguments, params
+    from depthfm_ros.ros import launch_arguments, param_docs
 
-    return {"parameters": params.markdown_table(), "launch arguments": launch_arguments.markdown_table()}
+    return {"parameters": param_docs.markdown_table(), "launch arguments": launch_arguments.markdown_table()}
 
 
 def update(text: str) -> str:

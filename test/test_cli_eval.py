@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from depthfm_ros.cli.eval import format_table, main
+from depthfm_ros.cli.eval import main
 from depthfm_ros.errors import InputError
 from depthfm_ros.evaluation.metrics import abs_rel, delta1, evaluate_log_aligned
+from depthfm_ros.evaluation.scoring import format_table
 from depthfm_ros.training.data import ArrayDepthDataset, write_folder_dataset
 
 

@@ -38,7 +38,7 @@ def test_a_missing_and_a_corrupt_image_get_different_messages(tmp_path):
 
 
 def test_train_says_what_a_single_process_run_is():
-    from depthfm_ros.cli.train import run_description
+    from depthfm_ros.training.run import run_description
 
     assert run_description(1, "NO") == "1 process(es), not distributed (no DDP)"  # accelerate's bare "NO" before
     assert run_description(2, "MULTI_CPU") == "2 process(es), distributed (MULTI_CPU)"

@@ -108,7 +108,7 @@ def test_sample_unknown_parameter_message_is_what_the_node_prints():
 
 
 def test_readme_bench_tables_are_the_tools_tables():
-    from depthfm_ros.cli.bench import FLOP_COLUMNS, LATENCY_COLUMNS, format_table
+    from depthfm_ros.evaluation.bench_report import FLOP_COLUMNS, LATENCY_COLUMNS, format_table
 
     readme = (ROOT / "README.md").read_text()
     for columns in (LATENCY_COLUMNS, FLOP_COLUMNS):
@@ -124,7 +124,8 @@ def test_generated_parameter_and_launch_argument_tables_are_current():
     import importlib.util
 
     from depthfm_ros.ros.launch_arguments import parameter_arguments
-    from depthfm_ros.ros.params import PARAMETERS, default_text
+    from depthfm_ros.ros.param_docs import default_text
+    from depthfm_ros.ros.params import PARAMETERS
 
     spec = importlib.util.spec_from_file_location("docs_tables", ROOT / "scripts" / "docs_tables.py")
     docs_tables = importlib.util.module_from_spec(spec)
@@ -224,7 +225,8 @@ def test_predict_try_it_writes_the_documented_files(tmp_path):
 
 
 def test_bench_no_flops_writes_the_documented_csv_and_plot(tmp_path, capsys):
-    from depthfm_ros.cli.bench import LATENCY_COLUMNS, format_table, main
+    from depthfm_ros.cli.bench import main
+    from depthfm_ros.evaluation.bench_report import LATENCY_COLUMNS, format_table
 
     text = " ".join(README.read_text().split())
     assert "`depthfm-bench --no-flops --torch-threads 2`" in text

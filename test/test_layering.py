@@ -9,7 +9,6 @@ path (:data:`LAZY_OPTIONAL`).
 """
 
 import ast
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,32 +51,6 @@ LAZY_OPTIONAL: set[tuple[str, str]] = set()
 #: rclpy) only inside its functions. These imports run after every module is loaded, so they close no import cycle.
 SIGNALS_FIRST: set[tuple[str, str]] = {("ros.entry_points", "ros.node"), ("ros.entry_points", "ros.lifecycle"),
                                        ("ros.entry_points", "ros.params")}
-
-#: In-function imports in ros/ and cli/ still to be removed (issue 25, phase 2), with how many statements each.
-#: This list only shrinks: a new in-function import fails the test, and so does an entry whose imports are gone
-#: (delete it here).
-PHASE2_IN_FUNCTION = Counter({
-    ("cli.distill_vae", "models.tiny_vae"): 1,
-    ("cli.eval", "training.data"): 2,
-    ("cli.eval", "models.completion"): 1,
-    ("cli.eval", "evaluation.completion"): 1,
-    ("cli.eval_fusion", "cli.common"): 1,
-    ("cli.export", "backends.tensorrt_backend"): 1,
-    ("cli.train", "training.data"): 1,
-    ("cli.train", "training.initialisation"): 1,
-    ("cli.train", "training.trainer"): 2,
-    ("cli.train", "training.checkpoints"): 1,
-    ("cli.train", "training.autoencoder"): 1,
-    ("cli.train", "models.depthfm"): 1,
-    ("cli.train", "models.completion"): 1,
-    ("ros.demo", "ros.conversions"): 1,
-    ("ros.demo", "ros.graph"): 1,
-    ("ros.demo", "ros.node"): 1,
-    ("ros.replay", "ros.conversions"): 2,
-    ("ros.replay", "ros.graph"): 1,
-    ("ros.replay", "ros.node"): 1,
-})
-
 
 def _module_paths() -> dict[str, Path]:
     """Every module of the package by its name relative to depthfm_ros ("" is the package's own __init__)."""
@@ -192,8 +165,8 @@ def test_the_scan_reads_the_package_and_its_known_arrows():
     assert ("fusion.frame", "pipeline") in named  # from ..pipeline import DepthPrediction
     assert ("evaluation.fusion", "evaluation.metrics") in named  # from . import metrics
     assert ("evaluation.benchmark", "backends") in named  # from ..backends import cuda_available
-    lazy = [i for i in IMPORTS if i.in_function and i.importer == "cli.export"]
-    assert {i.named for i in lazy} == {"backends.tensorrt_backend"}  # import inside main()
+    lazy = [i for i in IMPORTS if i.in_function and i.importer == "ros.entry_points"]
+    assert {i.named for i in lazy} == {"ros.node", "ros.lifecycle", "ros.params"}  # imports inside its functions
     assert all(i.line > 1 for i in IMPORTS)
     assert Import("ros.lidar", "fusion.frame", 1, False).runs() == ["fusion", "fusion.frame"]
 
@@ -246,21 +219,23 @@ def test_no_import_cycles_between_modules():
 
 
 def test_in_function_imports_only_keep_optional_heavy_dependencies_lazy():
-    """Outside ros/ and cli/ none but LAZY_OPTIONAL; in ros/ and cli/ exactly the phase-2 list, which only shrinks."""
-    lazy = [i for i in IMPORTS if i.in_function and (i.importer, i.named) not in LAZY_OPTIONAL | SIGNALS_FIRST]
-    library = [str(i) for i in lazy if layer_of(i.importer) < layer_of("ros")]
-    assert not library, "in-function imports of the package (import at the top instead):\n" + "\n".join(library)
-    found = Counter((i.importer, i.named) for i in lazy if layer_of(i.importer) >= layer_of("ros"))
-    new = found - PHASE2_IN_FUNCTION
-    assert not new, f"new in-function imports in ros/ or cli/ (import at the top instead): {dict(new)}"
-    gone = PHASE2_IN_FUNCTION - found
-    assert not gone, f"these in-function imports are gone: delete them from PHASE2_IN_FUNCTION: {dict(gone)}"
+    """The package's own modules are imported at the top of a module: inside a function only LAZY_OPTIONAL and
+    SIGNALS_FIRST, in every layer (ros/ and cli/ included)."""
+    lazy = [str(i) for i in IMPORTS if i.in_function and (i.importer, i.named) not in LAZY_OPTIONAL | SIGNALS_FIRST]
+    assert not lazy, "in-function imports of the package (import at the top instead):\n" + "\n".join(lazy)
 
 
 def test_lazy_optional_entries_are_still_there():
     found = {(i.importer, i.named) for i in IMPORTS if i.in_function}
     assert LAZY_OPTIONAL <= found, f"no longer lazy: delete from LAZY_OPTIONAL: {LAZY_OPTIONAL - found}"
     assert SIGNALS_FIRST <= found, f"no longer lazy: delete from SIGNALS_FIRST: {SIGNALS_FIRST - found}"
+
+
+def test_the_command_line_tools_stay_thin():
+    """A file of cli/ parses, builds settings, calls one library function and prints: under 160 lines."""
+    long = {name: n for name, path in MODULES.items() if name.startswith("cli.")
+            and (n := len(path.read_text().splitlines())) >= 160}
+    assert not long, f"move the work of these CLI files into the library: {long}"
 
 
 def test_no_hidden_imports_of_the_package():

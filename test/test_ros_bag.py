@@ -6,6 +6,7 @@ from rosbags.highlevel import AnyReader
 
 from depthfm_ros.errors import InputError
 from depthfm_ros.ros import bag as bagio
+from depthfm_ros.ros import synthetic_bag as synbag
 from depthfm_ros.ros.wire import unpack_xyz
 from depthfm_ros.sim.synthetic import (
     T_CAM_LIDAR_DEFAULT,
@@ -21,7 +22,7 @@ W, H, N = 64, 48, 3
 
 @pytest.fixture(scope="module", params=bagio.STORAGES)
 def bag(request, tmp_path_factory):
-    return bagio.write_synthetic_bag(tmp_path_factory.mktemp(request.param) / "bag", N, W, H, rate_hz=10.0,
+    return synbag.write_synthetic_bag(tmp_path_factory.mktemp(request.param) / "bag", N, W, H, rate_hz=10.0,
                                      storage=request.param)
 
 
@@ -40,14 +41,14 @@ def test_topics_types_counts_and_stamps(bag):
     assert {name: (t.msgtype, t.count) for name, t in topics.items()} == {
         "/camera/image_raw": (bagio.IMAGE_TYPE, N), "/camera/camera_info": (bagio.CAMERA_INFO_TYPE, N),
         "/lidar/points": (bagio.POINTCLOUD2_TYPE, N), "/tf_static": (bagio.TF_TYPE, 1)}
-    assert bag.stamps_ns == tuple(bagio.SYNTHETIC_START_NS + k * 100_000_000 for k in range(N))
+    assert bag.stamps_ns == tuple(synbag.SYNTHETIC_START_NS + k * 100_000_000 for k in range(N))
     messages = read_all(bag.path)
     per_frame = [m for m in messages if m[0] != "/tf_static"]
     assert [m[0] for m in per_frame] == ["/lidar/points", "/camera/camera_info", "/camera/image_raw"] * N
     for topic, _, log_ns, msg, raw in per_frame:  # same stamp per frame; log time = stamp + 0/1/2 ms
         assert stamp_ns(msg) in bag.stamps_ns and 0 <= log_ns - stamp_ns(msg) <= 2_000_000
         assert bagio.header_stamp_ns(raw) == stamp_ns(msg)
-        assert msg.header.frame_id == (bagio.LIDAR_FRAME if topic == "/lidar/points" else bagio.CAMERA_FRAME)
+        assert msg.header.frame_id == (synbag.LIDAR_FRAME if topic == "/lidar/points" else synbag.CAMERA_FRAME)
 
 
 def test_image_camera_info_and_cloud_decode_back(bag):
@@ -76,8 +77,8 @@ def test_image_camera_info_and_cloud_decode_back(bag):
 def test_camera_info_keeps_the_distortion_model():
     from depthfm_ros.geometry.camera import PinholeCamera
 
-    build = bagio._Messages(bagio.typestore())
-    header = build.header(0, bagio.CAMERA_FRAME)
+    build = synbag._Messages(bagio.typestore())
+    header = build.header(0, synbag.CAMERA_FRAME)
     K = default_camera(W, H).K
     d8 = np.array([-0.3, 0.1, 0.001, 0.002, 0.01, 0.1, 0.02, 0.003])
     info = build.camera_info(PinholeCamera(W, H, K, d8, "rational_polynomial"), header)
@@ -88,11 +89,11 @@ def test_camera_info_keeps_the_distortion_model():
 
 def test_tf_static_holds_the_lidar_extrinsic(bag):
     transforms = bagio.static_transforms(bag.path)
-    T = bagio.transform_between(transforms, bagio.CAMERA_FRAME, bagio.LIDAR_FRAME)
+    T = bagio.transform_between(transforms, synbag.CAMERA_FRAME, synbag.LIDAR_FRAME)
     np.testing.assert_allclose(T, T_CAM_LIDAR_DEFAULT, atol=1e-9)
-    np.testing.assert_allclose(bagio.transform_between(transforms, bagio.LIDAR_FRAME, bagio.CAMERA_FRAME),
+    np.testing.assert_allclose(bagio.transform_between(transforms, synbag.LIDAR_FRAME, synbag.CAMERA_FRAME),
                                np.linalg.inv(T_CAM_LIDAR_DEFAULT), atol=1e-9)
-    assert bagio.first_frame_id(bag.path, "/lidar/points") == bagio.LIDAR_FRAME
+    assert bagio.first_frame_id(bag.path, "/lidar/points") == synbag.LIDAR_FRAME
 
 
 def test_read_raw_filters_by_stamp_and_keeps_order(bag):
@@ -122,13 +123,13 @@ def test_pick_topics_by_type_name_and_sibling():
 
 
 def test_camera_only_bag_and_refusals(tmp_path):
-    made = bagio.write_synthetic_bag(tmp_path / "cam", 2, 32, 24, lidar_pattern=None)
+    made = synbag.write_synthetic_bag(tmp_path / "cam", 2, 32, 24, lidar_pattern=None)
     assert set(bagio.bag_topics(made.path)) == {"/camera/image_raw", "/camera/camera_info"}
     assert made.points_per_scan == ()
     with pytest.raises(InputError, match="exists"):
-        bagio.write_synthetic_bag(made.path, 1, 32, 24)
+        synbag.write_synthetic_bag(made.path, 1, 32, 24)
     with pytest.raises(InputError, match="storage"):
-        bagio.write_synthetic_bag(tmp_path / "x", 1, 32, 24, storage="bag")
+        synbag.write_synthetic_bag(tmp_path / "x", 1, 32, 24, storage="bag")
     with pytest.raises(InputError, match="does not exist"):
         bagio.bag_topics(tmp_path / "missing")
     with pytest.raises(InputError, match="CDR"):

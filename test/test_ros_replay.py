@@ -12,7 +12,10 @@ from depthfm_ros.cli.replay import main
 from depthfm_ros.errors import InputError
 from depthfm_ros.ros import bag as bagio
 from depthfm_ros.ros.params import SPECS
-from depthfm_ros.ros.replay import ReplayOptions, numeric_values, parse_param, replay_parameters, summary
+from depthfm_ros.ros.replay_options import ReplayOptions, parse_param, replay_parameters
+from depthfm_ros.ros.replay_recorder import numeric_values
+from depthfm_ros.ros.replay_report import summary
+from depthfm_ros.ros.synthetic_bag import write_synthetic_bag
 from depthfm_ros.settings import ModelSettings
 
 W, H, N = 128, 96, 6
@@ -21,7 +24,7 @@ FAST = ["--tiny-model", "--processing-resolution", "64", "--steps", "1", "--drai
 
 @pytest.fixture(scope="module")
 def synthetic_bag(tmp_path_factory):
-    return bagio.write_synthetic_bag(tmp_path_factory.mktemp("bag") / "synthetic", N, W, H, storage="mcap")
+    return write_synthetic_bag(tmp_path_factory.mktemp("bag") / "synthetic", N, W, H, storage="mcap")
 
 
 def check_report(out, frames_in):

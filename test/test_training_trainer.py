@@ -183,8 +183,8 @@ def test_two_processes_share_one_schedule_one_init_and_one_vae_warmup(tmp_path):
 
 
 def test_accelerate_cpu_launch_of_several_processes_is_refused_not_run_as_one():
-    from depthfm_ros.cli.train import check_world_size, launcher_processes
     from depthfm_ros.errors import DepthFMError
+    from depthfm_ros.training.run import check_world_size, launcher_processes
 
     parent = ["/venv/bin/python", "/venv/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "-m",
               "depthfm_ros.cli.train"]

@@ -15,6 +15,7 @@ from dataclasses import asdict, fields
 
 from ..errors import DepthFMError
 from ..files import writable_folder
+from ..models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, from_taesd
 from ..training.distill import DistillConfig, ImageFolderDataset, SyntheticImageDataset, distill
 from .common import add_checkpoint_args, model_from_args, run_cli
 
@@ -47,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _body(argv=None) -> int:
-    from ..models.tiny_vae import TINY_TEST_CONFIG, build_tiny_vae, from_taesd
-
     args = build_parser().parse_args(argv)
     writable_folder(args.output, "--output")
     config = DistillConfig(**{f.name: getattr(args, f.name) for f in fields(DistillConfig)})

@@ -10,15 +10,16 @@ temporal stability of each metric source on an N-frame moving-camera sequence.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
+from ..evaluation.bench_report import write_csv
 from ..evaluation.fusion import SEQUENCE_SOURCES, evaluate_scene, markdown_table, temporal_sequence
 from ..files import writable_file
 from ..sim import synthetic
+from .common import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,16 +67,11 @@ def _main(argv=None) -> int:
         print(sequence_table(temporal_sequence(args.sequence, width=args.width // 2, height=args.height // 2)))
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(Path(args.csv), rows)
     return 0
 
 
 def main(argv=None) -> int:
-    from .common import run_cli  # imported late: it pulls in the model backends
-
     return run_cli(_main, argv)
 
 

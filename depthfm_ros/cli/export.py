@@ -9,9 +9,11 @@ See docs/backends.md for running the result on a robot.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 
 from ..backends.export import OPSET, export_onnx, parse_size_range
+from ..backends.tensorrt_backend import engine_for
 from ..files import writable_folder
 from .common import add_checkpoint_args, add_sampling_args, model_from_args, run_cli
 
@@ -39,8 +41,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _main(argv=None) -> int:
-    import importlib.util
-
     args = parse_args(argv)
     writable_folder(args.out, "--out")
     model = model_from_args(args)
@@ -53,8 +53,6 @@ def _main(argv=None) -> int:
     for kind, path in paths.items():
         print(f"{kind:8s} {path}")
     if args.tensorrt:
-        from ..backends.tensorrt_backend import engine_for
-
         for kind, path in paths.items():
             print(f"{kind:8s} {engine_for(path, args.precision, args.ensemble_size, args.max_batch)}")
     return 0

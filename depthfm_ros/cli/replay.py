@@ -21,6 +21,7 @@ from ..errors import InputError
 from ..files import writable_folder
 from ..ros import bag as bagio
 from ..ros.replay import ReplayOptions, replay
+from ..ros.synthetic_bag import write_synthetic_bag
 from .common import add_model_args, run_cli, settings_from_args
 
 
@@ -67,7 +68,7 @@ def _main(argv=None) -> int:
         writable_folder(args.make_synthetic_bag.parent, "--make-synthetic-bag")
         writable_folder(args.output, "--output")
         width, _, height = args.synthetic_size.partition("x")
-        made = bagio.write_synthetic_bag(args.make_synthetic_bag, args.synthetic_frames, int(width), int(height),
+        made = write_synthetic_bag(args.make_synthetic_bag, args.synthetic_frames, int(width), int(height),
                                          storage=args.synthetic_storage)
         print(f"depthfm-replay: wrote {len(made.stamps_ns)} synthetic frame(s) to {made.path}", file=sys.stderr)
     options = ReplayOptions(

@@ -9,9 +9,16 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import rclpy
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
 
 from ..sim.synthetic import camera_path, default_camera, moved_scene, random_scene_spec, render_scene
+from .conversions import camera_to_camera_info, image_to_array, numpy_to_image, stamp_ns
 from .diagnostics import StatsSnapshot
+from .graph import InProcessGraph
+from .node import DepthFMNode
 
 CAMERA_NS = "/depthfm_demo/camera"
 
@@ -45,15 +52,6 @@ def run_demo(parameters: dict, *, width: int, height: int, rate_hz: float, frame
     ``frames`` outputs with both are collected."""
     # The demo's traffic never needs to leave this machine.
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    import rclpy
-    from rclpy.parameter import Parameter
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from ..ros.conversions import camera_to_camera_info, image_to_array, numpy_to_image, stamp_ns
-    from ..ros.graph import InProcessGraph
-    from ..ros.node import DepthFMNode
-
     camera = default_camera(width, height)
     spec = random_scene_spec(np.random.default_rng(scene_seed))
 
