@@ -1,6 +1,7 @@
 """The per-frame speed-ups of issue 14 keep every output: each function against the results the straightforward
 implementation gave before them (test/fixtures/frame_reference.npz, made by make_frame_reference.py at commit
-fe60677), or against a plain numpy re-statement of the old code where that is short."""
+fe60677), or against a plain numpy re-statement of the old code where that is short. The completion, rewritten since
+(issue 23), is held to the reference's accuracy instead."""
 
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from depthfm_ros.fusion.completion import complete_depth
 from depthfm_ros.fusion.frame import sparse_depth
 from depthfm_ros.processing import members_to_input_size, relative_depth, to_model_input
 from depthfm_ros.sim import synthetic
+from depthfm_ros.training.metrics import rmse
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "frame_reference.npz")
 CASES = ((0, "vlp16", 0.05), (1, "random2pct", 0.3), (2, "os64", 0.6))
@@ -37,9 +39,12 @@ def test_projection_fit_and_completion_match_the_reference(seed, pattern, outlie
     assert (fit.num_inliers, fit.num_points) == (int(inliers), int(points))
     np.testing.assert_allclose([fit.a, fit.b, fit.rms_log], [a, b, rms], rtol=1e-7)
 
-    completed = complete_depth(sim.z_hw, sparse, fit, guide_hw=scene.rgb_hwc_u8 if seed == 1 else None)
-    assert completed.num_rejected == int(REFERENCE[key + "_rejected"])
-    np.testing.assert_allclose(completed.depth_hw_m, REFERENCE[key + "_completed"], rtol=2e-6)
+    # The completion was rewritten for speed (issue 23: a pyramid of bilateral grids, one slice, a first outlier pass
+    # that down-weighs gross residuals); it must be at least as accurate as the reference on these frames, whose
+    # outlier fractions (5, 30, 60 %) are above the benchmark's 5 %.
+    completed = complete_depth(sim.z_hw, sparse, fit)
+    gt = scene.depth_hw_m
+    assert rmse(completed.depth_hw_m, gt) <= rmse(REFERENCE[key + "_completed"], gt)
 
 
 def test_postprocessing_matches_the_reference():
