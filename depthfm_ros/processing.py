@@ -31,18 +31,20 @@ def read_rgb(path) -> np.ndarray:
 
 
 def processing_size(height: int, width: int, resolution: int) -> tuple[int, int]:
-    """(h, w) the model runs at: longest side ``resolution`` (a multiple of 64), aspect kept to the nearest 64.
-
-    ``resolution`` 0 keeps the input size, rounded to multiples of 64.
+    """(h, w) the model runs at: the longest side ``resolution`` (a multiple of 64; 0: the input's longest side
+    rounded to the nearest multiple of 64, halves up), the other side the multiple of 64 (at least 64) that keeps
+    the input's aspect ratio most closely (in log ratio: 1280x720 runs at 512x320, aspect 1.6, not 512x256, 2.0).
     """
     if resolution < 0 or resolution % SIZE_MULTIPLE:
         raise InputError(f"processing resolution must be 0 or a positive multiple of {SIZE_MULTIPLE}, got {resolution}")
-    scale = 1.0 if resolution == 0 else resolution / max(height, width)
-
-    def snap(side: float) -> int:
-        return max(SIZE_MULTIPLE, int(round(side / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
-
-    return snap(height * scale), snap(width * scale)
+    long_in, short_in = max(height, width), min(height, width)
+    long_out = resolution or max(1, int(np.floor(long_in / SIZE_MULTIPLE + 0.5))) * SIZE_MULTIPLE
+    short_cells = short_in * long_out / long_in / SIZE_MULTIPLE
+    candidates = {max(1, int(np.ceil(short_cells))), max(1, int(np.floor(short_cells)))}
+    # the larger side first: on an exact tie of the aspect errors the model sees more of the image
+    short_out = SIZE_MULTIPLE * min(sorted(candidates, reverse=True),
+                                    key=lambda cells: abs(np.log(cells * SIZE_MULTIPLE * long_in / (long_out * short_in))))
+    return (long_out, short_out) if height > width else (short_out, long_out)
 
 
 def resize_hw(array_hw: np.ndarray, height: int, width: int) -> np.ndarray:

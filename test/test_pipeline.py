@@ -27,7 +27,7 @@ def test_reproduces_the_official_outputs(official_tiny):
 def test_outputs_are_at_input_size_with_ensemble_uncertainty(tiny_model):
     pipe = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), processing_resolution=128, ensemble_size=3)
     out = pipe(_rgb(97, 131))
-    assert out.processing_size == (64, 128)  # 97x131 -> long side 128, short 95 -> 64
+    assert out.processing_size == (128, 128)  # 97x131 -> long side 128, short 95: 128 keeps the aspect best
     for arr in (out.z_hw, out.relative_depth_hw, out.std_z_hw):
         assert arr.shape == (97, 131) and arr.dtype == np.float32 and np.isfinite(arr).all()
     assert out.relative_depth_hw.min() == 0.0 and out.relative_depth_hw.max() == pytest.approx(1.0)
