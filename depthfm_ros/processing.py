@@ -41,9 +41,11 @@ def processing_size(height: int, width: int, resolution: int) -> tuple[int, int]
     long_out = resolution or max(1, int(np.floor(long_in / SIZE_MULTIPLE + 0.5))) * SIZE_MULTIPLE
     short_cells = short_in * long_out / long_in / SIZE_MULTIPLE
     candidates = {max(1, int(np.ceil(short_cells))), max(1, int(np.floor(short_cells)))}
+    def aspect_error(cells: int) -> float:
+        return abs(np.log(cells * SIZE_MULTIPLE * long_in / (long_out * short_in)))
+
     # the larger side first: on an exact tie of the aspect errors the model sees more of the image
-    short_out = SIZE_MULTIPLE * min(sorted(candidates, reverse=True),
-                                    key=lambda cells: abs(np.log(cells * SIZE_MULTIPLE * long_in / (long_out * short_in))))
+    short_out = SIZE_MULTIPLE * min(sorted(candidates, reverse=True), key=aspect_error)
     return (long_out, short_out) if height > width else (short_out, long_out)
 
 
