@@ -73,11 +73,16 @@ def test_one_member_gives_zero_std_without_computing_it():
     assert std.shape == z.shape and std.dtype == np.float32 and not std.any()
 
 
-@pytest.mark.parametrize("size", [(480, 640), (384, 512), (720, 1280)])
+@pytest.mark.parametrize("size", [(480, 640), (384, 512), (720, 1280), (1080, 1920)])
 def test_model_input_is_bit_identical_to_the_numpy_formula(size):
+    """The table lookup gives exactly x / 127.5 - 1 of the resized image: bilinear (issue 23: 0.34 against 1.8 ms for
+    INTER_AREA at 640x480), after 2x2-box halvings while the image is twice the target or more."""
     rgb = np.random.default_rng(2).integers(0, 256, (*size, 3), dtype=np.uint8)
     for h, w in ((384, 512), (size[0], size[1]), (512, 704)):
-        resized = rgb if (h, w) == size else cv2.resize(
-            rgb, (w, h), interpolation=cv2.INTER_AREA if h * w < size[0] * size[1] else cv2.INTER_LINEAR)
+        resized = rgb
+        while resized.shape[0] >= 2 * h and resized.shape[1] >= 2 * w:
+            resized = cv2.resize(resized, (resized.shape[1] // 2, resized.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        if resized.shape[:2] != (h, w):
+            resized = cv2.resize(resized, (w, h), interpolation=cv2.INTER_LINEAR)
         np.testing.assert_array_equal(to_model_input(rgb, h, w),
                                       (resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))
