@@ -8,10 +8,11 @@ for the outer one only), and ``test/test_bench_frame.py`` traces a frame of the 
 every call it makes and nothing else, so the bench cannot drift from the node.
 
 Stages: conversion (Image -> RGB), preprocess (resize, [-1, 1], noise), engine (the replayed prediction: ~0),
-postprocess (ensemble mean/std, resize back, relative depth), messages (32FC1 images, camera_info, publishing them),
-cloud (the extrinsic, PointCloud2 -> xyz), projection (LiDAR -> sparse depth), fit (the metric step: the robust
-log-depth fit, depth_m, the range check, the metric scale's update and the metric depth + std maps), completion,
-points (filters, xyz+rgb, PointCloud2 and publishing it); other = the rest of ``_process`` (bookkeeping). Each
+postprocess (ensemble mean/std, resize back, relative depth), messages (the 32FC1 images and camera_info), cloud
+(the extrinsic, PointCloud2 -> xyz), projection (LiDAR -> sparse depth), fit (the metric step: the robust log-depth
+fit, depth_m, the range check, the metric scale's update and the metric depth + std maps), completion, points
+(filters, xyz+rgb, the PointCloud2), publish (rclpy serializing every message; no subscriber); other = the rest of
+``_process`` (bookkeeping). Each
 stage's median and p95 over ``--repeats`` frames after a warm-up, wall clock (``perf_counter``) and the thread's CPU
 time (robust on a shared machine), beside its target (issue 23). One core: the script pins itself to ``--core`` and
 sets OpenCV and torch to one thread.
@@ -55,9 +56,8 @@ STAGES = {
             "depthfm_ros.ros.outputs:metric_maps"],
     "completion": ["depthfm_ros.fusion.frame:complete_depth"],
     "points": ["depthfm_ros.ros.outputs:points_from_depth", "depthfm_ros.ros.conversions:xyz_to_pointcloud2"],
+    "publish": ["rclpy.publisher:Publisher.publish"],  # rclpy serializing every message (no subscriber here)
 }
-#: rclpy's Publisher.publish is timed too: a PointCloud2 for "points", every other message for "messages"
-PUBLISH = "rclpy.publisher:Publisher.publish"
 BASE_STAGES = ("conversion", "preprocess", "postprocess", "messages")
 #: per-stage targets in ms at 640x480 on one core (issue 23); "base" = conversion + pre + post + messages
 TARGETS_MS = {"base": 4.0, "fit": 3.0, "completion": 10.0, "points": 4.0}
@@ -74,8 +74,8 @@ def resolve(target: str):
 
 
 class StageTimer:
-    """Wraps every ``STAGES`` target (and Publisher.publish) to add its wall and CPU time to its stage; only the
-    outermost wrapped call is counted. :meth:`restore` puts the originals back."""
+    """Wraps every ``STAGES`` target to add its wall and CPU time to its stage; only the outermost wrapped call is
+    counted. :meth:`restore` puts the originals back."""
 
     def __init__(self, stages: dict[str, list[str]] = STAGES):
         self.wall = dict.fromkeys([*stages, "other"], 0.0)
@@ -84,12 +84,9 @@ class StageTimer:
         self._patched = []
         for stage, targets in stages.items():
             for target in targets:
-                self._wrap(target, lambda args, stage=stage: stage)
-        from sensor_msgs.msg import PointCloud2
+                self._wrap(target, stage)
 
-        self._wrap(PUBLISH, lambda args: "points" if isinstance(args[1], PointCloud2) else "messages")
-
-    def _wrap(self, target: str, stage_of):
+    def _wrap(self, target: str, stage: str):
         owner, name, stored = resolve(target)
         func = stored.__func__ if isinstance(stored, (staticmethod, classmethod)) else stored
 
@@ -102,7 +99,6 @@ class StageTimer:
             try:
                 return func(*args, **kwargs)
             finally:
-                stage = stage_of(args)
                 self.wall[stage] += time.perf_counter() - wall
                 self.cpu[stage] += time.thread_time() - cpu
                 self._depth -= 1

@@ -256,8 +256,9 @@ def complete_depth(
     if len(idx) == 0:
         zero = ops.zeros_hw()
         return CompletedDepth(ops.exp_depth(log_fit, None), zero, ops.mask_hw(idx), 0, lambda: zero)
-    r = ops.log_sparse(idx) - log_fit.reshape(-1)[idx]
-    u_pts = log_fit.reshape(-1)[idx] * (1.0 / range_sigma_log)
+    log_fit_pts = log_fit.reshape(-1)[idx]
+    r = ops.log_sparse(idx) - log_fit_pts
+    u_pts = log_fit_pts * (1.0 / range_sigma_log)
     lo_u = float(u_pts.min()) - _RANGE_MARGIN
     num_range = int(np.ceil(float(u_pts.max()) + _RANGE_MARGIN - lo_u)) + 1
 
@@ -268,8 +269,9 @@ def complete_depth(
         f = factors[k] if k < len(factors) else 1
         size = [int(np.ceil(e)) + 1 for e in extent] if k == 0 else [-(-s // factors[k - 1]) for s in shapes[-1][:2]]
         shapes.append((*(-(-s // f) * f for s in size), num_range))
-    rows, cols = idx // w, idx % w
-    grid = ops.grid(ops.stack_cols([rows / sigma + _PAD, cols / sigma + _PAD, u_pts - lo_u]), shapes)
+    rows = idx // w
+    cols = idx - rows * w
+    grid = ops.grid(ops.stack_cols([rows * (1.0 / sigma) + _PAD, cols * (1.0 / sigma) + _PAD, u_pts - lo_u]), shapes)
     values = ops.stack_cols([r, ops.ones_like(r)])
 
     keep, rejected = ops.ones_like(r) > 0, idx[:0]
