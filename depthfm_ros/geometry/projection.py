@@ -168,18 +168,16 @@ def _strided_points(z: np.ndarray, keep: np.ndarray, camera: PinholeCamera, stri
         xyz[..., 2] = z
         xyz[~keep] = np.nan
         return CameraPoints(xyz, None if rgb is None else np.ascontiguousarray(rgb))
-    if keep.all():  # every pixel is a point (a metric depth without filters): interleave, no gather
-        z = np.ascontiguousarray(z)
-        xyz = cv2.merge([np.multiply(ray_x, z), np.broadcast_to(np.multiply(ray_y, z), z.shape), z])
-        return CameraPoints(xyz.reshape(-1, 3), None if rgb is None else np.ascontiguousarray(rgb).reshape(-1, 3))
-    # Dense: gather the kept pixels of each full-grid coordinate plane (1-D takes are numpy's fastest gather).
-    kept = np.flatnonzero(keep)
-    z_kept = z.reshape(-1).take(kept)
-    xyz = np.empty((len(kept), 3), np.float32)
-    np.multiply(np.broadcast_to(ray_x, z.shape).reshape(-1).take(kept), z_kept, out=xyz[:, 0])
-    np.multiply(np.broadcast_to(ray_y, z.shape).reshape(-1).take(kept), z_kept, out=xyz[:, 1])
-    xyz[:, 2] = z_kept
-    return CameraPoints(xyz, None if rgb is None else rgb.reshape(-1, 3).take(kept, axis=0))
+    xyz = cv2.merge([np.multiply(ray_x, z), np.broadcast_to(np.multiply(ray_y, z), z.shape), np.ascontiguousarray(z)])
+    rgb = None if rgb is None else np.ascontiguousarray(rgb)
+    if keep.all():  # every pixel is a point (a metric depth without filters): no gather
+        return CameraPoints(xyz.reshape(-1, 3), None if rgb is None else rgb.reshape(-1, 3))
+    # Dense: the kept rows of the interleaved planes, each point's 12 (rgb: 3) bytes gathered as one item
+    kept = keep.reshape(-1)
+    xyz = xyz.reshape(-1, 3).view(np.dtype((np.void, 12))).reshape(-1)[kept].view(np.float32).reshape(-1, 3)
+    if rgb is not None:
+        rgb = rgb.reshape(-1, 3).view(np.dtype((np.void, 3))).reshape(-1)[kept].view(np.uint8).reshape(-1, 3)
+    return CameraPoints(xyz, rgb)
 
 
 def depth_to_points(depth_hw_m: np.ndarray, camera: PinholeCamera, stride: int = 1,
