@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .processing import check_rgb
+from .processing import check_rgb, input_halvings
 
 
 @lru_cache(maxsize=32)
@@ -54,6 +54,16 @@ def resize_tensor(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return wy @ x @ wx.T
 
 
+@lru_cache(maxsize=32)
+def input_resize_weights(size_in: int, size_out: int, halvings: int) -> np.ndarray:
+    """(size_out, size_in) weights of :func:`depthfm_ros.processing.resize_input` along one axis: ``halvings`` 2x2
+    box steps, then bilinear, composed into one matrix."""
+    weights = np.eye(size_in)
+    for _ in range(halvings):
+        weights = resize_weights(len(weights), len(weights) // 2, True) @ weights
+    return resize_weights(len(weights), size_out, False) @ weights if len(weights) != size_out else weights
+
+
 def upload_image(rgb_hwc_u8: np.ndarray, device: torch.device) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> uint8 tensor (3, H, W) on ``device``; through pinned memory to a CUDA device."""
     host = torch.from_numpy(np.ascontiguousarray(check_rgb(rgb_hwc_u8)))
@@ -64,11 +74,15 @@ def upload_image(rgb_hwc_u8: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def to_model_input_tensor(rgb_hwc_u8: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
     """:func:`depthfm_ros.processing.to_model_input` on ``device``: float32 (3, height, width) in [-1, 1]. The resized
-    image is rounded to whole levels first, as OpenCV's uint8 resize does (ties may round the other way: at most
-    one level, on a few pixels)."""
+    image is rounded to whole levels first, as OpenCV's uint8 resize does (OpenCV rounds after each step and computes
+    bilinear weights in fixed point: at most one level apart, on a few pixels)."""
     image = upload_image(rgb_hwc_u8, device).float()
-    if tuple(image.shape[-2:]) != (height, width):
-        image = resize_tensor(image, height, width).round_().clamp_(0, 255)
+    h_in, w_in = image.shape[-2:]
+    if (h_in, w_in) != (height, width):
+        halvings = input_halvings(h_in, w_in, height, width)
+        wy = torch.as_tensor(input_resize_weights(h_in, height, halvings), dtype=image.dtype, device=device)
+        wx = torch.as_tensor(input_resize_weights(w_in, width, halvings), dtype=image.dtype, device=device)
+        image = (wy @ image @ wx.T).round_().clamp_(0, 255)
     return image / 127.5 - 1.0
 
 

@@ -1,6 +1,7 @@
 """The per-frame speed-ups of issue 14 keep every output: each function against the results the straightforward
 implementation gave before them (test/fixtures/frame_reference.npz, made by make_frame_reference.py at commit
-fe60677), or against a plain numpy re-statement of the old code where that is short."""
+fe60677), or against a plain numpy re-statement of the old code where that is short. The completion, rewritten since
+(issue 23), is held to the reference's accuracy instead."""
 
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from depthfm_ros.fusion.completion import complete_depth
 from depthfm_ros.fusion.frame import sparse_depth
 from depthfm_ros.processing import members_to_input_size, relative_depth, to_model_input
 from depthfm_ros.sim import synthetic
+from depthfm_ros.training.metrics import rmse
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "frame_reference.npz")
 CASES = ((0, "vlp16", 0.05), (1, "random2pct", 0.3), (2, "os64", 0.6))
@@ -37,9 +39,12 @@ def test_projection_fit_and_completion_match_the_reference(seed, pattern, outlie
     assert (fit.num_inliers, fit.num_points) == (int(inliers), int(points))
     np.testing.assert_allclose([fit.a, fit.b, fit.rms_log], [a, b, rms], rtol=1e-7)
 
-    completed = complete_depth(sim.z_hw, sparse, fit, guide_hw=scene.rgb_hwc_u8 if seed == 1 else None)
-    assert completed.num_rejected == int(REFERENCE[key + "_rejected"])
-    np.testing.assert_allclose(completed.depth_hw_m, REFERENCE[key + "_completed"], rtol=2e-6)
+    # The completion was rewritten for speed (issue 23: a pyramid of bilateral grids, one slice, a first outlier pass
+    # that down-weighs gross residuals); it must be at least as accurate as the reference on these frames, whose
+    # outlier fractions (5, 30, 60 %) are above the benchmark's 5 %.
+    completed = complete_depth(sim.z_hw, sparse, fit)
+    gt = scene.depth_hw_m
+    assert rmse(completed.depth_hw_m, gt) <= rmse(REFERENCE[key + "_completed"], gt)
 
 
 def test_postprocessing_matches_the_reference():
@@ -68,11 +73,16 @@ def test_one_member_gives_zero_std_without_computing_it():
     assert std.shape == z.shape and std.dtype == np.float32 and not std.any()
 
 
-@pytest.mark.parametrize("size", [(480, 640), (384, 512), (720, 1280)])
+@pytest.mark.parametrize("size", [(480, 640), (384, 512), (720, 1280), (1080, 1920)])
 def test_model_input_is_bit_identical_to_the_numpy_formula(size):
+    """The table lookup gives exactly x / 127.5 - 1 of the resized image: bilinear (issue 23: 0.34 against 1.8 ms for
+    INTER_AREA at 640x480), after 2x2-box halvings while the image is twice the target or more."""
     rgb = np.random.default_rng(2).integers(0, 256, (*size, 3), dtype=np.uint8)
     for h, w in ((384, 512), (size[0], size[1]), (512, 704)):
-        resized = rgb if (h, w) == size else cv2.resize(
-            rgb, (w, h), interpolation=cv2.INTER_AREA if h * w < size[0] * size[1] else cv2.INTER_LINEAR)
+        resized = rgb
+        while resized.shape[0] >= 2 * h and resized.shape[1] >= 2 * w:
+            resized = cv2.resize(resized, (resized.shape[1] // 2, resized.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        if resized.shape[:2] != (h, w):
+            resized = cv2.resize(resized, (w, h), interpolation=cv2.INTER_LINEAR)
         np.testing.assert_array_equal(to_model_input(rgb, h, w),
                                       (resized.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1))

@@ -6,7 +6,7 @@ import pytest
 from depthfm_ros.errors import InputError
 from depthfm_ros.geometry.camera import PinholeCamera
 from depthfm_ros.geometry.masks import edge_mask, finite_depth_mask, range_mask, uncertainty_mask
-from depthfm_ros.geometry.projection import depth_to_points
+from depthfm_ros.geometry.projection import PointsOptions, depth_to_points, points_from_depth
 
 H, W = 6, 8
 
@@ -157,3 +157,60 @@ def test_filters_combine_into_points(camera):
     valid = range_mask(depth, 0.5, 10) & uncertainty_mask(depth, std, max_std_m=0.1) & edge_mask(depth)
     points = depth_to_points(depth, camera, valid_hw=valid).xyz
     assert points.shape == (H * (W - 3) - 1, 3)
+
+
+def test_points_from_depth_strides_before_filtering(camera):
+    """The filters see the strided grid: neighbours ``stride`` px apart (as in the cloud), and a flying pixel
+    between two strided samples removes nothing."""
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[2, 3] = 5.0  # odd column: not a sample of stride 2, so it drops nothing there
+    std = np.full((H, W), 0.01, np.float32)
+    options = PointsOptions(stride=2, edge_ratio=1.1, rgb=False)
+    strided = points_from_depth(depth, std, camera, options)
+    assert strided.xyz.shape == (3 * 4, 3)
+    full = points_from_depth(depth, std, camera, PointsOptions(edge_ratio=1.1, rgb=False))
+    assert full.xyz.shape == (H * W - 5, 3)  # stride 1: the pixel and its 4 neighbours
+    depth[2, 4] = 5.0  # a sample now: it and its 4 strided neighbours (2 px away) go
+    assert points_from_depth(depth, std, camera, options).xyz.shape == (3 * 4 - 5, 3)
+    # the same points as depth_to_points with the filters computed on the strided maps
+    valid = np.zeros((H, W), bool)
+    valid[::2, ::2] = edge_mask(depth[::2, ::2], 1.1)
+    np.testing.assert_array_equal(points_from_depth(depth, std, camera, options).xyz,
+                                  depth_to_points(depth, camera, stride=2, valid_hw=valid).xyz)
+    with pytest.raises(InputError, match="std shape"):
+        points_from_depth(depth, std[:2], camera, options)
+
+
+@pytest.mark.parametrize("distorted", [False, True])
+def test_every_pixel_a_point_takes_the_no_gather_path_with_the_same_result(distorted):
+    K = [[50.0, 0, 31.5], [0, 52.0, 23.5], [0, 0, 1]]
+    cam = PinholeCamera(64, 48, K, D=[0.12, -0.08, 0.001, -0.002, 0.02]) if distorted else PinholeCamera(64, 48, K)
+    depth = (1.0 + 0.05 * np.arange(64 * 48, dtype=np.float32)).reshape(48, 64)
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    all_points = depth_to_points(depth, cam, rgb_hwc_u8=rgb)  # no gather
+    almost = depth.copy()
+    almost[0, 0] = np.nan  # one pixel out: the gather path
+    gathered = depth_to_points(almost, cam, rgb_hwc_u8=rgb)
+    np.testing.assert_array_equal(all_points.xyz[1:], gathered.xyz)
+    np.testing.assert_array_equal(all_points.rgb[1:], gathered.rgb)
+    organized = depth_to_points(depth, cam, rgb_hwc_u8=rgb, organized=True)
+    np.testing.assert_array_equal(all_points.xyz, organized.xyz.reshape(-1, 3))
+    assert all_points.xyz.dtype == np.float32 and all_points.xyz.flags.c_contiguous
+
+
+@pytest.mark.parametrize("shape", [(1, 2), (2, 1), (1, 5), (4, 1), (1, 1), (3, 3), (7, 9)])
+def test_edge_mask_on_thin_images_is_the_ratio_test(shape):
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(10):
+        depth = (1 + rng.random(shape) * 0.3).astype(np.float32)
+        depth[rng.random(shape) < 0.2] = np.nan
+        d = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+        keep = np.ones(shape, bool)
+        with np.errstate(invalid="ignore"):
+            across = np.maximum(d[:, :-1], d[:, 1:]) > 1.1 * np.minimum(d[:, :-1], d[:, 1:])
+            down = np.maximum(d[:-1], d[1:]) > 1.1 * np.minimum(d[:-1], d[1:])
+        keep[:, :-1] &= ~across
+        keep[:, 1:] &= ~across
+        keep[:-1] &= ~down
+        keep[1:] &= ~down
+        np.testing.assert_array_equal(edge_mask(depth, 1.1), keep)

@@ -8,6 +8,7 @@ from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.errors import InputError
 from depthfm_ros.models.architectures import build_tiny_depthfm
 from depthfm_ros.pipeline import DepthFMPipeline
+from depthfm_ros.tensor_processing import postprocess_tensor
 
 
 def _rgb(h, w, seed=0):
@@ -27,7 +28,7 @@ def test_reproduces_the_official_outputs(official_tiny):
 def test_outputs_are_at_input_size_with_ensemble_uncertainty(tiny_model):
     pipe = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), processing_resolution=128, ensemble_size=3)
     out = pipe(_rgb(97, 131))
-    assert out.processing_size == (64, 128)  # 97x131 -> long side 128, short 95 -> 64
+    assert out.processing_size == (128, 128)  # 97x131 -> long side 128, short 95: 128 keeps the aspect best
     for arr in (out.z_hw, out.relative_depth_hw, out.std_z_hw):
         assert arr.shape == (97, 131) and arr.dtype == np.float32 and np.isfinite(arr).all()
     assert out.relative_depth_hw.min() == 0.0 and out.relative_depth_hw.max() == pytest.approx(1.0)
@@ -106,19 +107,33 @@ def test_noising_step_0_says_the_ensemble_cannot_spread(official_tiny, tmp_path,
 
 
 def test_tensor_processing_on_cpu_tensors_gives_the_numpy_path_results():
-    """The GPU pre/post path (tensor_processing) run on CPU tensors: same noise, same engine, the same outputs as
-    the numpy/OpenCV path within float32 rounding (640x480 -> 512x384 is a non-integer area shrink: the resized
-    image is identical)."""
+    """The GPU pre/post path (tensor_processing) run on CPU tensors: the same noise, the model input within one
+    level where it is resized (OpenCV's fixed-point uint8 resize), the same outputs within float32 rounding for an
+    image the model sees as it is, and the same resize back to the input size."""
     backend = TorchBackend(build_tiny_depthfm(seed=0, noising_step=400), num_steps=1, device="cpu")
-    rgb = np.random.default_rng(3).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-    plain = DepthFMPipeline(backend, processing_resolution=192, ensemble_size=3, seed=7)
-    tensors = DepthFMPipeline(backend, processing_resolution=192, ensemble_size=3, seed=7, tensor_processing=True)
+    rng = np.random.default_rng(3)
+
+    def pipelines():
+        return (DepthFMPipeline(backend, processing_resolution=256, ensemble_size=3, seed=7),
+                DepthFMPipeline(backend, processing_resolution=256, ensemble_size=3, seed=7, tensor_processing=True))
+
+    plain, tensors = pipelines()
     assert plain.tensor_device is None and tensors.tensor_device == torch.device("cpu")
-    a, b = plain(rgb), tensors(rgb)
-    assert b.z_hw.shape == (240, 320) and b.std_z_hw.std() > 0
+    rgb = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    (rgb_bchw, noise), (rgb_t, noise_t) = plain.preprocess([rgb], 192, 256), tensors.preprocess([rgb], 192, 256)
+    np.testing.assert_array_equal(noise_t.numpy(), noise)
+    assert np.abs(rgb_t.numpy() - rgb_bchw).max() * 127.5 <= 1.0 + 1e-4
+
+    plain, tensors = pipelines()
+    at_size = rng.integers(0, 256, (192, 256, 3), dtype=np.uint8)
+    a, b = plain(at_size), tensors(at_size)
+    assert b.z_hw.shape == (192, 256) and b.std_z_hw.std() > 0
     np.testing.assert_allclose(b.z_hw, a.z_hw, atol=2e-6)
     np.testing.assert_allclose(b.std_z_hw, a.std_z_hw, atol=2e-6)
     np.testing.assert_allclose(b.relative_depth_hw, a.relative_depth_hw, atol=2e-6)
+    members = backend.run(rgb_bchw, noise)
+    for ref, out in zip(plain.postprocess(members, 240, 320), postprocess_tensor(torch.from_numpy(members), 240, 320)):
+        np.testing.assert_allclose(out, ref, atol=2e-6)
 
 
 def test_tensor_processing_needs_a_tensor_backend():

@@ -16,14 +16,35 @@ from depthfm_ros.processing import (
 
 @pytest.mark.parametrize("hw,res,expected", [
     ((480, 640), 512, (384, 512)),
-    ((640, 480), 512, (512, 384)),
+    ((640, 480), 512, (512, 384)),     # portrait
+    ((720, 1280), 512, (320, 512)),    # 288 -> 320 (aspect 1.6), not 256 (2.0; banker's rounding of 4.5 gave it)
+    ((1280, 720), 512, (512, 320)),
+    ((1080, 1920), 512, (320, 512)),
+    ((1920, 1080), 640, (640, 384)),   # 360 -> 384 (1.67) rather than 320 (2.0)
+    ((720, 1280), 0, (704, 1280)),     # input size: 704 (1.82) rather than 768 (1.67)
     ((128, 192), 0, (128, 192)),
-    ((720, 1280), 640, (384, 640)),    # 360 -> nearest multiple of 64
     ((100, 1000), 512, (64, 512)),     # never below 64
-    ((97, 131), 0, (128, 128)),
+    ((97, 131), 0, (128, 128)),        # 1.0 is nearer 1.35 than 2.0 is
+    ((97, 160), 0, (128, 192)),        # 2.5 multiples of 64 round up
 ])
 def test_processing_size(hw, res, expected):
     assert processing_size(*hw, res) == expected
+
+
+def test_processing_size_keeps_the_aspect_ratio_as_closely_as_multiples_of_64_allow():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(48, 4000, 2))
+        res = int(rng.choice([0, 256, 512, 640, 1024]))
+        ph, pw = processing_size(h, w, res)
+        assert ph % 64 == 0 and pw % 64 == 0 and min(ph, pw) >= 64
+        assert max(ph, pw) == (res or max(64, int(np.floor(max(h, w) / 64 + 0.5)) * 64))
+        assert (ph >= pw) == (h >= w) or ph == pw
+        error = abs(np.log((ph / pw) / (h / w)))
+        long_out = max(ph, pw)
+        for short in range(64, long_out + 1, 64):  # no other multiple of 64 keeps the aspect better
+            other = (long_out, short) if h >= w else (short, long_out)
+            assert error <= abs(np.log((other[0] / other[1]) / (h / w))) + 1e-12, (h, w, res, ph, pw, other)
 
 
 @pytest.mark.parametrize("res", [-64, 100, 33])

@@ -25,18 +25,18 @@ def test_resize_weights_rows_sum_to_one_and_identity_is_free():
     assert resize_tensor(x, 8, 8) is x
 
 
-@pytest.mark.parametrize("size_in,size_out", SIZES)
+@pytest.mark.parametrize("size_in,size_out", SIZES + [((1080, 1920), (320, 512)), ((1081, 1923), (256, 448))])
 def test_model_input_tensor_matches_opencv_uint8_resize(size_in, size_out):
-    """Non-integer shrinking (the pipeline's usual 640x480 -> 512x384) is identical; elsewhere OpenCV's fixed-point
-    uint8 arithmetic may round some pixels the other way, by one level at most."""
+    """The same 2x2-box halvings and bilinear step as processing.resize_input, composed into one weight matrix per
+    axis: OpenCV's fixed-point uint8 arithmetic (and its rounding after each step) rounds some pixels the other way,
+    by one level at most (11-21 % of the pixels of this uniform noise, the worst case)."""
     rgb = np.random.default_rng(1).integers(0, 256, (*size_in, 3), dtype=np.uint8)
     ref = to_model_input(rgb, *size_out)
     out = to_model_input_tensor(rgb, *size_out, torch.device("cpu")).numpy()
     assert out.shape == ref.shape and out.dtype == np.float32
     levels = np.abs(out - ref) * 127.5
     assert levels.max() <= 1.0 + 1e-4
-    if size_in == (480, 640) or size_in == (720, 1280):
-        assert levels.max() < 1e-4
+    assert (levels > 0.5).mean() < 0.25
 
 
 @pytest.mark.parametrize("members", [1, 4])

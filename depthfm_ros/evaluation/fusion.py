@@ -3,9 +3,9 @@
 ``nearest_fill`` lives in :mod:`depthfm_ros.geometry.masks` (the completion model densifies with it too).
 
 - :func:`evaluate_scene`: one scene, one LiDAR pattern (ring LiDARs by elevation, or 2 % random pixels), one
-  prediction error model (:data:`depthfm_ros.sim.synthetic.ERROR_MODELS`); every method scored: LiDAR-only
-  nearest fill, LiDAR-only IP-Basic (Ku et al. 2018: OpenCV morphology, multi-scale dilation and hole fill), the
-  global log-depth fit, and the full completion.
+  prediction error model (:data:`depthfm_ros.sim.synthetic.ERROR_MODELS`); every method scored on the pixels that
+  every method filled, with each one's coverage: LiDAR-only nearest fill, LiDAR-only IP-Basic (Ku et al. 2018:
+  OpenCV morphology) in its fast and its original multiscale form, the global log-depth fit, and the completion.
 - :func:`temporal_sequence`: a moving-camera sequence with LiDAR gaps and corrupted clouds, per metric source with
   and without the temporal scale filter: frame-to-frame std of the log scale, AbsRel, frames with metres.
 """
@@ -26,8 +26,15 @@ from ..geometry.projection import project_points
 from ..sim import synthetic
 from . import metrics
 
-METHODS = ("lidar_nearest", "lidar_ip_basic", "global", "completion")
+METHODS = ("lidar_nearest", "lidar_ip_basic_fast", "lidar_ip_basic_multiscale", "global", "completion")
 _DIAMOND_5 = np.array([[0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]], np.uint8)
+
+
+def _cross(size: int) -> np.ndarray:
+    """A ``size`` x ``size`` cross: the middle row and column."""
+    kernel = np.zeros((size, size), np.uint8)
+    kernel[size // 2, :] = kernel[:, size // 2] = 1
+    return kernel
 
 
 def ip_basic(sparse_depth_hw_m: np.ndarray, max_depth_m: float = 100.0) -> np.ndarray:
@@ -61,11 +68,43 @@ def ip_basic(sparse_depth_hw_m: np.ndarray, max_depth_m: float = 100.0) -> np.nd
     return out
 
 
+def ip_basic_multiscale(sparse_depth_hw_m: np.ndarray, max_depth_m: float = 100.0) -> np.ndarray:
+    """LiDAR-only classical completion, IP-Basic's original "multiscale" pipeline as its demo runs it (no
+    extrapolation, bilateral blur): inverted depth dilated with a 7x7 cross below 15 m, a 5x5 cross to 30 m and a 3x3
+    cross beyond (nearer wins), a 5x5 closing, a 5x5 median where filled, a 9x9 dilation into the holes below each
+    column's highest return, six masked 5x5 dilations, a 5x5 median and a bilateral blur. Above each column's highest
+    return nothing is filled: NaN there (a ring LiDAR's unseen top rows)."""
+    depth = np.nan_to_num(np.asarray(sparse_depth_hw_m, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    valid = depth > 0.1
+    inverted = np.where(valid, max_depth_m - depth, 0.0).astype(np.float32)
+    dilated = inverted.copy()
+    for lo, hi, kernel in ((30.0, np.inf, _cross(3)), (15.0, 30.0, _cross(5)), (0.1, 15.0, _cross(7))):  # far first
+        grown = cv2.dilate(np.where(valid & (depth > lo) & (depth <= hi), inverted, 0.0).astype(np.float32), kernel)
+        dilated = np.where(grown > 0.1, grown, dilated)
+    filled = cv2.morphologyEx(dilated, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    filled = np.where(filled > 0.1, cv2.medianBlur(filled, 5), filled)
+
+    def below_top(image: np.ndarray) -> np.ndarray:  # at or below each column's highest filled pixel (all of an
+        return np.arange(image.shape[0])[:, None] >= (image > 0.1).argmax(axis=0)  # empty column, as the original)
+
+    filled = np.where((filled <= 0.1) & below_top(filled), cv2.dilate(filled, np.ones((9, 9), np.uint8)), filled)
+    top_mask = below_top(filled)
+    for _ in range(6):
+        filled = np.where((filled < 0.1) & top_mask, cv2.dilate(filled, np.ones((5, 5), np.uint8)), filled)
+    valid = (filled > 0.1) & top_mask
+    filled = np.where(valid, cv2.medianBlur(filled, 5), filled)
+    filled = np.where(valid, cv2.bilateralFilter(filled, 5, 0.5, 2.0), filled)
+    return np.where(filled > 0.1, max_depth_m - filled, np.nan).astype(np.float32)
+
+
 def evaluate_scene(seed: int, pattern: str, error_model: str = "smooth", *, width: int = 640, height: int = 480,
                    range_noise_m: float = 0.02, outlier_fraction: float = 0.05) -> list[dict]:
-    """Rows (one per method) of RMSE [m], AbsRel, delta1 and CPU ms for one scene, LiDAR pattern and error model.
+    """Rows (one per method) of RMSE [m], AbsRel and delta1 on the pixels every method filled (``common``: IP-Basic
+    multiscale leaves the rows above a ring LiDAR's view empty), each method's ``coverage`` (its share of the valid
+    ground truth) and CPU ms, for one scene, LiDAR pattern and error model.
 
-    The completion's time includes its fit. A refused fit scores NaN for the global fit and the completion.
+    The completion's time includes its fit. A refused fit scores NaN for the global fit and the completion (and the
+    other methods are scored on their own common pixels).
     """
     scene = synthetic.make_scene(np.random.default_rng(seed), width, height)
     rng = np.random.default_rng([seed, synthetic.LIDAR_PATTERNS.index(pattern)])
@@ -80,42 +119,49 @@ def evaluate_scene(seed: int, pattern: str, error_model: str = "smooth", *, widt
     t1 = time.process_time()
     classical = ip_basic(sparse)
     t2 = time.process_time()
+    multiscale = ip_basic_multiscale(sparse)
+    t3 = time.process_time()
     try:
         fit = fit_log_depth(pred.z_hw, sparse, pred.std_z_hw)
     except AlignmentError:
         fit = None
     global_depth = fit.depth_m(pred.z_hw) if fit else np.full(sparse.shape, np.nan, np.float32)
-    t3 = time.process_time()
-    completed = complete_depth(pred.z_hw, sparse, fit).depth_hw_m if fit else global_depth
     t4 = time.process_time()
+    completed = complete_depth(pred.z_hw, sparse, fit).depth_hw_m if fit else global_depth
+    t5 = time.process_time()
 
     gt = scene.depth_hw_m
+    depths = (nearest, classical, multiscale, global_depth, completed)
+    truth = np.isfinite(gt) & (gt > 0)
+    filled = [np.isfinite(d) & (d > 0) & truth for d in depths]
+    common = np.logical_and.reduce([f for f in filled if f.any()])  # a refused fit fills nothing: not held against
     rows = []
-    for method, depth, sec in zip(METHODS, (nearest, classical, global_depth, completed),
-                                  (t1 - t0, t2 - t1, t3 - t2, t4 - t2)):
-        scored = np.isfinite(depth).any()
+    for method, depth, own, sec in zip(METHODS, depths, filled, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t3)):
+        scored = own.any() and common.any()
         rows.append(dict(seed=seed, pattern=pattern, error_model=error_model, method=method,
-                         lidar_pixels=int(np.isfinite(sparse).sum()),
-                         rmse_m=metrics.rmse(depth, gt) if scored else float("nan"),
-                         abs_rel=metrics.abs_rel(depth, gt) if scored else float("nan"),
-                         delta1=metrics.delta1(depth, gt) if scored else float("nan"), ms=1000.0 * sec))
+                         lidar_pixels=int(np.isfinite(sparse).sum()), coverage=float(own.sum() / truth.sum()),
+                         rmse_m=metrics.rmse(depth, gt, common) if scored else float("nan"),
+                         abs_rel=metrics.abs_rel(depth, gt, common) if scored else float("nan"),
+                         delta1=metrics.delta1(depth, gt, common) if scored else float("nan"), ms=1000.0 * sec))
     return rows
 
 
 def markdown_table(rows: list[dict]) -> str:
     """Means over seeds per LiDAR pattern, error model and method; the best RMSE of each group in bold."""
-    lines = ["| LiDAR | error model | method | RMSE [m] | AbsRel | δ1 | CPU ms |", "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| LiDAR | error model | method | RMSE [m] | AbsRel | δ1 | coverage | CPU ms |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     groups = dict.fromkeys((r["pattern"], r["error_model"]) for r in rows)
     for pattern, model in groups:
         means = {}
         for method in METHODS:
             sel = [r for r in rows if (r["pattern"], r["error_model"], r["method"]) == (pattern, model, method)]
-            means[method] = {k: float(np.nanmean([r[k] for r in sel])) for k in ("rmse_m", "abs_rel", "delta1", "ms")}
+            means[method] = {k: float(np.nanmean([r[k] for r in sel]))
+                             for k in ("rmse_m", "abs_rel", "delta1", "coverage", "ms")}
         best = min(means, key=lambda m: means[m]["rmse_m"])
         for method, m in means.items():
             rmse = f"**{m['rmse_m']:.3f}**" if method == best else f"{m['rmse_m']:.3f}"
             lines.append(f"| {pattern} | {model} | {method} | {rmse} | {m['abs_rel']:.4f} | {m['delta1']:.4f} "
-                         f"| {m['ms']:.0f} |")
+                         f"| {100 * m['coverage']:.0f} % | {m['ms']:.0f} |")
     return "\n".join(lines)
 
 

@@ -48,25 +48,28 @@ def edge_mask(depth_hw_m: np.ndarray, max_neighbour_ratio: float = 1.1) -> np.nd
     """Flying-pixel test: False where depth jumps to a 4-neighbour by more than ``max_neighbour_ratio``.
 
     The ratio ``max(d, d_n) / min(d, d_n)`` is the depth gradient relative to depth, so one threshold serves near
-    and far. Both pixels either side of a jump are dropped; invalid neighbours (NaN, inf, <= 0) and the image border
-    never drop a pixel.
+    and far; it is tested as |log d − log d_n| > log(ratio) with OpenCV. Both pixels either side of a jump are
+    dropped; invalid neighbours (NaN, inf, <= 0) and the image border never drop a pixel.
     """
     if not max_neighbour_ratio >= 1:
         raise InputError(f"max_neighbour_ratio must be >= 1, got {max_neighbour_ratio}")
-    depth = np.where(finite_depth_mask(depth_hw_m), depth_hw_m, np.nan)
-    keep = np.ones(depth.shape, bool)
-    with np.errstate(invalid="ignore"):
-        across = _jumps(depth[:, :-1], depth[:, 1:], max_neighbour_ratio)
-        keep[:, :-1] &= ~across
-        keep[:, 1:] &= ~across
-        down = _jumps(depth[:-1], depth[1:], max_neighbour_ratio)
-        keep[:-1] &= ~down
-        keep[1:] &= ~down
-    return keep
-
-
-def _jumps(a: np.ndarray, b: np.ndarray, max_ratio: float) -> np.ndarray:
-    return np.maximum(a, b) > max_ratio * np.minimum(a, b)
+    with np.errstate(all="ignore"):
+        log_d = np.log(np.asarray(depth_hw_m, np.float32))
+    log_d[~np.isfinite(log_d)] = np.nan  # invalid: every comparison with it is False
+    threshold = float(np.log(max_neighbour_ratio))
+    dropped = np.zeros(log_d.shape, np.uint8)
+    for a, b, dropped_a, dropped_b in ((log_d[:, :-1], log_d[:, 1:], dropped[:, :-1], dropped[:, 1:]),
+                                       (log_d[:-1], log_d[1:], dropped[:-1], dropped[1:])):
+        if a.size == 0:  # one row or one column: no neighbours that way
+            continue
+        if min(a.shape) > 1:
+            jump = cv2.compare(cv2.absdiff(a, b), threshold, cv2.CMP_GT)
+        else:  # OpenCV's binding would read a 1-wide array of up to 4 values as a scalar
+            with np.errstate(invalid="ignore"):
+                jump = (np.abs(a - b) > threshold).astype(np.uint8)
+        cv2.bitwise_or(dropped_a, jump, dst=dropped_a)
+        cv2.bitwise_or(dropped_b, jump, dst=dropped_b)
+    return dropped == 0
 
 
 def combined_mask(depth_hw_m: np.ndarray, std_hw_m: np.ndarray | None = None, *, min_range_m: float = 0.0,

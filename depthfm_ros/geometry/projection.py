@@ -140,6 +140,46 @@ def _undistorted_rays(camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
     return _RAYS_CACHE[key]
 
 
+def _check_points_inputs(depth_hw_m: np.ndarray, camera: PinholeCamera, stride, rgb_hwc_u8) -> np.ndarray:
+    depth_hw_m = np.asarray(depth_hw_m)
+    if depth_hw_m.ndim != 2 or depth_hw_m.shape != (camera.height, camera.width):
+        raise InputError(f"depth shape {depth_hw_m.shape} does not match the camera's {camera.height}x{camera.width};"
+                         " use camera.scaled(width, height)")
+    if not (isinstance(stride, (int, np.integer)) and stride >= 1):
+        raise InputError(f"stride must be a positive integer, got {stride!r}")
+    if rgb_hwc_u8 is not None and check_rgb(rgb_hwc_u8).shape[:2] != depth_hw_m.shape:
+        raise InputError(f"rgb shape {rgb_hwc_u8.shape[:2]} does not match depth shape {depth_hw_m.shape}")
+    return depth_hw_m
+
+
+def _strided_points(z: np.ndarray, keep: np.ndarray, camera: PinholeCamera, stride: int, rgb: np.ndarray | None,
+                    organized: bool) -> CameraPoints:
+    """Points of the strided depth ``z`` (every ``stride``-th pixel of ``camera``'s image) where ``keep``."""
+    if camera.is_distorted:  # per-pixel rays (H, W)
+        ray_x, ray_y = (r[::stride, ::stride] for r in _undistorted_rays(camera))
+    else:  # separable: one ray_x per column, one ray_y per row
+        ray_x = ((np.arange(0, camera.width, stride) - camera.cx) / camera.fx).astype(np.float32)[None, :]
+        ray_y = ((np.arange(0, camera.height, stride) - camera.cy) / camera.fy).astype(np.float32)[:, None]
+    z = z.astype(np.float32, copy=False)
+    if organized:
+        xyz = np.empty((*z.shape, 3), np.float32)
+        np.multiply(ray_x, z, out=xyz[..., 0])
+        np.multiply(ray_y, z, out=xyz[..., 1])
+        xyz[..., 2] = z
+        xyz[~keep] = np.nan
+        return CameraPoints(xyz, None if rgb is None else np.ascontiguousarray(rgb))
+    xyz = cv2.merge([np.multiply(ray_x, z), np.broadcast_to(np.multiply(ray_y, z), z.shape), np.ascontiguousarray(z)])
+    rgb = None if rgb is None else np.ascontiguousarray(rgb)
+    if keep.all():  # every pixel is a point (a metric depth without filters): no gather
+        return CameraPoints(xyz.reshape(-1, 3), None if rgb is None else rgb.reshape(-1, 3))
+    # Dense: the kept rows of the interleaved planes, each point's 12 (rgb: 3) bytes gathered as one item
+    kept = keep.reshape(-1)
+    xyz = xyz.reshape(-1, 3).view(np.dtype((np.void, 12))).reshape(-1)[kept].view(np.float32).reshape(-1, 3)
+    if rgb is not None:
+        rgb = rgb.reshape(-1, 3).view(np.dtype((np.void, 3))).reshape(-1)[kept].view(np.uint8).reshape(-1, 3)
+    return CameraPoints(xyz, rgb)
+
+
 def depth_to_points(depth_hw_m: np.ndarray, camera: PinholeCamera, stride: int = 1,
                     rgb_hwc_u8: np.ndarray | None = None, organized: bool = False,
                     valid_hw: np.ndarray | None = None) -> CameraPoints:
@@ -153,41 +193,15 @@ def depth_to_points(depth_hw_m: np.ndarray, camera: PinholeCamera, stride: int =
     with NaN at invalid pixels. The camera must describe the depth's size. A distorted camera (a raw image) is
     undistorted: each pixel's ray comes from :meth:`PinholeCamera.undistorted_rays` (K and D).
     """
-    depth_hw_m = np.asarray(depth_hw_m)
-    if depth_hw_m.ndim != 2 or depth_hw_m.shape != (camera.height, camera.width):
-        raise InputError(f"depth shape {depth_hw_m.shape} does not match the camera's {camera.height}x{camera.width};"
-                         " use camera.scaled(width, height)")
-    if not (isinstance(stride, (int, np.integer)) and stride >= 1):
-        raise InputError(f"stride must be a positive integer, got {stride!r}")
-    if rgb_hwc_u8 is not None and check_rgb(rgb_hwc_u8).shape[:2] != depth_hw_m.shape:
-        raise InputError(f"rgb shape {rgb_hwc_u8.shape[:2]} does not match depth shape {depth_hw_m.shape}")
+    depth_hw_m = _check_points_inputs(depth_hw_m, camera, stride, rgb_hwc_u8)
     if valid_hw is not None and valid_hw.shape != depth_hw_m.shape:
         raise InputError(f"valid mask shape {valid_hw.shape} does not match depth shape {depth_hw_m.shape}")
-
-    z = depth_hw_m[::stride, ::stride].astype(np.float32, copy=False)
+    z = depth_hw_m[::stride, ::stride]
     keep = finite_depth_mask(z)
     if valid_hw is not None:
         keep &= valid_hw[::stride, ::stride]
-    if camera.is_distorted:  # per-pixel rays (H, W)
-        ray_x, ray_y = (r[::stride, ::stride] for r in _undistorted_rays(camera))
-    else:  # separable: one ray_x per column, one ray_y per row
-        ray_x = ((np.arange(0, camera.width, stride) - camera.cx) / camera.fx).astype(np.float32)[None, :]
-        ray_y = ((np.arange(0, camera.height, stride) - camera.cy) / camera.fy).astype(np.float32)[:, None]
     rgb = None if rgb_hwc_u8 is None else rgb_hwc_u8[::stride, ::stride]
-
-    if organized:
-        xyz = np.empty((*z.shape, 3), np.float32)
-        np.multiply(ray_x, z, out=xyz[..., 0])
-        np.multiply(ray_y, z, out=xyz[..., 1])
-        xyz[..., 2] = z
-        xyz[~keep] = np.nan
-        return CameraPoints(xyz, None if rgb is None else np.ascontiguousarray(rgb))
-
-    # Dense: gather the kept pixels of each full-grid coordinate plane (1-D takes are numpy's fastest gather).
-    kept = np.flatnonzero(keep)
-    xyz = np.stack([(ray_x * z).reshape(-1).take(kept), (ray_y * z).reshape(-1).take(kept),
-                    z.reshape(-1).take(kept)], axis=1)
-    return CameraPoints(xyz, None if rgb is None else rgb.reshape(-1, 3).take(kept, axis=0))
+    return _strided_points(z, keep, camera, stride, rgb, organized)
 
 
 @dataclass(frozen=True)
@@ -206,11 +220,20 @@ class PointsOptions:
     edge_ratio: float = 0.0
 
 
-def points_from_depth(depth_hw_m: np.ndarray, std_hw_m: np.ndarray, camera: PinholeCamera, options: PointsOptions,
-                 rgb_hwc_u8: np.ndarray | None = None) -> CameraPoints:
-    """Metric depth -> filtered points in the camera optical frame (``camera`` at the depth's size, rectified)."""
-    keep = combined_mask(depth_hw_m, std_hw_m, min_range_m=options.min_range_m, max_range_m=options.max_range_m,
-                         max_std_m=options.max_std_m, max_relative_std=options.max_relative_std,
-                         edge_ratio=options.edge_ratio)
-    return depth_to_points(depth_hw_m, camera, options.stride, rgb_hwc_u8 if options.rgb else None,
-                           options.organized, keep)
+def points_from_depth(depth_hw_m: np.ndarray, std_hw_m: np.ndarray | None, camera: PinholeCamera,
+                      options: PointsOptions, rgb_hwc_u8: np.ndarray | None = None) -> CameraPoints:
+    """Metric depth -> filtered points in the camera optical frame (``camera`` at the depth's size, rectified).
+
+    The stride comes first: the filters see every ``stride``-th pixel of every ``stride``-th row, and the flying-pixel
+    test compares neighbours of that grid (``stride`` pixels apart, as they are in the cloud).
+    """
+    s = options.stride
+    depth_hw_m = _check_points_inputs(depth_hw_m, camera, s, rgb_hwc_u8 if options.rgb else None)
+    if std_hw_m is not None and np.shape(std_hw_m) != depth_hw_m.shape:
+        raise InputError(f"std shape {np.shape(std_hw_m)} does not match depth shape {depth_hw_m.shape}")
+    z = depth_hw_m[::s, ::s]
+    keep = combined_mask(z, None if std_hw_m is None else std_hw_m[::s, ::s], min_range_m=options.min_range_m,
+                         max_range_m=options.max_range_m, max_std_m=options.max_std_m,
+                         max_relative_std=options.max_relative_std, edge_ratio=options.edge_ratio)
+    rgb = rgb_hwc_u8[::s, ::s] if options.rgb and rgb_hwc_u8 is not None else None
+    return _strided_points(z, keep, camera, s, rgb, options.organized)
