@@ -11,6 +11,7 @@ import torch
 
 from ..errors import InputError
 from .camera import PinholeCamera
+from .projection import CameraPoints, _undistorted_rays
 
 
 def combined_mask_tensor(depth: torch.Tensor, std: torch.Tensor | None, *, min_range_m: float = 0.0,
@@ -51,8 +52,6 @@ def points_from_depth_tensor(depth_hw_m: torch.Tensor, std_hw_m, camera: Pinhole
                              rgb_hwc_u8=None):
     """Points (``CameraPoints`` of numpy arrays, as the numpy path gives them) from a depth tensor on its device;
     ``std_hw_m`` and ``rgb_hwc_u8`` may be tensors or numpy arrays (moved to the depth's device)."""
-    from .projection import CameraPoints, _undistorted_rays
-
     if depth_hw_m.ndim != 2 or tuple(depth_hw_m.shape) != (camera.height, camera.width):
         raise InputError(f"depth shape {tuple(depth_hw_m.shape)} does not match the camera's "
                          f"{camera.height}x{camera.width}; use camera.scaled(width, height)")
