@@ -33,11 +33,11 @@ from scipy.sparse import coo_matrix, diags  # noqa: E402
 from scipy.sparse.linalg import spsolve  # noqa: E402
 
 from depthfm_ros.errors import AlignmentError  # noqa: E402
+from depthfm_ros.evaluation.metrics import rmse  # noqa: E402
 from depthfm_ros.fusion.alignment import fit_log_depth  # noqa: E402
 from depthfm_ros.fusion.completion import complete_depth  # noqa: E402
 from depthfm_ros.geometry.projection import project_points  # noqa: E402
 from depthfm_ros.sim import synthetic  # noqa: E402
-from depthfm_ros.evaluation.metrics import rmse  # noqa: E402
 
 RANGE_SIGMA_LOG = 0.15
 

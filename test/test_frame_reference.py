@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from depthfm_ros.evaluation.metrics import rmse
 from depthfm_ros.fusion.alignment import fit_log_depth
 from depthfm_ros.fusion.completion import complete_depth
 from depthfm_ros.fusion.frame import sparse_depth
 from depthfm_ros.processing import members_to_input_size, relative_depth, to_model_input
 from depthfm_ros.sim import synthetic
-from depthfm_ros.evaluation.metrics import rmse
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "frame_reference.npz")
 CASES = ((0, "vlp16", 0.05), (1, "random2pct", 0.3), (2, "os64", 0.6))

@@ -214,3 +214,32 @@ def test_edge_mask_on_thin_images_is_the_ratio_test(shape):
         keep[:-1] &= ~down
         keep[1:] &= ~down
         np.testing.assert_array_equal(edge_mask(depth, 1.1), keep)
+
+
+@pytest.mark.parametrize("options", [PointsOptions(), PointsOptions(stride=2, organized=True),
+                                     PointsOptions(min_range_m=1.2, max_range_m=4.0, max_std_m=0.2,
+                                                   max_relative_std=0.05, edge_ratio=1.1),
+                                     PointsOptions(stride=3, rgb=False, edge_ratio=1.05)])
+@pytest.mark.parametrize("distorted", [False, True])
+def test_torch_tensors_give_the_numpy_points(options, distorted):
+    """The CUDA path (depth as a torch tensor on the engine's device), run on CPU tensors: the same points."""
+    torch = pytest.importorskip("torch")
+    K = [[50.0, 0, 31.5], [0, 52.0, 23.5], [0, 0, 1]]
+    cam = PinholeCamera(64, 48, K, D=[0.12, -0.08, 0.001, -0.002, 0.02]) if distorted else PinholeCamera(64, 48, K)
+    rng = np.random.default_rng(4)
+    depth = (1.5 + 0.04 * np.arange(64)[None, :] + 0.02 * np.arange(48)[:, None]
+             + 0.01 * rng.random((48, 64))).astype(np.float32)
+    depth[:, 40:] *= 1.5  # a step for the flying-pixel filter
+    depth[rng.random(depth.shape) < 0.05] = np.nan
+    depth[3, 3], depth[4, 4] = 0.0, np.inf
+    std = (0.04 * depth * rng.random(depth.shape)).astype(np.float32)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    ref = points_from_depth(depth, std, cam, options, rgb)
+    out = points_from_depth(torch.from_numpy(depth), torch.from_numpy(std), cam, options, rgb)
+    assert out.xyz.dtype == np.float32 and out.xyz.shape == ref.xyz.shape
+    assert 100 < np.isfinite(ref.xyz.reshape(-1, 3)).all(axis=1).sum() < 64 * 48 // options.stride**2
+    np.testing.assert_allclose(out.xyz, ref.xyz, rtol=1e-6, atol=1e-6)
+    if options.rgb:
+        np.testing.assert_array_equal(out.rgb, ref.rgb)
+    else:
+        assert out.rgb is None and ref.rgb is None

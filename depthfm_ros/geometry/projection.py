@@ -225,8 +225,14 @@ def points_from_depth(depth_hw_m: np.ndarray, std_hw_m: np.ndarray | None, camer
     """Metric depth -> filtered points in the camera optical frame (``camera`` at the depth's size, rectified).
 
     The stride comes first: the filters see every ``stride``-th pixel of every ``stride``-th row, and the flying-pixel
-    test compares neighbours of that grid (``stride`` pixels apart, as they are in the cloud).
+    test compares neighbours of that grid (``stride`` pixels apart, as they are in the cloud). A torch depth tensor
+    (a CUDA engine's) is filtered and back-projected on its device (:mod:`.points_torch`); the points come back as
+    numpy arrays either way.
     """
+    if type(depth_hw_m).__module__.startswith("torch"):  # metric depth on a CUDA engine's device
+        from .points_torch import points_from_depth_tensor
+
+        return points_from_depth_tensor(depth_hw_m, std_hw_m, camera, options, rgb_hwc_u8)
     s = options.stride
     depth_hw_m = _check_points_inputs(depth_hw_m, camera, s, rgb_hwc_u8 if options.rgb else None)
     if std_hw_m is not None and np.shape(std_hw_m) != depth_hw_m.shape:

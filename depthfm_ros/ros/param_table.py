@@ -128,7 +128,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               integer_range=(1, 1000, 1)),
     ParamSpec("ensemble_size", 1, "ensemble members per image, run as one batch; their std is the uncertainty "
               "(0 with 1 member)", integer_range=(1, 64, 1)),
-    ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64. A graph or "
+    ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64; the other side is "
+              "the multiple of 64 nearest the input's aspect ratio (1280x720 at 512: 512x320). A graph or "
               "engine exported for one size runs at that size; one exported with --size-range runs any size in its "
               "range (outside: a per-frame error naming the range)", integer_range=(0, 8192, SIZE_MULTIPLE)),
     ParamSpec("rescale_attention", False, "the official code's attention without xformers (self-attention scaled "
@@ -202,7 +203,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("image_rectified", False, "true: the image is rectified already (image_rect), camera_info's P "
               "describes it even when D is not zero; false: an image whose camera_info has D != 0 is raw, and depth, "
               "uncertainty, completed depth and points are published rectified (for P, with D = 0)"),
-    ParamSpec("points_stride", 1, "use every n-th pixel of every n-th row", integer_range=(1, 64, 1)),
+    ParamSpec("points_stride", 1, "use every n-th pixel of every n-th row; the filters see that grid (the "
+              "flying-pixel test compares neighbours n pixels apart)", integer_range=(1, 64, 1)),
     ParamSpec("points_organized", False, "true: one point per (strided) pixel, ceil(H/stride) x ceil(W/stride) "
               "with NaN where filtered (organized cloud); false: only valid points (dense cloud, is_dense)"),
     ParamSpec("points_rgb", True, "add the field rgb (image colour, PCL packing 0x00RRGGBB in a float32) to every "
