@@ -128,8 +128,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               integer_range=(1, 1000, 1)),
     ParamSpec("ensemble_size", 1, "ensemble members per image, run as one batch; their std is the uncertainty "
               "(0 with 1 member)", integer_range=(1, 64, 1)),
-    ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64; the other side is "
-              "the multiple of 64 nearest the input's aspect ratio (1280x720 at 512: 512x320). A graph or "
+    ParamSpec("processing_resolution", 512, "longest side the model sees; 0 = input size rounded to 64; the other "
+              "side is the multiple of 64 nearest the input's aspect ratio (1280x720 at 512: 512x320). A graph or "
               "engine exported for one size runs at that size; one exported with --size-range runs any size in its "
               "range (outside: a per-frame error naming the range)", integer_range=(0, 8192, SIZE_MULTIPLE)),
     ParamSpec("rescale_attention", False, "the official code's attention without xformers (self-attention scaled "
