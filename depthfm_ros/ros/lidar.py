@@ -175,7 +175,7 @@ class LidarInput:
             points_n3 = conversions.pointcloud2_to_xyz(cloud)
         except Exception as exc:  # a bad cloud or camera: no LiDAR scale for this frame, and why
             reason = str(exc) if isinstance(exc, DepthFMError) else f"{type(exc).__name__}: {exc}"
-            fused = FusedFrame(None, None, None, None, reason, 0, {"fusion": 1e3 * (time.perf_counter() - t0)})
+            fused = FusedFrame(None, None, None, reason, 0, {"fusion": 1e3 * (time.perf_counter() - t0)})
         else:
             fused = fuse_frame(prediction, points_n3, camera, T_cam_lidar, min_range_m=config.lidar_min_range_m,
                                max_range_m=config.lidar_max_range_m, rgb_hwc_u8=rgb_hwc_u8,
