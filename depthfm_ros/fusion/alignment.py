@@ -32,7 +32,8 @@ ONE_SIGMA_SHARE = 0.6827
 class FitEvidence:
     """What :func:`align_to_lidar` measured on the LiDAR pixels of one fit (``FitChecks`` says what passes).
 
-    ``inlier_share``: inliers / LiDAR pixels in the image; ``region_offset``: the largest |median normalised
+    ``inlier_share``: the share of the LiDAR pixels in the image the fit explains (its inliers, or within three
+    sigmas of the model's own uncertainty); ``region_offset``: the largest |median normalised
     residual| of an image tile or depth band (``region`` names it), in units of the model's uncertainty;
     ``spread``: robust std (1.4826·MAD) of the normalised residuals; ``z_coverage``: the share of the frame's z range
     (2nd..98th percentile) that the LiDAR pixels span (5th..95th); ``regions``: tiles and bands compared.
@@ -249,8 +250,8 @@ def _checked_points(z_hw, sparse_depth_hw_m, std_z_hw, options: FitOptions) -> t
     return z_hw, _lidar_points(z_hw, sparse, std_z_hw, options.max_fit_points, np.random.default_rng(options.seed))
 
 
-def _fit(z_hw, points: _Points, options: FitOptions) -> tuple[LogDepthFit, np.ndarray]:
-    """:func:`fit_log_depth` on the extracted points; returns the fit and the points' residuals."""
+def _fit(z_hw, points: _Points, options: FitOptions) -> tuple[LogDepthFit, np.ndarray, np.ndarray]:
+    """:func:`fit_log_depth` on the extracted points; returns the fit, the points' residuals and inlier mask."""
     o = options
     consensus_log, outlier_k = o.consensus_log, o.outlier_k
     z, y, n = points.z, points.y, points.total
@@ -321,7 +322,7 @@ def _fit(z_hw, points: _Points, options: FitOptions) -> tuple[LogDepthFit, np.nd
                              "points: the LiDAR does not match the image (extrinsic, stamps, cloud layout?)")
     normalised = np.abs(r) / _sigma_log(a, points.std_z, m)
     sigma_scale = float(np.partition(normalised, int(ONE_SIGMA_SHARE * (m - 1)))[int(ONE_SIGMA_SHARE * (m - 1))])
-    return LogDepthFit(a, b, rms_log, num_inliers, n, sigma_scale), r
+    return LogDepthFit(a, b, rms_log, num_inliers, n, sigma_scale), r, inliers
 
 
 @dataclass(frozen=True)
@@ -342,22 +343,23 @@ class FitChecks:
       frame extrapolates to the rest).
     """
 
-    min_inlier_share: float = 0.8
+    min_inlier_share: float = 0.9
     max_region_offset: float = 4.0
     max_spread: float = 3.0
-    min_z_coverage: float = 0.4
+    min_z_coverage: float = 0.5
     floor_log: float = SIGMA_FLOOR_LOG
     tiles: int = 3
     bands: int = 4
     min_region_share: float = 0.03
 
 
-def fit_evidence(z_hw: np.ndarray, points: _Points, fit: LogDepthFit, residual: np.ndarray, checks: FitChecks,
-                 z_range: tuple[float, float] | None = None) -> FitEvidence:
-    """The measurements :class:`FitChecks` judges, on the points the fit used (with their ``residual``);
-    ``z_range``: the frame's :func:`frame_z_range` when the caller has it."""
+def fit_evidence(z_hw: np.ndarray, points: _Points, fit: LogDepthFit, residual: np.ndarray, inliers: np.ndarray,
+                 checks: FitChecks, z_range: tuple[float, float] | None = None) -> FitEvidence:
+    """The measurements :class:`FitChecks` judges, on the points the fit used (with their ``residual`` and
+    ``inliers``); ``z_range``: the frame's :func:`frame_z_range` when the caller has it."""
     m = len(residual)
     normalised = residual / _sigma_log(fit.a, points.std_z, m, checks.floor_log)
+    explained = float(np.count_nonzero(inliers | (np.abs(normalised) <= 3.0))) / m
     by_value = np.argsort(normalised)
     spread = 1.4826 * float(np.median(np.abs(normalised)))
     h, w = z_hw.shape
@@ -383,7 +385,7 @@ def fit_evidence(z_hw: np.ndarray, points: _Points, fit: LogDepthFit, residual: 
     lo, hi = frame_z_range(z_hw) if z_range is None else z_range
     spanned = _sorted_quantile(z_sorted, 0.95) - _sorted_quantile(z_sorted, 0.05)
     coverage = float(spanned / (hi - lo)) if hi > lo else 0.0
-    return FitEvidence(fit.num_inliers / max(fit.num_points, 1), worst, worst_name, spread, coverage, regions)
+    return FitEvidence(explained, worst, worst_name, spread, coverage, regions)
 
 
 def align_to_lidar(z_hw: np.ndarray, sparse_depth_hw_m: np.ndarray, std_z_hw: np.ndarray | None = None,
@@ -393,8 +395,8 @@ def align_to_lidar(z_hw: np.ndarray, sparse_depth_hw_m: np.ndarray, std_z_hw: np
     carries its :class:`FitEvidence`. Raises AlignmentError naming the check that failed and its figure.
     ``z_range``: the frame's :func:`frame_z_range`, when the caller has it already."""
     z_hw, points = _checked_points(z_hw, sparse_depth_hw_m, std_z_hw, options)
-    fit, residual = _fit(z_hw, points, options)
-    evidence = fit_evidence(z_hw, points, fit, residual, checks, z_range)
+    fit, residual, inliers = _fit(z_hw, points, options)
+    evidence = fit_evidence(z_hw, points, fit, residual, inliers, checks, z_range)
     if evidence.inlier_share < checks.min_inlier_share:
         raise AlignmentError(f"the fit explains only {100 * evidence.inlier_share:.0f} % of the {fit.num_points} "
                              f"LiDAR points in the image (need {100 * checks.min_inlier_share:.0f} %): wrong "

@@ -73,15 +73,19 @@ class ScaleFilter:
     ``rms_log² / num_inliers + floor`` updates it; between measurements its variance grows by
     ``process_log_per_sec²`` per second. A measurement whose predicted log depth over the frame's z range differs
     from the filter's by more than ``gate_log`` (and ``gate_sigma`` combined stds) *contradicts* it and is rejected
-    (a glitch does not move the scale); contradicting measurements that agree with each other for ``reset_after``
-    frames and at least ``reset_after_sec`` mean the scene changed: the filter restarts from the newest (a glitch of
-    a few clouds never resets it).
+    (a glitch does not move the scale). The model's scale changes only with its view: contradicting measurements
+    that agree with each other for ``reset_after`` frames and at least ``reset_after_sec``, on frames whose z range
+    moved by more than ``view_change`` of its span since the last accepted one, mean the scene changed and restart
+    the filter. A glitch of a few clouds never resets it, nor does a persistent LiDAR error while the camera sees the
+    same scene.
     """
 
     def __init__(self, gate_log: float = 0.2, gate_sigma: float = 4.0, process_log_per_sec: float = 0.05,
-                 floor_log: float = 0.01, reset_after: int = 3, reset_after_sec: float = 0.5):
+                 floor_log: float = 0.01, reset_after: int = 3, reset_after_sec: float = 0.5,
+                 view_change: float = 0.1):
         self.gate_log, self.gate_sigma = gate_log, gate_sigma
-        self.reset_after, self.reset_after_sec = reset_after, reset_after_sec
+        self.reset_after, self.reset_after_sec, self.view_change = reset_after, reset_after_sec, view_change
+        self.z_range: tuple[float, float] | None = None  # of the last accepted frame
         self.process_var_per_sec, self.floor_var = process_log_per_sec**2, floor_log**2
         self.fit: LogDepthFit | None = None
         self.var = math.inf
@@ -100,7 +104,7 @@ class ScaleFilter:
         """Fuse ``fit`` measured at ``t_sec`` on a frame whose z spans ``z_range``; (accepted, why not)."""
         r_var = fit.rms_log**2 / max(fit.num_inliers, 1) + self.floor_var
         if self.fit is None or t_sec < self.t_sec:  # first measurement, or time went backwards: start over
-            self._reset(fit, t_sec, r_var)
+            self._reset(fit, t_sec, r_var, z_range)
             return True, ""
         gap, tolerance = _gap(fit, self.fit, z_range), self.tolerance(t_sec, r_var)
         if gap > tolerance:
@@ -109,22 +113,30 @@ class ScaleFilter:
                 self._contradiction = first = (fit, t_sec)
                 self.rejected_in_a_row = 0
             self.rejected_in_a_row += 1
-            if self.rejected_in_a_row >= self.reset_after and t_sec - first[1] >= self.reset_after_sec:
-                self._reset(fit, t_sec, r_var)
+            moved = self._view_moved(z_range)
+            if self.rejected_in_a_row >= self.reset_after and t_sec - first[1] >= self.reset_after_sec and moved:
+                self._reset(fit, t_sec, r_var, z_range)
                 return True, ""
             return False, (f"LiDAR scale jumps by {gap:.2f} in log depth from the filtered one (tolerance "
-                           f"{tolerance:.2f}; {self.rejected_in_a_row} agreeing in a row, a new scale is taken after "
-                           f"{self.reset_after} over {self.reset_after_sec:g} s)")
+                           f"{tolerance:.2f}; {self.rejected_in_a_row} agreeing in a row"
+                           + ("" if moved else " while the model's view did not change") + ")")
         gain = self.variance_at(t_sec) / (self.variance_at(t_sec) + r_var)
         a, b = self.fit.a + gain * (fit.a - self.fit.a), self.fit.b + gain * (fit.b - self.fit.b)
         self.fit = LogDepthFit(a, b, fit.rms_log, fit.num_inliers, fit.num_points, fit.sigma_scale)
         self.var, self.t_sec = (1 - gain) * self.variance_at(t_sec), t_sec
-        self.rejected_in_a_row, self._contradiction = 0, None
+        self.rejected_in_a_row, self._contradiction, self.z_range = 0, None, z_range
         return True, ""
 
-    def _reset(self, fit: LogDepthFit, t_sec: float, r_var: float) -> None:
+    def _view_moved(self, z_range: tuple[float, float]) -> bool:
+        """The frame's z range differs from the last accepted frame's by more than ``view_change`` of its span."""
+        if self.z_range is None:
+            return True
+        span = max(self.z_range[1] - self.z_range[0], 1e-6)
+        return max(abs(z_range[0] - self.z_range[0]), abs(z_range[1] - self.z_range[1])) > self.view_change * span
+
+    def _reset(self, fit: LogDepthFit, t_sec: float, r_var: float, z_range: tuple[float, float]) -> None:
         self.fit, self.var, self.t_sec = dataclasses.replace(fit, evidence=None), r_var, t_sec
-        self.rejected_in_a_row, self._contradiction = 0, None
+        self.rejected_in_a_row, self._contradiction, self.z_range = 0, None, z_range
 
 
 def ground_normal(pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
