@@ -150,7 +150,8 @@ def main() -> None:
     args = parser.parse_args()
     outcomes = [o for seed in range(args.seeds) for pattern in PATTERNS
                 for o in run(seed, pattern, tuple(PREDICTIONS), args.width, args.height)]
-    print("| prediction | clean frames accepted | wrong scales accepted | faulty clouds refused |\n|---|---:|---:|---:|")
+    print("| prediction | clean frames accepted | wrong scales accepted | faulty clouds refused |")
+    print("|---|---:|---:|---:|")
     for model, row in summary(outcomes).items():
         print(f"| {model} | {100 * row['clean_accepted']:.0f} % of {row['clean']} | {row['wrong_accepted']} of "
               f"{row['cases']} | {100 * row['faulty_refused']:.0f} % |")

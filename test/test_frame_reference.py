@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from depthfm_ros.fusion.alignment import fit_log_depth
+from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth
 from depthfm_ros.fusion.completion import complete_depth
 from depthfm_ros.fusion.frame import sparse_depth
 from depthfm_ros.processing import members_to_input_size, relative_depth, to_model_input
@@ -32,12 +32,18 @@ def test_projection_fit_and_completion_match_the_reference(seed, pattern, outlie
     sparse = sparse_depth(scan.points_n3, scene.camera, scan.T_cam_lidar, 160, 120, 0.1, 100)
     np.testing.assert_array_equal(sparse, REFERENCE[key + "_sparse"])  # nearest point per pixel, bit for bit
 
-    fit = fit_log_depth(sim.z_hw, sparse, sim.std_z_hw)
+    # On every LiDAR pixel (no subset) the fit is the reference's within 2e-3 (its consensus now scores 128 lines on
+    # 1024 points, where 256 on 2048 were; with 60 % outliers the IRLS converges 1e-3 apart); the node's fit runs on a
+    # random subset of at most 2048 of them (issue 23: the metric step in 3 ms), within 3e-3 of the reference.
     a, b, rms, inliers, points = REFERENCE[key + "_fit"]
-    assert (fit.num_inliers, fit.num_points) == (int(inliers), int(points))
-    np.testing.assert_allclose([fit.a, fit.b, fit.rms_log], [a, b, rms], rtol=1e-7)
+    fit = fit_log_depth(sim.z_hw, sparse, sim.std_z_hw, max_fit_points=10**9)
+    assert fit.num_points == int(points) and abs(fit.num_inliers - int(inliers)) <= 0.005 * int(points)
+    np.testing.assert_allclose([fit.a, fit.b, fit.rms_log], [a, b, rms], rtol=2e-3)
+    subset = fit_log_depth(sim.z_hw, sparse, sim.std_z_hw)
+    assert abs(subset.a - a) < 3e-3 * a and abs(subset.b - b) < 3e-3 and subset.num_points == int(points)
 
-    completed = complete_depth(sim.z_hw, sparse, fit, guide_hw=scene.rgb_hwc_u8 if seed == 1 else None)
+    reference_fit = LogDepthFit(float(a), float(b), float(rms), int(inliers), int(points))  # the completion alone
+    completed = complete_depth(sim.z_hw, sparse, reference_fit, guide_hw=scene.rgb_hwc_u8 if seed == 1 else None)
     assert completed.num_rejected == int(REFERENCE[key + "_rejected"])
     np.testing.assert_allclose(completed.depth_hw_m, REFERENCE[key + "_completed"], rtol=2e-6)
 
