@@ -70,9 +70,12 @@ class LogDepthFit:
         """Metric depth of the global fit, exp(a·z + b), float32; NaN where that is not a positive finite number
         (REP-118)."""
         z_hw = np.asarray(z_hw, np.float32)
-        depth = cv2.exp(cv2.addWeighted(z_hw, float(self.a), z_hw, 0.0, float(self.b)))  # one pass each, SIMD
-        if not cv2.checkRange(depth, True, float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))[0]:
-            depth[~(depth > 0) | (depth == np.inf)] = np.nan  # under- or overflow (NaN compares False)
+        depth = np.multiply(z_hw, np.float32(self.a))
+        depth += np.float32(self.b)
+        lo, hi = sorted(self.a * float(v) + self.b for v in (z_hw.min(), z_hw.max()))  # NaN z: both NaN
+        cv2.exp(depth, depth)  # in place, SIMD
+        if not (-80.0 < lo and hi < 80.0):  # under- or overflow somewhere (or NaN): those pixels are unknown
+            depth[~(depth > 0) | (depth == np.inf)] = np.nan
         return depth
 
 
@@ -131,8 +134,9 @@ def _median(x: np.ndarray, guess: float = 0.0) -> float:
         window = x[(x >= lo) & (x <= hi)]
         if below <= k_lo and k_hi < below + len(window):
             part = np.partition(window, [k_lo - below, k_hi - below])
-            return float(np.mean(part[[k_lo - below, k_hi - below]]))
-    return float(np.median(x))
+            return 0.5 * (float(part[k_lo - below]) + float(part[k_hi - below]))
+    part = np.partition(x, [k_lo, k_hi])  # np.median without its overhead (NaN-free input)
+    return 0.5 * (float(part[k_lo]) + float(part[k_hi]))
 
 
 def _best_supported(a_s: np.ndarray, b_s: np.ndarray, z: np.ndarray, y: np.ndarray, threshold: float) -> int:
@@ -152,7 +156,7 @@ def _best_supported(a_s: np.ndarray, b_s: np.ndarray, z: np.ndarray, y: np.ndarr
     for k in np.argsort(-counts, kind="stable"):
         if counts[k] < best_score:
             break
-        score = counts[k] - np.median(abs_res[k])
+        score = counts[k] - _median(abs_res[k])
         if score > best_score or (score == best_score and k < best):
             best, best_score = int(k), score
     return best
@@ -250,8 +254,10 @@ def _checked_points(z_hw, sparse_depth_hw_m, std_z_hw, options: FitOptions) -> t
     return z_hw, _lidar_points(z_hw, sparse, std_z_hw, options.max_fit_points, np.random.default_rng(options.seed))
 
 
-def _fit(z_hw, points: _Points, options: FitOptions) -> tuple[LogDepthFit, np.ndarray, np.ndarray]:
-    """:func:`fit_log_depth` on the extracted points; returns the fit, the points' residuals and inlier mask."""
+def _fit(z_hw, points: _Points, options: FitOptions,
+         frame_std: float | None = None) -> tuple[LogDepthFit, np.ndarray, np.ndarray]:
+    """:func:`fit_log_depth` on the extracted points; returns the fit, the points' residuals and inlier mask.
+    ``frame_std``: the std of the frame's z, when the caller has it."""
     o = options
     consensus_log, outlier_k = o.consensus_log, o.outlier_k
     z, y, n = points.z, points.y, points.total
@@ -267,16 +273,17 @@ def _fit(z_hw, points: _Points, options: FitOptions) -> tuple[LogDepthFit, np.nd
         w0 = np.ones(m)
     else:
         var = points.std_z**2
-        w0 = 1.0 / (var + 0.01 * np.median(var) + 1e-12)  # eps: no point weighs more than 100x the median one
-    precision = np.sqrt(w0 / np.median(w0))  # residual x precision: comparable across points
+        w0 = 1.0 / (var + 0.01 * _median(var) + 1e-12)  # eps: no point weighs more than 100x the median one
+    precision = np.sqrt(w0 / _median(w0))  # residual x precision: comparable across points
 
     # 1. Consensus over lines through random pairs (scored on at most 1024 points) and the plain weighted fit.
     sub = rng.choice(m, size=min(m, 1024), replace=False)
     i, j = rng.integers(0, m, size=(2, o.num_samples))
     dz = z[i] - z[j]
     ok = np.abs(dz) > 1e-3 * max(z_std, 1e-12)
-    a_s = np.append((y[i][ok] - y[j][ok]) / dz[ok], _weighted_line(z, y, w0)[0])
-    b_s = np.append(y[i][ok], np.average(y, weights=w0)) - a_s * np.append(z[i][ok], np.average(z, weights=w0))
+    a_w, b_w, _ = _weighted_line(z, y, w0)
+    a_s = np.append((y[i][ok] - y[j][ok]) / dz[ok], a_w)
+    b_s = np.append(y[i][ok] - a_s[:-1] * z[i][ok], b_w)
     if not o.allow_negative_scale:
         keep = a_s > 0
         a_s, b_s = (a_s[keep], b_s[keep]) if keep.any() else (a_s, b_s)
@@ -312,7 +319,7 @@ def _fit(z_hw, points: _Points, options: FitOptions) -> tuple[LogDepthFit, np.nd
         raise AlignmentError(f"degenerate alignment: z is nearly constant on the {num_inliers} inlier points")
     if a <= 0 and not o.allow_negative_scale:
         raise AlignmentError(f"alignment gives a = {a:.4g} <= 0 (depth would fall as z rises); refusing the fit")
-    frame_z_std = float(frame_sample(z_hw).std())
+    frame_z_std = float(frame_sample(z_hw).std()) if frame_std is None else frame_std
     if abs(a) * frame_z_std < o.min_log_depth_std:
         raise AlignmentError(f"implausible scale a = {a:.3g}: fitted depth varies by {abs(a) * frame_z_std:.3g} "
                              f"in log over the frame (< {o.min_log_depth_std}); the LiDAR does not explain the image")
@@ -361,7 +368,7 @@ def fit_evidence(z_hw: np.ndarray, points: _Points, fit: LogDepthFit, residual: 
     normalised = residual / _sigma_log(fit.a, points.std_z, m, checks.floor_log)
     explained = float(np.count_nonzero(inliers | (np.abs(normalised) <= 3.0))) / m
     by_value = np.argsort(normalised)
-    spread = 1.4826 * float(np.median(np.abs(normalised)))
+    spread = 1.4826 * _median(np.abs(normalised))
     h, w = z_hw.shape
     rows, cols = np.divmod(points.pixel, w)
     tiles = (rows * checks.tiles // h) * checks.tiles + cols * checks.tiles // w
@@ -434,6 +441,22 @@ def cloud_contradicts(fit: LogDepthFit, z_hw: np.ndarray, sparse_depth_hw_m: np.
     return ""
 
 
+def residual_scale(fit: LogDepthFit, z_hw: np.ndarray, sparse_depth_hw_m: np.ndarray,
+                   std_z_hw: np.ndarray | None = None, log_var: float = 0.0,
+                   floor_log: float = SIGMA_FLOOR_LOG) -> float:
+    """The calibration of the uncertainty published with the scale ``fit`` (and its variance ``log_var``) on this
+    frame's LiDAR pixels: the factor ``s`` that puts 68 % of their log residuals r within
+    ``sqrt(s²·((a·std_z)² + floor_log²) + log_var)`` (:func:`metric_std`); NaN with fewer than 20 points."""
+    z_hw, points = _checked_points(z_hw, sparse_depth_hw_m, std_z_hw, FitOptions())
+    m = len(points.z)
+    if m < 20:
+        return float("nan")
+    r = points.y - (fit.a * points.z + fit.b)
+    needed = np.sqrt(np.maximum(r * r - max(log_var, 0.0), 0.0)) / _sigma_log(fit.a, points.std_z, m, floor_log)
+    k = int(ONE_SIGMA_SHARE * (m - 1))
+    return float(np.partition(needed, k)[k])
+
+
 def metric_std(std_z_hw: np.ndarray, depth_hw_m: np.ndarray, fit: LogDepthFit, log_var: float = 0.0,
                sigma_scale: float = 1.0, floor_log: float = SIGMA_FLOOR_LOG) -> np.ndarray:
     """Depth std in metres, first order through ``d = exp(a·z + b)``:
@@ -443,10 +466,12 @@ def metric_std(std_z_hw: np.ndarray, depth_hw_m: np.ndarray, fit: LogDepthFit, l
     ``log_var`` the variance of the scale itself in log depth (it grows while a scale is held); float32."""
     std_z_hw = check_float_map("std_z_hw", std_z_hw)
     depth_hw_m = check_float_map("depth_hw_m", depth_hw_m, std_z_hw.shape)
-    scale = np.float32(sigma_scale * abs(fit.a))
-    std = np.multiply(std_z_hw, scale, dtype=np.float32)  # in place from here: one frame-size buffer
+    constant = np.float32(sigma_scale**2 * floor_log**2 + max(log_var, 0.0))
+    if not std_z_hw.any():  # one ensemble member: the floor and the scale's variance alone
+        return np.multiply(depth_hw_m, np.sqrt(constant), dtype=np.float32)
+    std = np.multiply(std_z_hw, np.float32(sigma_scale * abs(fit.a)), dtype=np.float32)  # in place from here
     np.multiply(std, std, out=std)
-    std += np.float32(sigma_scale**2 * floor_log**2 + max(log_var, 0.0))
+    std += constant
     np.sqrt(std, out=std)
     np.multiply(std, depth_hw_m, out=std)
     return std

@@ -38,6 +38,9 @@ SOURCES = ("auto", "lidar", "ground", "fixed", "none")
 
 #: (held fit, tolerance in log depth) -> "" when this frame's cloud agrees with the held scale, else why not
 CloudCheck = Callable[[LogDepthFit, float], str]
+#: (the scale about to be published, its log variance) -> the uncertainty calibration its residuals on this frame's
+#: cloud ask for (:func:`depthfm_ros.fusion.alignment.residual_scale`)
+CloudCalibration = Callable[[LogDepthFit, float], float]
 
 
 @dataclass(frozen=True)
@@ -238,13 +241,13 @@ class MetricScale:
     fit; ``camera_height_m`` (> 0) enables the ground source, with the ground normal ``ground_down_cam`` (optical
     frame; default a level camera) unless each frame brings one from tf; ``fixed_fit`` (a > 0) the fixed one;
     ``calibration_weight``: how much each accepted LiDAR fit moves the learned uncertainty calibration (an
-    exponential average in log).
+    exponential average in log; 1: the current fit's alone, which held-out residuals cover best).
     """
 
     def __init__(self, source: str = "auto", *, use_lidar: bool = False, hold_sec: float = 1.0,
                  camera_height_m: float = 0.0, ground_down_cam: np.ndarray | None = None,
                  ground_from_tf: bool = False, fixed_fit: LogDepthFit | None = None,
-                 scale_filter: ScaleFilter | None = None, calibration_weight: float = 0.5):
+                 scale_filter: ScaleFilter | None = None, calibration_weight: float = 1.0):
         if source not in SOURCES:
             raise InputError(f"metric source must be one of {', '.join(SOURCES)}, got {source!r}")
         lidar = source == "lidar" or (source == "auto" and use_lidar)
@@ -274,6 +277,7 @@ class MetricScale:
 
     def update(self, t_sec: float, z_hw: np.ndarray, *, lidar_fit: LogDepthFit | None = None,
                lidar_reason: str = "no LiDAR cloud for this frame", lidar_check: CloudCheck | None = None,
+               lidar_calibration: CloudCalibration | None = None,
                camera: PinholeCamera | None = None, down_cam: np.ndarray | None = None,
                camera_height_m: float | None = None, std_z_hw: np.ndarray | None = None,
                z_range: tuple[float, float] | None = None) -> MetricEstimate:
@@ -281,6 +285,8 @@ class MetricScale:
 
         ``lidar_fit``: this frame's accepted LiDAR fit, else ``lidar_reason`` says why there is none and
         ``lidar_check`` (when the frame has a cloud) says whether that cloud contradicts the held scale;
+        ``lidar_calibration`` (when the frame has a cloud): the uncertainty calibration a scale's residuals on it ask
+        for -- learned from an accepted fit, and never less for a held scale (else the fit's own is learned);
         ``down_cam`` and ``camera_height_m``: the ground normal and height from tf for this frame (else the
         mounting's); ``z_range``: the frame's :func:`~depthfm_ros.fusion.alignment.frame_z_range` if known.
         """
@@ -288,7 +294,7 @@ class MetricScale:
         estimates, reasons = [], []
         for name in self.chain:
             if name == "lidar":
-                estimate = self._lidar(t_sec, z_range, lidar_fit, lidar_reason, lidar_check)
+                estimate = self._lidar(t_sec, z_range, lidar_fit, lidar_reason, lidar_check, lidar_calibration)
             elif name == "ground":
                 estimate = self._ground(z_hw, std_z_hw, camera, self.ground_down_cam if down_cam is None else down_cam,
                                         camera_height_m or self.camera_height_m)
@@ -320,13 +326,14 @@ class MetricScale:
             w = self.calibration_weight
             self.sigma_scale = math.exp((1 - w) * math.log(self.sigma_scale) + w * math.log(sigma_scale))
 
-    def _lidar(self, t_sec, z_range, fit, reason, lidar_check) -> MetricEstimate:
+    def _lidar(self, t_sec, z_range, fit, reason, lidar_check, lidar_calibration) -> MetricEstimate:
         if fit is not None:
             accepted, why = self.filter.update(fit, t_sec, z_range)
             if accepted:
-                self._learn(fit.sigma_scale)
-                return MetricEstimate("lidar", self.filter.fit, self.filter.variance_at(t_sec), 0.0,
-                                      sigma_scale=self._calibration())
+                variance = self.filter.variance_at(t_sec)
+                self._learn(fit.sigma_scale if lidar_calibration is None else
+                            lidar_calibration(self.filter.fit, variance))
+                return MetricEstimate("lidar", self.filter.fit, variance, 0.0, sigma_scale=self._calibration())
             return MetricEstimate("", None, reason=f"lidar: {why}; not holding a scale this frame's cloud "
                                                    "contradicts")
         held = self.filter.fit
@@ -336,12 +343,16 @@ class MetricScale:
         if not 0 <= age <= self.hold_sec:
             return MetricEstimate("", None, reason=f"lidar: {reason}; the last accepted LiDAR scale is {age:.1f} s "
                                                    f"old (metric_hold_sec {self.hold_sec:g})")
+        variance, calibration = self.filter.variance_at(t_sec), self._calibration()
         if lidar_check is not None:
             contradiction = lidar_check(held, self.filter.tolerance(t_sec))
             if contradiction:
                 return MetricEstimate("", None, reason=f"lidar: {reason}; not holding the scale: this frame's "
                                                        f"cloud contradicts it ({contradiction})")
-        return MetricEstimate("hold", held, self.filter.variance_at(t_sec), age, reason, self._calibration())
+        if lidar_calibration is not None:  # the frame's own cloud says how far off the held scale is: never less
+            needed = lidar_calibration(held, variance)
+            calibration = max(calibration, needed) if math.isfinite(needed) else calibration
+        return MetricEstimate("hold", held, variance, age, reason, calibration)
 
     def _ground(self, z_hw, std_z_hw, camera, down_cam, height_m) -> MetricEstimate:
         if camera is None:

@@ -13,7 +13,7 @@ from rclpy.duration import Duration
 from rclpy.time import Time
 
 from ..errors import DepthFMError
-from ..fusion.alignment import cloud_contradicts
+from ..fusion.alignment import cloud_contradicts, residual_scale
 from ..fusion.frame import FusedFrame, fuse_frame
 from ..geometry.camera import PinholeCamera
 from ..geometry.projection import transform_from_xyz_quat
@@ -220,10 +220,13 @@ class LidarInput:
         return fused
 
     @staticmethod
-    def contradiction_check(fused: FusedFrame, prediction: DepthPrediction):
-        """The check :meth:`depthfm_ros.fusion.metric.MetricScale.update` runs before holding a scale on this frame:
-        does its own cloud contradict it (None when the cloud did not project)?"""
-        if fused.sparse_hw_m is None:
-            return None
-        return lambda held, tolerance: cloud_contradicts(held, prediction.z_hw, fused.sparse_hw_m,
-                                                         prediction.std_z_hw, tolerance_log=tolerance)
+    def cloud_checks(fused: FusedFrame, prediction: DepthPrediction):
+        """What :meth:`depthfm_ros.fusion.metric.MetricScale.update` asks of this frame's own cloud: does it
+        contradict a held scale, and what uncertainty calibration does a scale's residuals on it ask for? (None, None)
+        when the cloud did not project."""
+        sparse = fused.sparse_hw_m
+        if sparse is None:
+            return None, None
+        z, std = prediction.z_hw, prediction.std_z_hw
+        return (lambda held, tolerance: cloud_contradicts(held, z, sparse, std, tolerance_log=tolerance),
+                lambda scale, log_var: residual_scale(scale, z, sparse, std, log_var))

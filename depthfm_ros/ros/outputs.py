@@ -112,18 +112,17 @@ class FrameOutputs:
         depth (``complete`` and this frame's own LiDAR scale) and points. Returns the frame's estimate."""
         prediction, header, camera = frame.prediction, frame.header, frame.camera
         z_range = frame_z_range(prediction.z_hw)
-        fused, lidar_check = None, None
+        fused, lidar_check, lidar_calibration = None, None, None
         if self.lidar is not None and cloud is not None:
             fused = self.lidar.fuse(prediction, header, cloud, camera, frame.camera_error, frame.rgb_hwc_u8,
                                     complete=complete)
-            if not fused.aligned:
-                lidar_check = self.lidar.contradiction_check(fused, prediction)
+            lidar_check, lidar_calibration = self.lidar.cloud_checks(fused, prediction)
         down_cam, height_m = self.ground_tf(header) if self.ground_tf else (None, None)
         estimate = self.metric.update(
             stamp_seconds(header), prediction.z_hw, lidar_fit=fused.fit if fused is not None else None,
             lidar_reason=fused.refused if fused is not None else "no LiDAR cloud within lidar_slop_sec of this frame",
-            lidar_check=lidar_check, camera=camera, down_cam=down_cam, camera_height_m=height_m,
-            std_z_hw=prediction.std_z_hw, z_range=z_range)
+            lidar_check=lidar_check, lidar_calibration=lidar_calibration, camera=camera, down_cam=down_cam,
+            camera_height_m=height_m, std_z_hw=prediction.std_z_hw, z_range=z_range)
         self.metric_stats.frame(estimate)
         if not estimate.metric:
             if self.metric.chain:
