@@ -5,12 +5,14 @@ the LiDAR.
   worker took it is dropped (``on_dropped``), so latency stays within one inference.
 - :class:`MetricWorker`: the metric step of each frame after its relative outputs went out: binding its cloud
   (which may still be on its way), the fit, the scale and the metric outputs. It runs beside the inference worker,
-  so the fusion of frame n never delays the inference of frame n + 1. Frames wait in order; when more than
+  so the fusion of frame n never delays the inference of frame n + 1; it runs at a lower CPU priority (``nice``,
+  Linux threads) so that on a busy CPU the camera path goes first. Frames wait in order; when more than
   ``max_pending`` wait, the oldest is skipped (``on_skipped``).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from typing import Any, Callable
@@ -53,8 +55,8 @@ class MetricWorker:
     frames wait (the caller may skip optional work then)."""
 
     def __init__(self, process: Callable[[Any, bool], None], on_skipped: Callable[[], None], max_pending: int = 4,
-                 name: str = "depthfm-metric"):
-        self._process, self._on_skipped, self.max_pending = process, on_skipped, max_pending
+                 name: str = "depthfm-metric", nice: int = 10):
+        self._process, self._on_skipped, self.max_pending, self.nice = process, on_skipped, max_pending, nice
         self._queue: deque = deque()
         self._cond = threading.Condition()
         self._running = True
@@ -76,6 +78,12 @@ class MetricWorker:
             return not self._queue and not self._busy
 
     def _run(self) -> None:
+        if self.nice:
+            try:  # this thread only (Linux: a thread is a schedulable task of its own)
+                thread = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + self.nice)
+            except (AttributeError, OSError):  # not Linux, or not allowed: the same priority as the camera path
+                pass
         while True:
             with self._cond:
                 while not self._queue and self._running:
