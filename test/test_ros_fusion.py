@@ -18,6 +18,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from depthfm_ros.fusion.alignment import residual_scale
 from depthfm_ros.fusion.frame import fuse_frame, metric_maps, sparse_depth
 from depthfm_ros.geometry.projection import transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
@@ -129,7 +130,9 @@ def test_lidar_pair_gives_metres_on_the_metric_topics_and_relative_on_the_relati
     depth, std, completed = (image_to_array(g.received[k][0]) for k in METRIC_KEYS)
 
     prediction, sparse, fused = expected_frame(scene, scan)
-    estimate = validate(FUSION).metric_scale().update(stamp * 1e-9, prediction.z_hw, lidar_fit=fused.fit)
+    estimate = validate(FUSION).metric_scale().update(  # the calibration from this cloud, as the node learns it
+        stamp * 1e-9, prediction.z_hw, lidar_fit=fused.fit,
+        lidar_calibration=lambda fit, var: residual_scale(fit, prediction.z_hw, sparse, prediction.std_z_hw, var))
     assert estimate.source == "lidar" and (estimate.fit.a, estimate.fit.b) == (fused.fit.a, fused.fit.b)
     expected_depth, expected_std = metric_maps(estimate.fit, prediction.z_hw, prediction.std_z_hw, estimate.log_var,
                                                estimate.sigma_scale)
