@@ -372,3 +372,43 @@ def test_a_far_future_cloud_is_refused_and_pairing_goes_on(fusion_graph, scene_a
     send_pair(g, pubs, scene, scan.points_n3, now_ns, now_ns + 5_000_000)
     g.wait_for(lambda: g.received["depth"], "metric output after the future stamp")
     assert [stamp_ns(m) for m in g.received["depth"]] == [now_ns]
+
+
+def test_every_refusal_is_counted_by_input_and_logged_once_per_kind(fusion_graph, scene_and_scan):
+    """Used to: random encoding names gave 2,256 ERROR lines in 6 s (the throttle keyed on message text); CameraInfo
+    and cloud refusals shared one throttled call site and malformed clouds were not counted as refused input. Now
+    images, clouds and CameraInfo are counted apart and each kind of refusal is logged once per period."""
+    from sensor_msgs.msg import PointField
+
+    scene, scan = scene_and_scan
+    g = fusion_graph(log_throttle_sec=60.0)
+    lines = []
+    g.node.error_log._log = lines.append
+    pubs = publishers(g)
+    rng = np.random.default_rng(0)
+    for k in range(20):  # random encoding names: one kind
+        msg = numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(1_000_000_000 + k, "camera_optical"))
+        msg.encoding = "".join(rng.choice(list("abcxyz0123456789_"), 10))
+        pubs["image"].publish(msg)
+        g.wait_for(lambda: g.node.stats.refused["image"] == k + 1, f"bad image {k}")
+    for k in range(3):  # a cloud without x, y, z fields: refused on arrival, whether or not a frame binds it
+        cloud = xyz_to_pointcloud2(scan.points_n3, header(2_000_000_000 + k, "lidar"))
+        cloud.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                        for i, name in enumerate("abc")]
+        pubs["cloud"].publish(cloud)
+        g.wait_for(lambda: g.node.stats.refused["cloud"] == k + 1, f"bad cloud {k}")
+    bad_info = camera_to_camera_info(scene.camera, header(3_000_000_000, "camera_optical"))
+    bad_info.k[0] = 0.0  # fx 0
+    pubs["info"].publish(bad_info)
+    g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    for k in range(2):  # two frames with the same bad CameraInfo: one refusal
+        stamp = 3_000_000_000 + k * 100_000_000
+        pubs["image"].publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(stamp, "camera_optical")))
+        g.wait_for(lambda: stamp in [stamp_ns(m) for m in g.received["relative_depth"]], f"frame {k}")
+    assert dict(g.node.stats.refused) == {"image": 20, "cloud": 3, "camera_info": 1}
+    assert len(lines) == 3, lines
+    assert [line.split(":")[0] for line in lines] == ["dropping bad image message", "dropping bad cloud message",
+                                                      "dropping bad camera_info message"]
+    g.wait_for(lambda: any(v["image_errors"] == "20" and v["cloud_errors"] == "3" and v["camera_info_errors"] == "1"
+                           for v in g.diagnostics(": depth")), "refusals per input in /diagnostics")
+    assert [stamp_ns(m) for m in g.received["relative_depth"]] == [3_000_000_000, 3_100_000_000]

@@ -4,9 +4,8 @@ fuses the two through the library."""
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from rclpy.duration import Duration
@@ -25,6 +24,13 @@ from .sync import CloudBuffer, check_stamp, stamp_seconds
 
 #: a stamp further ahead of the node's clock is refused (a wrongly stamped message must not block binding)
 MAX_FUTURE_SEC = 10.0
+
+
+class Cloud(NamedTuple):
+    """A received cloud, converted once on arrival: its header and its (N, 3) points in its own frame."""
+
+    header: object
+    points_n3: np.ndarray
 
 
 class TfLookup:
@@ -114,8 +120,6 @@ class LidarInput:
         self.buffer = CloudBuffer(config.lidar_slop_sec, config.lidar_queue_size)
         self.completion_fn = completion_fn(config.completion_checkpoint, config.model_settings())
         self._stale = False  # worker thread only: for the log lines when the LiDAR goes and comes back
-        self._xyz_lock = threading.Lock()
-        self._xyz: tuple[object, object] = (None, None)  # (cloud, its points or the error converting it)
 
     def describe(self) -> str:
         config, timeout = self.config, self.config.lidar_timeout_sec
@@ -134,13 +138,16 @@ class LidarInput:
         return check_stamp(header, self._now_sec(), MAX_FUTURE_SEC)
 
     def on_cloud(self, msg) -> None:
+        """A cloud arrived: its stamp and layout are checked and its points converted now (each refusal counted
+        once, whether or not a frame would have used it), then it waits in the buffer for frames."""
         self.stats.cloud_received()
         try:
             stamp = check_stamp(msg.header, self._now_sec(), MAX_FUTURE_SEC)
+            points_n3 = conversions.pointcloud2_to_xyz(msg)
         except Exception as exc:  # never out of an executor callback
             self._input_refused("cloud", exc)
             return
-        self.buffer.add(stamp, msg)
+        self.buffer.add(stamp, Cloud(msg.header, points_n3))
 
     def status(self, name: str):
         return alignment_status(self.stats.snapshot(self.buffer.unused, self.buffer.resets), name,
@@ -172,22 +179,8 @@ class LidarInput:
         self.stats.frame_bound(cloud is not None)
         return cloud, cloud is not None and not used
 
-    def _points(self, cloud):
-        """The cloud's (N, 3) points, converted once per cloud (several frames may share one); a malformed cloud is
-        counted once, as a cloud refused."""
-        with self._xyz_lock:
-            if self._xyz[0] is cloud:
-                return self._xyz[1]
-            try:
-                points = conversions.pointcloud2_to_xyz(cloud)
-            except Exception as exc:  # counted and logged as a refused cloud
-                self._input_refused("cloud", exc)
-                points = exc
-            self._xyz = (cloud, points)
-            return points
-
-    def fuse(self, prediction: DepthPrediction, header, cloud, camera: PinholeCamera | None, camera_error: str,
-             rgb_hwc_u8: np.ndarray | None, complete: bool = True) -> FusedFrame:
+    def fuse(self, prediction: DepthPrediction, header, cloud: Cloud, camera: PinholeCamera | None,
+             camera_error: str, rgb_hwc_u8: np.ndarray | None, complete: bool = True) -> FusedFrame:
         """This frame in metres from ``cloud`` (refused: the reason goes to diagnostics and a throttled warning);
         ``complete``: compute the completed depth too."""
         config, t0 = self.config, time.perf_counter()
@@ -195,9 +188,7 @@ class LidarInput:
         try:
             if camera is None:
                 raise DepthFMError(f"cannot project the cloud: {camera_error}")
-            points_n3 = self._points(cloud)
-            if isinstance(points_n3, Exception):
-                raise DepthFMError(f"malformed cloud: {points_n3}")
+            points_n3 = cloud.points_n3
             T_cam_lidar, source, tf_error = self.extrinsic.lookup(cloud.header.frame_id, header.frame_id,
                                                                   header.stamp)
             if tf_error:
