@@ -268,7 +268,7 @@ def _fit(z_hw, points: _Points, options: FitOptions,
     if z_std < o.min_z_spread:
         raise AlignmentError(f"degenerate alignment: z is nearly constant on the {n} LiDAR points "
                              f"(std {z_std:.3g} < {o.min_z_spread})")
-    rng = np.random.default_rng([o.seed, 1])
+    rng = np.random.default_rng(o.seed + 1)
     if points.std_z is None:
         w0 = np.ones(m)
     else:
