@@ -6,6 +6,7 @@ import pytest
 from depthfm_ros.errors import AlignmentError, InputError
 from depthfm_ros.fusion.alignment import LogDepthFit
 from depthfm_ros.fusion.metric import MetricScale, ScaleFilter, ground_normal, ground_plane_fit
+from depthfm_ros.pipeline import DepthPrediction
 from depthfm_ros.sim import synthetic
 from depthfm_ros.training.metrics import abs_rel, delta1
 
@@ -84,7 +85,7 @@ def test_the_held_scale_is_never_applied_to_a_frame_whose_own_cloud_contradicts_
     agreeing = scale.update(0.2, z, lidar_reason="too few points in range", lidar_check=lambda held, tol: "")
     assert agreeing.source == "hold"  # a cloud that does not contradict it (or none) keeps the hold
     gated = scale.update(0.3, z, lidar_fit=fit(2.0, 1.8))  # accepted by the fit, rejected by the gate
-    assert not gated.metric and "not holding a scale this frame's cloud contradicts" in gated.reason
+    assert not gated.metric and "no hold: this frame's own cloud contradicts the held scale" in gated.reason
 
 
 def test_sources_check_each_other_and_refuse_metres_when_they_disagree():
@@ -206,3 +207,70 @@ def test_ground_source_refuses_random_weight_models(tiny_model):
             except AlignmentError as exc:
                 assert "ground plane" in str(exc)
     assert accepted == []
+
+
+def _metric_frame(scale, t, scene, pred, points, T):
+    """One frame through the node's metric path (fusion/frame.py fit and checks, then MetricScale with the cloud's
+    own contradiction check); returns the estimate and the published scale's median |log error|."""
+    from depthfm_ros.fusion.alignment import cloud_contradicts
+    from depthfm_ros.fusion.frame import fuse_frame
+
+    prediction = DepthPrediction(pred.z_hw, np.zeros_like(pred.z_hw), pred.std_z_hw, pred.z_hw.shape, 2, 1)
+    fused = fuse_frame(prediction, points, scene.camera, T, max_range_m=100.0, complete=False)
+    check = None if fused.aligned or fused.sparse_hw_m is None else (
+        lambda held, tol: cloud_contradicts(held, pred.z_hw, fused.sparse_hw_m, pred.std_z_hw, tolerance_log=tol))
+    estimate = scale.update(t, pred.z_hw, lidar_fit=fused.fit, lidar_reason=fused.refused, lidar_check=check)
+    if not estimate.metric:
+        return estimate, float("nan")
+    depth = estimate.fit.depth_m(pred.z_hw)
+    ok = np.isfinite(depth) & np.isfinite(scene.depth_hw_m)
+    return estimate, float(np.median(np.abs(np.log(depth[ok] / scene.depth_hw_m[ok]))))
+
+
+@pytest.fixture(scope="module")
+def still_scene():
+    """A camera standing still in front of a scene, its perfect prediction and LiDAR scan (VLP-16)."""
+    scene = synthetic.make_scene(np.random.default_rng(3), 320, 240)
+    pred = synthetic.simulate_prediction(scene, np.random.default_rng(4), distortion_log=0.0, object_offset_log=0.0,
+                                         curvature_log=0.0)
+    scan = synthetic.simulate_lidar(scene, "vlp16", np.random.default_rng(5), outlier_fraction=0.02)
+    return scene, pred, scan
+
+
+@pytest.mark.parametrize("glitch_frames", [3, 15])
+def test_a_range_glitch_gives_no_wrong_metres(still_scene, glitch_frames):
+    """Used to: a 3-cloud glitch at 2x range gave 3 wrong maps, and a persistent error passed the gate after 3 frames.
+    Every range doubled is a perfect fit of another scale; against the held scale it is refused, and the hold is not
+    applied to those frames either (their own cloud contradicts it)."""
+    scene, pred, scan = still_scene
+    scale = MetricScale("lidar", use_lidar=True, hold_sec=1.0)
+    sources, wrong = [], []
+    for k in range(5 + glitch_frames + 5):
+        glitch = 5 <= k < 5 + glitch_frames
+        points = scan.points_n3 * (2.0 if glitch else 1.0)
+        estimate, error = _metric_frame(scale, 0.1 * k, scene, pred, points, scan.T_cam_lidar)
+        sources.append(estimate.source)
+        wrong += [k] if error > np.log(1.15) else []
+        if glitch:
+            assert not estimate.metric and "LiDAR scale jumps by 0.7" in estimate.reason, (k, estimate.reason)
+    assert wrong == []
+    assert sources[:5] == ["lidar"] * 5 and sources[-5:] == ["lidar"] * 5  # the true scale throughout
+
+
+def test_a_second_camera_on_the_same_topic_gets_no_held_metres(still_scene):
+    """Used to: a second image publisher on the same topic got the held scale of the first camera (27 frames 3.7x
+    too near). Its frames' fits fail against the LiDAR, whose cloud then contradicts the held scale too."""
+    scene, pred, scan = still_scene
+    other = synthetic.make_scene(np.random.default_rng(11), 320, 240)
+    other_pred = synthetic.simulate_prediction(other, np.random.default_rng(12), distortion_log=0.0,
+                                               object_offset_log=0.0, curvature_log=0.0, a=3.0)
+    scale = MetricScale("lidar", use_lidar=True, hold_sec=1.0)
+    for k in range(12):
+        mine = k % 2 == 0
+        estimate, error = _metric_frame(scale, 0.05 * k, scene if mine else other, pred if mine else other_pred,
+                                        scan.points_n3, scan.T_cam_lidar)
+        if mine:
+            assert estimate.source == "lidar" and error < 0.02, k
+        else:
+            assert not estimate.metric or error < np.log(1.15), (k, estimate.source, error)
+            assert estimate.source != "hold", (k, estimate.reason)

@@ -334,8 +334,8 @@ class MetricScale:
                 self._learn(fit.sigma_scale if lidar_calibration is None else
                             lidar_calibration(self.filter.fit, variance))
                 return MetricEstimate("lidar", self.filter.fit, variance, 0.0, sigma_scale=self._calibration())
-            return MetricEstimate("", None, reason=f"lidar: {why}; not holding a scale this frame's cloud "
-                                                   "contradicts")
+            return MetricEstimate("", None, reason=f"lidar: {why}; no hold: this frame's own cloud contradicts the "
+                                                   "held scale")
         held = self.filter.fit
         age = t_sec - self.filter.t_sec
         if held is None:
