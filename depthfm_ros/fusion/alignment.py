@@ -51,8 +51,10 @@ class FitEvidence:
 class LogDepthFit:
     """Metric alignment ``log depth_m ≈ a·z + b``; ``rms_log`` is the inlier residual RMS in log space.
 
-    ``sigma_scale``: the factor that makes ``sigma_scale·sqrt((a·std_z)² + SIGMA_FLOOR_LOG²)`` cover 68 % of this
-    fit's residuals (NaN when not measured); ``evidence``: the acceptance measurements (None for a bare fit).
+    ``num_points``: the valid LiDAR pixels; ``num_inliers``: those that agree with the fit (counted on the points
+    fitted, at most ``FitOptions.max_fit_points``, and scaled to ``num_points``); ``sigma_scale``: the factor that
+    makes ``sigma_scale·sqrt((a·std_z)² + SIGMA_FLOOR_LOG²)`` cover 68 % of this fit's residuals (NaN when not
+    measured); ``evidence``: the acceptance measurements (None for a bare fit).
     """
 
     a: float
