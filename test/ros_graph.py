@@ -17,6 +17,7 @@ from depthfm_ros.backends.base import Backend
 from depthfm_ros.ros import conversions
 from depthfm_ros.ros.graph import InProcessGraph
 from depthfm_ros.ros.node import DepthFMNode
+from depthfm_ros.sim.engine import SceneBackend  # noqa: F401  (the tests' perfect engine)
 
 H, W = 96, 128
 TIMEOUT = 10.0
@@ -107,27 +108,3 @@ class Graph(InProcessGraph):
         with self._cond:
             arrays = list(self.received["diagnostics"])
         return [{kv.key: kv.value for kv in s.values} for a in arrays for s in a.status if s.name.endswith(suffix)]
-
-
-class SceneBackend(Backend):
-    """A stand-in engine that predicts a known scene exactly up to DepthFM's affine ambiguity: z = (log depth - b)/a
-    at the processing size, plus ``member_noise`` times the member's noise (so ensembles have a spread). With it a
-    test can check metric outputs against the scene's ground truth; the real networks are tested elsewhere."""
-
-    name = "scene"
-    num_steps = 1
-
-    def __init__(self, depth_hw_m: np.ndarray, a: float = 2.0, b: float | None = None, member_noise: float = 0.01):
-        depth = np.where(np.isfinite(depth_hw_m), depth_hw_m, np.nanmax(depth_hw_m))
-        self.log_depth = np.log(depth).astype(np.float32)
-        self.a, self.b = a, float(np.median(self.log_depth)) if b is None else b
-        self.member_noise = member_noise
-
-    def run(self, rgb_bchw, noise):
-        import cv2
-
-        m = self.check_inputs(rgb_bchw, noise)
-        b, _, h, w = rgb_bchw.shape
-        z = (cv2.resize(self.log_depth, (w, h), interpolation=cv2.INTER_AREA) - self.b) / self.a
-        spread = np.kron(noise[:, 0], np.ones((8, 8), np.float32)).reshape(b, m, h, w)
-        return (z[None, None] + self.member_noise * spread).astype(np.float32)

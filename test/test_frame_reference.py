@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from depthfm_ros.evaluation.metrics import rmse
-from depthfm_ros.fusion.alignment import fit_log_depth
+from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth
 from depthfm_ros.fusion.completion import complete_depth
 from depthfm_ros.fusion.frame import sparse_depth
 from depthfm_ros.processing import members_to_input_size, relative_depth, to_model_input
@@ -34,15 +34,23 @@ def test_projection_fit_and_completion_match_the_reference(seed, pattern, outlie
     sparse = sparse_depth(scan.points_n3, scene.camera, scan.T_cam_lidar, 160, 120, 0.1, 100)
     np.testing.assert_array_equal(sparse, REFERENCE[key + "_sparse"])  # nearest point per pixel, bit for bit
 
-    fit = fit_log_depth(sim.z_hw, sparse, sim.std_z_hw)
+    # On every LiDAR pixel (no subset) the fit is the reference's within 2e-3 in a and b, 1 % in rms (its consensus
+    # now scores 128 lines on 1024 points, where 256 on 2048 were: the Huber IRLS with its inlier cut has fixed points
+    # ~1e-3 apart and starts nearer one or another); the node's fit runs on a random subset of at most 2048 of them
+    # (issue 23: the metric step in 3 ms): with 60 % outliers ~800 inliers, a within 1 % and b within 3e-3.
     a, b, rms, inliers, points = REFERENCE[key + "_fit"]
-    assert (fit.num_inliers, fit.num_points) == (int(inliers), int(points))
-    np.testing.assert_allclose([fit.a, fit.b, fit.rms_log], [a, b, rms], rtol=1e-7)
+    fit = fit_log_depth(sim.z_hw, sparse, sim.std_z_hw, max_fit_points=10**9)
+    assert fit.num_points == int(points) and abs(fit.num_inliers - int(inliers)) <= 0.005 * int(points)
+    np.testing.assert_allclose([fit.a, fit.b], [a, b], rtol=2e-3)
+    assert fit.rms_log == pytest.approx(rms, rel=1e-2)
+    subset = fit_log_depth(sim.z_hw, sparse, sim.std_z_hw)
+    assert abs(subset.a - a) < 1e-2 * a and abs(subset.b - b) < 3e-3 and subset.num_points == int(points)
 
     # The completion was rewritten for speed (issue 23: a pyramid of bilateral grids, one slice, a first outlier pass
-    # that down-weighs gross residuals); it must be at least as accurate as the reference on these frames, whose
-    # outlier fractions (5, 30, 60 %) are above the benchmark's 5 %.
-    completed = complete_depth(sim.z_hw, sparse, fit)
+    # that down-weighs gross residuals); on the reference's own fit (the completion alone) it must be at least as
+    # accurate as the reference on these frames, whose outlier fractions (5, 30, 60 %) are above the benchmark's 5 %.
+    reference_fit = LogDepthFit(float(a), float(b), float(rms), int(inliers), int(points))
+    completed = complete_depth(sim.z_hw, sparse, reference_fit)
     gt = scene.depth_hw_m
     assert rmse(completed.depth_hw_m, gt) <= rmse(REFERENCE[key + "_completed"], gt)
 

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from depthfm_ros.errors import AlignmentError, InputError
-from depthfm_ros.fusion.alignment import LogDepthFit, fit_log_depth, metric_std
+from depthfm_ros.fusion.alignment import (
+    SIGMA_FLOOR_LOG,
+    FitChecks,
+    LogDepthFit,
+    align_to_lidar,
+    cloud_contradicts,
+    fit_log_depth,
+    metric_std,
+)
 
 
 def sparse_scene(n=600, a=2.5, b=1.2, outlier_fraction=0.0, noise_log=0.0, seed=0, shape=(120, 160)):
@@ -76,14 +84,21 @@ def test_metric_std_is_first_order_through_exp():
     std_z = np.full((4, 5), 0.02, dtype=np.float32)
     depth = np.linspace(1, 10, 20, dtype=np.float32).reshape(4, 5)
     fit = LogDepthFit(a=2.0, b=0.0, rms_log=0.0, num_inliers=10, num_points=10)
-    std_m = metric_std(std_z, depth, fit)
+    std_m = metric_std(std_z, depth, fit, floor_log=0.0)
     np.testing.assert_allclose(std_m, 0.04 * depth, rtol=1e-6)
-    np.testing.assert_allclose(metric_std(2 * std_z, depth, fit), 2 * std_m, rtol=1e-6)
-    np.testing.assert_allclose(metric_std(std_z, depth, LogDepthFit(-2.0, 0.0, 0.0, 10, 10)), std_m)
+    np.testing.assert_allclose(metric_std(2 * std_z, depth, fit, floor_log=0.0), 2 * std_m, rtol=1e-6)
+    np.testing.assert_allclose(metric_std(std_z, depth, LogDepthFit(-2.0, 0.0, 0.0, 10, 10), floor_log=0.0), std_m)
     # against the exact spread of exp(a z + b) for a small std
     z0, dz = 0.4, 1e-3
     exact = (np.exp(2 * (z0 + dz)) - np.exp(2 * (z0 - dz))) / 2
-    assert metric_std(np.array([[dz]]), np.array([[np.exp(2 * z0)]]), fit)[0, 0] == pytest.approx(exact, rel=1e-4)
+    assert metric_std(np.array([[dz]], np.float32), np.array([[np.exp(2 * z0)]], np.float32), fit,
+                      floor_log=0.0)[0, 0] == pytest.approx(exact, rel=1e-4)
+    # calibrated: sigma_scale x sqrt((a std_z)² + floor²), then the scale's own variance on top
+    calibrated = metric_std(std_z, depth, fit, log_var=0.01, sigma_scale=1.5)
+    np.testing.assert_allclose(calibrated, depth * np.sqrt(1.5**2 * (0.04**2 + SIGMA_FLOOR_LOG**2) + 0.01), rtol=1e-6)
+    # one ensemble member (std_z = 0): the floor alone, still in metres and calibrated
+    np.testing.assert_allclose(metric_std(np.zeros_like(std_z), depth, fit, sigma_scale=2.0),
+                               2.0 * SIGMA_FLOOR_LOG * depth, rtol=1e-6)
 
 
 def outlier_points(kind: str, seed: int, n: int = 2000, a: float = 2.2, b: float = 1.4):
@@ -111,11 +126,70 @@ def test_majority_outliers_give_the_true_fit_or_a_refusal(kind, seed):
 
 
 def test_incoherent_clouds_are_refused_not_fitted():
-    """A cloud decoded with the wrong byte order (values like 1e-38 .. 1e38) or pure noise: no fit."""
+    """A cloud decoded with the wrong byte order (values like 1e-38 .. 1e38) or pure noise: no fit the node uses.
+    Noise uniform in 0.5-80 m is dense in log depth near 80 m: a flat line explains 40 % of it, which the bare fit
+    may return; the acceptance refuses it."""
     rng = np.random.default_rng(5)
     z_hw = rng.uniform(-1, 1, (40, 50)).astype(np.float32)
     garbage = np.exp(rng.uniform(-80, 80, z_hw.shape)).astype(np.float32)
     noise = rng.uniform(0.5, 80.0, z_hw.shape).astype(np.float32)
+    with pytest.raises(AlignmentError, match="agree|rms_log|implausible scale"):
+        fit_log_depth(z_hw, garbage)
     for sparse in (garbage, noise):
-        with pytest.raises(AlignmentError, match="agree|rms_log|implausible scale"):
-            fit_log_depth(z_hw, sparse)
+        with pytest.raises(AlignmentError):
+            align_to_lidar(z_hw, sparse)
+
+
+def scene_points(seed=0, n=3000, shape=(120, 160), a=2.0, b=1.0):
+    """A smooth z over the image (a ramp plus a bump) and n LiDAR pixels of exactly exp(a z + b), 2 % noise."""
+    rng = np.random.default_rng(seed)
+    v, u = np.mgrid[0:shape[0], 0:shape[1]] / np.array(shape).reshape(2, 1, 1)
+    z = (0.8 * v - 0.4 + 0.3 * np.exp(-((u - 0.5) ** 2 + (v - 0.4) ** 2) / 0.05)).astype(np.float32)
+    sparse = np.full(shape, np.nan, np.float32)
+    idx = rng.choice(z.size, n, replace=False)
+    sparse.ravel()[idx] = np.exp(a * z.ravel()[idx] + b + rng.normal(0, 0.02, n))
+    return z, sparse, np.full(shape, 0.01, np.float32)
+
+
+def test_a_cloud_that_explains_the_scene_is_accepted_with_its_evidence():
+    z, sparse, std = scene_points()
+    fit = align_to_lidar(z, sparse, std)
+    assert fit.a == pytest.approx(2.0, abs=0.01) and fit.b == pytest.approx(1.0, abs=0.005)
+    e = fit.evidence
+    assert e.inlier_share > 0.95 and e.region_offset < 1.0 and e.spread < 1.5 and e.z_coverage > 0.8
+    assert e.regions == 9 + 4  # every tile and depth band had points
+    # sigma_scale: 68 % of the residuals within sigma_scale x sqrt((a std_z)² + floor²) = 2 % noise
+    assert fit.sigma_scale * np.hypot(2.0 * 0.01, SIGMA_FLOOR_LOG) == pytest.approx(0.02, rel=0.1)
+
+
+def test_each_acceptance_check_refuses_what_it_is_for():
+    z, sparse, std = scene_points()
+    lidar = np.isfinite(sparse)
+    cols = np.arange(z.shape[1])[None, :] * np.ones_like(z)
+    # a part of the scene wrong by 30 %: the right third of the image (a wrong extrinsic explains a part)
+    part = sparse.copy()
+    part[lidar & (cols >= 107)] *= 1.3
+    with pytest.raises(AlignmentError, match="regions disagree|explains only"):
+        align_to_lidar(z, part, std)
+    # every point 25 % off at random: residuals far beyond the model's 2 % uncertainty
+    noisy = sparse * np.exp(np.random.default_rng(1).normal(0, 0.25, z.shape)).astype(np.float32)
+    with pytest.raises(AlignmentError, match="residuals|explains only"):
+        align_to_lidar(z, noisy, std)
+    # points on a strip of the frame only (the LiDAR sees 10 % of the depth range): no extrapolation
+    strip = np.where(lidar & (np.abs(z - 0.0) < 0.05), sparse, np.nan).astype(np.float32)
+    with pytest.raises(AlignmentError, match="depth range"):
+        align_to_lidar(z, strip, std)
+    # the same data passes with each limit opened (the refusals above are the checks', not the fit's)
+    opened = FitChecks(min_inlier_share=0.0, max_region_offset=1e9, max_spread=1e9, min_z_coverage=0.0)
+    for sparse_case in (part, noisy, strip):
+        align_to_lidar(z, sparse_case, std, opened)
+
+
+def test_cloud_contradicts_says_when_a_held_scale_does_not_fit_this_cloud():
+    z, sparse, std = scene_points()
+    held = LogDepthFit(2.0, 1.0, 0.02, 3000, 3000)
+    assert cloud_contradicts(held, z, sparse, std, tolerance_log=0.2) == ""
+    assert "+0.69" in cloud_contradicts(held, z, sparse * 2, std, tolerance_log=0.2)  # a 2x range glitch
+    few = np.full_like(sparse, np.nan)
+    few.ravel()[np.flatnonzero(np.isfinite(sparse))[:5]] = 1.0
+    assert cloud_contradicts(held, z, few, std, tolerance_log=0.2) == ""  # 5 points cannot contradict anything

@@ -1,5 +1,6 @@
 """Frame counters and their DiagnosticStatus: rates over a window, drops, errors, levels; LiDAR alignment state."""
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from depthfm_ros.fusion.alignment import LogDepthFit
@@ -94,31 +95,33 @@ def test_lidar_goes_stale_after_the_timeout_and_recovers_with_clouds():
     assert status.level == DiagnosticStatus.WARN and status.message == "waiting for LiDAR clouds"
     clock.t += 1.5  # no cloud ever
     assert stats.is_stale()
-    stats.frame_unaligned()
-    stats.frame_unaligned()
+    stats.frame_bound(False)
+    stats.frame_bound(False)
     status = alignment_status(stats.snapshot(), "n", "/lidar")
-    assert status.level == DiagnosticStatus.WARN
-    assert "LiDAR stale (no cloud received yet)" in status.message and "2 so far" in status.message
+    assert status.level == DiagnosticStatus.WARN and "LiDAR stale (no cloud received yet)" in status.message
     values = _values(status)
-    assert (values["lidar_stale"], values["frames_unaligned"], values["metric"]) == ("True", "2", "False")
+    assert (values["lidar_stale"], values["frames_without_cloud"], values["metric"]) == ("True", "2", "False")
     assert values["seconds_since_cloud"] == "inf"
 
     stats.cloud_received()  # clouds are back
-    stats.pair_matched()
     assert not stats.is_stale()
+    stats.frame_bound(True)
     stats.fit_accepted(_fit(), "parameters", fusion_ms=30.0, fit_ms=4.0, completion_ms=25.0)
     status = alignment_status(stats.snapshot(), "n", "/lidar")
     assert status.level == DiagnosticStatus.OK and status.message.startswith("metric: a=2")
     values = _values(status)
     assert (values["lidar_stale"], values["fusion_ms"], values["fit_ms"], values["completion_ms"]) == (
         "False", "30.0", "4.0", "25.0")
+    assert values["frames_with_cloud"] == "1"
 
     clock.t += 3.0  # the LiDAR stops
     assert stats.is_stale()
-    stats.frame_unaligned()
-    status = alignment_status(stats.snapshot(), "n", "/lidar")
+    stats.frame_bound(False)
+    status = alignment_status(stats.snapshot(clouds_unused=4, resets=1), "n", "/lidar")
     assert status.level == DiagnosticStatus.WARN and "last cloud 3.0 s ago" in status.message
-    assert _values(status)["frames_unaligned"] == "3" and _values(status)["frames_aligned"] == "1"
+    values = _values(status)
+    assert (values["frames_without_cloud"], values["frames_aligned"], values["clouds_unused"],
+            values["time_jumps"]) == ("3", "1", "4", "1")
 
 
 def test_zero_timeout_never_goes_stale():
@@ -129,21 +132,21 @@ def test_zero_timeout_never_goes_stale():
     assert alignment_status(stats.snapshot(), "n", "/lidar").message == "waiting for LiDAR clouds"
 
 
-def test_clouds_that_never_pair_make_the_lidar_stale():
-    """Clouds keep arriving after a stamp jump but nothing pairs: that is a stale LiDAR too (it used to count as
-    fresh forever, so images never fell back)."""
+def test_a_steady_lidar_never_goes_stale():
+    """Used to: 265 stale/back flips in 20 min with a steady 10 Hz LiDAR (staleness counted image + cloud pairs,
+    which the newest-only worker thinned out). Now it counts clouds: 10 Hz with 30 % jitter never flips."""
     clock = FakeClock()
     stats = AlignmentStats(lidar_timeout_sec=1.0, clock=clock)
-    stats.cloud_received()
-    stats.pair_matched()
-    for _ in range(5):
-        clock.t += 0.5
+    rng = np.random.default_rng(0)
+    flips, stale = 0, False
+    for _ in range(12_000):  # 20 minutes
+        clock.t += 0.1 * rng.uniform(0.7, 1.3)
         stats.cloud_received()
-    assert stats.is_stale()
-    message = alignment_status(stats.snapshot(), "n", "/lidar").message
-    assert "no image + cloud pair; last cloud 0.0 s ago" in message
-    stats.pair_matched()
-    assert not stats.is_stale()
+        for _ in range(3):  # images in between
+            clock.t += 0.0
+            flips += stats.is_stale() != stale
+            stale = stats.is_stale()
+    assert flips == 0
 
 
 def test_metric_status_says_which_source_and_why_not():
@@ -173,14 +176,81 @@ def test_error_log_throttles_each_kind_apart():
 
     clock, lines = FakeClock(), []
     log = ErrorLog(lines.append, period_sec=5.0, clock=clock)
-    for k in range(3):  # two kinds interleaved, numbers differ from message to message
-        assert log("image", f"dropping bad image message: encoding 'yuv{k}' ({2 * k + 1} so far)") == (k == 0)
-        assert log("cloud", f"dropping bad cloud message: row_step {100 + k} too small ({2 * k + 2} so far)") == \
-            (k == 0)
+    for k in range(3):  # two kinds interleaved, the text differs from message to message
+        assert log("image:encoding", f"dropping bad image message: encoding 'yuv{k}' ({2 * k + 1} so far)") == (k == 0)
+        assert log("cloud:step", f"dropping bad cloud message: row_step {100 + k} too small") == (k == 0)
     assert len(lines) == 2 and "yuv0" in lines[0] and "row_step 100" in lines[1]
     clock.t += 5.0
-    assert log("image", "dropping bad image message: encoding 'yuv9' (7 so far)")
+    assert log("image:encoding", "dropping bad image message: encoding 'yuv9' (7 so far)")
     assert len(lines) == 3
+
+
+def test_the_kind_of_a_refusal_is_fixed_whatever_its_text():
+    """Used to: random encoding names gave 2,256 ERROR lines in 6 s (the kind was the message text with its numbers
+    blanked, so every new name was a new kind). The kind is now the call site and a fixed reason word."""
+    from depthfm_ros.errors import InputError
+    from depthfm_ros.ros.diagnostics import REASON_WORDS, ErrorLog, reason_kind
+
+    rng = np.random.default_rng(0)
+    names = ["".join(rng.choice(list("abcdefxyz0123456789_"), 8)) for _ in range(2000)]
+    kinds = {reason_kind(InputError(f"image encoding {name!r} is not a colour or mono image")) for name in names}
+    assert kinds == {"InputError:encoding"}
+    clock, lines = FakeClock(), []
+    log = ErrorLog(lines.append, period_sec=5.0, clock=clock)
+    for k, name in enumerate(names):  # 2,000 bad images in 2 s: one line
+        clock.t += 0.001
+        log(f"image:{reason_kind(InputError(f'image encoding {name!r} unknown'))}", f"bad image {name}")
+    assert len(lines) == 1
+    stamp, step = InputError("negative header stamp (-1 s)"), InputError("step 77 does not match width 640")
+    assert len({reason_kind(stamp), reason_kind(step), reason_kind(ValueError("?"))}) == 3
+    assert len(REASON_WORDS) < 32  # a bounded set of kinds
+
+
+def test_refusals_are_counted_per_input_kind():
+    """Used to: CameraInfo and cloud refusals shared the image counter and one throttled call site."""
+    stats = FrameStats(FakeClock())
+    stats.frame_received()
+    stats.frame_processed(10.0, 9.0)
+    stats.input_refused("image", "encoding 'x'")
+    stats.input_refused("cloud", "row_step too small")
+    stats.input_refused("cloud", "negative header stamp")
+    stats.input_refused("camera_info", "K has fx <= 0")
+    values = _values(diagnostic_status(stats.snapshot(), "n", "h", "torch"))
+    assert (values["conversion_errors"], values["image_errors"], values["cloud_errors"],
+            values["camera_info_errors"]) == ("4", "1", "2", "1")
+
+
+def test_input_stale_goes_warn_then_error_and_the_metric_status_with_it():
+    """Used to: a 10 s publisher stall left depth status OK at 0.0 Hz and metric status OK "metric from lidar"."""
+    from depthfm_ros.fusion.metric import MetricEstimate
+    from depthfm_ros.ros.diagnostics import MetricStats, input_stale, metric_status
+
+    clock = FakeClock()
+    stats = FrameStats(clock, stale_warn_sec=2.0, stale_error_sec=5.0)
+    metric = MetricStats("metric depth from LiDAR fit", has_source=True)
+    for _ in range(30):
+        clock.t += 0.033
+        stats.frame_received()
+        stats.frame_processed(50.0, 40.0)
+        metric.frame(MetricEstimate("lidar", _fit(), 0.0001))
+    snap = stats.snapshot()
+    assert diagnostic_status(snap, "n", "h", "torch").level == DiagnosticStatus.OK
+    assert metric_status(metric.snapshot(), "n", "", input_stale(snap)).level == DiagnosticStatus.OK
+    levels = []
+    for _ in range(10):  # the camera stalls for 10 s
+        clock.t += 1.0
+        snap = stats.snapshot()
+        depth = diagnostic_status(snap, "n", "h", "torch")
+        scale = metric_status(metric.snapshot(), "n", "", input_stale(snap))
+        levels.append((depth.level, scale.level))
+        assert _values(depth)["seconds_since_image"] == f"{snap.seconds_since_image:.2f}"
+    ok, warn, error = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+    assert levels[:2] == [(ok, ok), (ok, ok)]  # 1 s and 2 s: within stale_warn_sec
+    assert (warn, warn) in levels and levels[-1] == (error, error)
+    assert levels.index((warn, warn)) < levels.index((error, error))
+    assert "input stale: no image for 10.0 s" in depth.message and _values(scale)["source"] == "stale"
+    stats.frame_received()  # the camera is back
+    assert diagnostic_status(stats.snapshot(), "n", "h", "torch").level != DiagnosticStatus.ERROR
 
 
 def test_input_without_output_is_a_warning():

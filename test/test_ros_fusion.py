@@ -2,8 +2,9 @@
 
 The topic contract (REP-118): depthfm/depth, depthfm/uncertainty, depthfm/completed_depth carry metres only and only
 for frames with an accepted metric scale; depthfm/relative_depth and depthfm/relative_uncertainty go out on every
-frame. Refusals, the hold through LiDAR gaps, stale LiDAR, time jumps and rectified cameras (P != K) are checked
-end to end. The engine is a stand-in that predicts the scene up to DepthFM's affine ambiguity (ros_graph.SceneBackend),
+frame, as soon as the model ran (the camera never waits for the LiDAR). Refusals, the cloud nearest in time before or
+after the image, the hold through LiDAR gaps, stale LiDAR, time jumps and rectified cameras (P != K) are checked end
+to end. The engine is a stand-in that predicts the scene up to DepthFM's affine ambiguity (ros_graph.SceneBackend),
 so metres can be checked against the scene's ground truth.
 """
 
@@ -17,8 +18,8 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
-from depthfm_ros.errors import InputError
 from depthfm_ros.evaluation.metrics import abs_rel
+from depthfm_ros.fusion.alignment import residual_scale
 from depthfm_ros.fusion.frame import fuse_frame, metric_maps, sparse_depth
 from depthfm_ros.geometry.projection import transform_from_xyz_quat
 from depthfm_ros.pipeline import DepthFMPipeline
@@ -30,7 +31,6 @@ from depthfm_ros.ros.conversions import (
     xyz_to_pointcloud2,
 )
 from depthfm_ros.ros.params import validate
-from depthfm_ros.ros.sync import CloudImageSync
 from depthfm_ros.sim.synthetic import T_CAM_LIDAR_DEFAULT, make_scene, simulate_lidar
 
 H, W = 96, 128
@@ -38,7 +38,8 @@ XYZ = T_CAM_LIDAR_DEFAULT[:3, 3].tolist()
 QUAT = Rotation.from_matrix(T_CAM_LIDAR_DEFAULT[:3, :3]).as_quat().tolist()
 FUSION = {"model": "tiny", "processing_resolution": 64, "ensemble_size": 2, "diagnostics_period_sec": 0.2,
           "use_lidar": True, "lidar_slop_sec": 0.05, "lidar_to_camera_xyz": XYZ, "lidar_to_camera_quat_xyzw": QUAT,
-          "lidar_timeout_sec": 0.0}  # strict pairing unless a test says otherwise: discovery may take > 1 s
+          "lidar_timeout_sec": 0.0,  # never stale unless a test says otherwise: discovery may take > 1 s
+          "lidar_wait_sec": 5.0}  # a frame's metric step waits for its cloud (a loaded test machine is slow)
 FUSION_OUTPUTS = {**OUTPUTS, **METRIC_OUTPUTS, "completed_depth": (Image, "depthfm/completed_depth")}
 METRIC_KEYS = ("depth", "uncertainty", "completed_depth")
 
@@ -129,9 +130,12 @@ def test_lidar_pair_gives_metres_on_the_metric_topics_and_relative_on_the_relati
     depth, std, completed = (image_to_array(g.received[k][0]) for k in METRIC_KEYS)
 
     prediction, sparse, fused = expected_frame(scene, scan)
-    estimate = validate(FUSION).metric_scale().update(stamp * 1e-9, prediction.z_hw, lidar_fit=fused.fit)
-    assert estimate.source == "lidar" and estimate.fit == fused.fit  # the first fit starts the filter
-    expected_depth, expected_std = metric_maps(estimate.fit, prediction.z_hw, prediction.std_z_hw, estimate.log_var)
+    estimate = validate(FUSION).metric_scale().update(  # the calibration from this cloud, as the node learns it
+        stamp * 1e-9, prediction.z_hw, lidar_fit=fused.fit,
+        lidar_calibration=lambda fit, var: residual_scale(fit, prediction.z_hw, sparse, prediction.std_z_hw, var))
+    assert estimate.source == "lidar" and (estimate.fit.a, estimate.fit.b) == (fused.fit.a, fused.fit.b)
+    expected_depth, expected_std = metric_maps(estimate.fit, prediction.z_hw, prediction.std_z_hw, estimate.log_var,
+                                               estimate.sigma_scale)
     np.testing.assert_allclose(depth, expected_depth, rtol=1e-4)
     np.testing.assert_allclose(std, expected_std, rtol=1e-4, atol=1e-6)
     assert abs_rel(depth, scene.depth_hw_m) < 0.03  # metres of the scene, not [0, 1]
@@ -193,21 +197,44 @@ def test_a_cloud_with_the_wrong_byte_order_is_refused(fusion_graph, scene_and_sc
 
 def test_cloud_beyond_the_slop_is_not_fused_and_is_counted(fusion_graph, scene_and_scan):
     scene, scan = scene_and_scan
-    g = fusion_graph()
+    g = fusion_graph(lidar_wait_sec=0.5)
     pubs = send(g, scene, scan.points_n3, 1_000_000_000, 2_000_000_000, cloud_first=True)  # 1 s apart
-    g.wait_for(lambda: g.node.lidar.stats.unsynchronized >= 1, "the stale image counted")
-    later = 3_000_000_000  # a matching pair afterwards is fused: the only outputs are its own
+    g.wait_for(lambda: g.node.lidar.stats.without_cloud == 1 and g.received["relative_depth"],
+               "the image without a cloud: relative outputs only")
+    later = 3_000_000_000  # a matching pair afterwards is fused: the only metric outputs are its own
     send_pair(g, pubs, scene, scan.points_n3, later, later + 10_000_000)
-    g.wait_for(lambda: g.received["completed_depth"] and g.received["depth"], "fused output of the matching pair")
+    g.wait_for(lambda: g.received["completed_depth"] and g.received["depth"] and len(g.received["relative_depth"]) == 2,
+               "fused output of the matching pair")
     assert [stamp_ns(m) for m in g.received["depth"]] == [later]
-    # the node counts a frame after publishing it: wait for the count, not only for the messages
-    g.wait_for(lambda: g.node.stats.processed == 1, "the pair counted as processed")
-    assert g.node.lidar.stats.pairs == 1 and g.node.stats.processed == 1
-    g.wait_for(lambda: any(int(v["unsynchronized_dropped"]) >= 2
-                           for v in map(values_of, statuses(g, ": lidar alignment"))), "unsynchronized counted")
+    assert [stamp_ns(m) for m in g.received["relative_depth"]] == [1_000_000_000, later]
+    assert g.node.lidar.stats.with_cloud == 1 and g.node.stats.processed == 2
+    g.wait_for(lambda: any(v["frames_without_cloud"] == "1" and v["frames_with_cloud"] == "1"
+                           for v in map(values_of, statuses(g, ": lidar alignment"))), "frames without a cloud counted")
+
+
+def test_the_camera_never_waits_for_the_lidar(fusion_graph, scene_and_scan):
+    """Used to: images waited in the synchronizer for their cloud (a 0.5 s dropout lost every frame, not even
+    relative depth). Now a frame's relative outputs go out before its cloud is even sent; the cloud that comes after
+    the image (within the slop) is still bound to it, and the metric outputs follow."""
+    scene, scan = scene_and_scan
+    g = fusion_graph()
+    stamp = 4_000_000_000
+    pubs = publishers(g)
+    pubs["info"].publish(camera_to_camera_info(scene.camera, header(stamp, "camera_optical")))
+    g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    pubs["image"].publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(stamp, "camera_optical")))
+    g.wait_for(lambda: g.received["relative_depth"] and g.received["relative_uncertainty"], "relative outputs")
+    assert not g.received["depth"] and g.node.lidar.stats.clouds_received == 0
+    pubs["cloud"].publish(xyz_to_pointcloud2(scan.points_n3, header(stamp + 40_000_000, "lidar")))  # 40 ms later
+    g.wait_for(lambda: g.received["depth"] and g.received["completed_depth"], "metric outputs after the cloud")
+    assert [stamp_ns(m) for m in g.received["depth"]] == [stamp]
+    assert abs_rel(image_to_array(g.received["depth"][0]), scene.depth_hw_m) < 0.03
+    assert g.node.lidar.stats.with_cloud == 1 and g.node.outputs.metric_stats.frames["lidar"] == 1
 
 
 def test_negative_stamps_are_counted_and_pairing_goes_on(fusion_graph, scene_and_scan):
+    """An image refused for its stamp is never published anywhere (it used to go out on the relative topics while
+    the LiDAR was stale); images and clouds are counted apart."""
     scene, scan = scene_and_scan
     g = fusion_graph()
     pubs = publishers(g)
@@ -218,11 +245,14 @@ def test_negative_stamps_are_counted_and_pairing_goes_on(fusion_graph, scene_and
         msg.header.stamp.sec = -1  # rclpy Time (message_filters) raises on it: must not leave the callback
         pubs[kind].publish(msg)
         g.wait_for(lambda: g.node.stats.conversion_errors == k + 1, f"negative {kind} stamp counted")
+    assert (g.node.stats.refused["image"], g.node.stats.refused["cloud"]) == (1, 1)
     later = 2_000_000_000
     send_pair(g, pubs, scene, scan.points_n3, later, later)
-    g.wait_for(lambda: g.received["completed_depth"] and g.received["depth"], "fused output after the bad stamps")
+    g.wait_for(lambda: g.received["completed_depth"] and g.received["depth"] and g.received["relative_depth"],
+               "fused output after the bad stamps")
     assert [stamp_ns(m) for m in g.received["depth"]] == [later]
-    assert "negative header stamp" in g.node.stats.last_error and g.node.lidar.stats.unsynchronized == 0
+    assert [stamp_ns(m) for m in g.received["relative_depth"]] == [later]  # the refused image: nowhere
+    assert "negative header stamp" in g.node.stats.last_error and g.node.lidar.stats.with_cloud == 1
 
 
 def test_the_scale_is_held_through_a_lidar_gap_then_metric_output_stops_and_resumes(fusion_graph, scene_and_scan):
@@ -230,8 +260,7 @@ def test_the_scale_is_held_through_a_lidar_gap_then_metric_output_stops_and_resu
     g = fusion_graph({**FUSION_OUTPUTS, "points": (PointCloud2, "depthfm/points")}, lidar_timeout_sec=0.5,
                      metric_hold_sec=1.0, publish_points=True)
     pubs = send(g, scene, scan.points_n3, 10_000_000_000, 10_000_000_000)
-    g.wait_for(lambda: g.received["depth"] and g.received["uncertainty"] and g.node.stats.processed == 1,
-               "the LiDAR frame")
+    g.wait_for(lambda: g.received["depth"] and g.received["uncertainty"], "the LiDAR frame")
     lidar_std = image_to_array(g.received["uncertainty"][0])
     g.wait_for(lambda: g.node.lidar.stats.is_stale(), "no pair for lidar_timeout_sec")
 
@@ -284,56 +313,28 @@ def test_metric_output_resumes_within_three_pairs_after_time_jumps_back(fusion_g
     for k in range(3):
         stamp = 70_000_000_000 + k * 100_000_000
         send_pair(g, pubs, scene, scan.points_n3, stamp, stamp + 5_000_000)
-        g.wait_for(lambda: g.node.stats.processed == 2 + k and len(g.received["relative_depth"]) == 2 + k,
-                   f"pair {k} after the jump")
+        g.wait_for(lambda: g.node.stats.metric_processed == 2 + k, f"the metric step of pair {k} after the jump")
         if sum(n for source, n in g.node.outputs.metric_stats.frames.items() if source) > 1:
-            break
-    g.wait_for(lambda: len(g.received["depth"]) == 2, "metric output after the jump")
-    assert len(g.received["depth"]) == 2 and stamp_ns(g.received["depth"][-1]) < 100_000_000_000
-    assert g.node.lidar.sync.resets == 1
+            break  # this frame got metres: its depth message is on its way
+    g.wait_for(lambda: stamp in [stamp_ns(m) for m in g.received["depth"]], "metric output after the jump")
+    assert [stamp_ns(m) for m in g.received["depth"]] == [100_000_000_000, stamp] and k == 0  # the first pair
+    assert g.node.lidar.buffer.resets == 1
 
 
-def test_zero_timeout_keeps_strict_pairing(fusion_graph, scene_and_scan):
+def test_without_any_cloud_relative_outputs_flow(fusion_graph, scene_and_scan):
+    """lidar_timeout_sec 0 used to mean strict pairing: no cloud, no output. The camera never waits for the LiDAR
+    now: without a single cloud every frame still gets its relative outputs, and no metres."""
     scene, _ = scene_and_scan
-    g = fusion_graph(lidar_timeout_sec=0.0)
+    g = fusion_graph(lidar_timeout_sec=0.0, lidar_wait_sec=0.1)
     pub = g.publisher(Image, "/image")
     for k in range(3):
-        pub.publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(1_000_000_000 + k, "camera_optical")))
-    g.wait_for(lambda: g.node.stats.received == 3, "images received")
+        pub.publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(1_000_000_000 + k * 100_000_000,
+                                                                       "camera_optical")))
+        g.wait_for(lambda: len(g.received["relative_depth"]) == k + 1, f"relative output {k}")
+    g.wait_for(lambda: g.node.lidar.stats.without_cloud == 3, "three frames without a cloud")
     g.wait_for(lambda: any("waiting for LiDAR clouds" in s.message for s in statuses(g, ": lidar alignment")),
                "diagnostics")
-    assert not g.received["relative_depth"] and not g.node.lidar.stats.is_stale()
-
-
-class _Msg:
-    def __init__(self, stamp_s: float):
-        self.header = header(int(round(stamp_s * 1e9)), "f")
-
-
-def test_sync_pairs_within_slop_and_counts_what_can_no_longer_pair():
-    pairs, lost = [], []
-    sync = CloudImageSync(0.05, 10, lambda i, c: pairs.append((i, c)), lambda: lost.append(1),
-                          use_message_filters=False)
-    images = [_Msg(t) for t in (0.0, 0.033, 0.067, 0.1, 0.133)]  # 30 Hz camera
-    clouds = [_Msg(t) for t in (0.01, 0.11)]  # 10 Hz LiDAR
-    sync.add_image(images[0])
-    sync.add_cloud(clouds[0])
-    for image in images[1:4]:
-        sync.add_image(image)
-    sync.add_cloud(clouds[1])
-    sync.add_image(images[4])
-    assert pairs == [(images[0], clouds[0]), (images[3], clouds[1])]
-    assert len(lost) == 2  # the 33 and 67 ms images never had a cloud within 50 ms
-    sync.add_cloud(_Msg(5.0))  # the 133 ms image can no longer pair
-    assert len(lost) == 3 and len(pairs) == 2
-
-
-def test_sync_refuses_negative_stamps():
-    sync = CloudImageSync(0.05, 10, lambda i, c: None, lambda: None, use_message_filters=False)
-    msg = _Msg(1.0)
-    msg.header.stamp.sec = -1
-    with pytest.raises(InputError, match="negative header stamp"):
-        sync.add_cloud(msg)
+    assert not g.received["depth"] and not g.node.lidar.stats.is_stale()
 
 
 def test_completion_checkpoint_gives_the_completion_models_depth(fusion_graph, scene_and_scan, tmp_path):
@@ -372,3 +373,43 @@ def test_a_far_future_cloud_is_refused_and_pairing_goes_on(fusion_graph, scene_a
     send_pair(g, pubs, scene, scan.points_n3, now_ns, now_ns + 5_000_000)
     g.wait_for(lambda: g.received["depth"], "metric output after the future stamp")
     assert [stamp_ns(m) for m in g.received["depth"]] == [now_ns]
+
+
+def test_every_refusal_is_counted_by_input_and_logged_once_per_kind(fusion_graph, scene_and_scan):
+    """Used to: random encoding names gave 2,256 ERROR lines in 6 s (the throttle keyed on message text); CameraInfo
+    and cloud refusals shared one throttled call site and malformed clouds were not counted as refused input. Now
+    images, clouds and CameraInfo are counted apart and each kind of refusal is logged once per period."""
+    from sensor_msgs.msg import PointField
+
+    scene, scan = scene_and_scan
+    g = fusion_graph(log_throttle_sec=60.0)
+    lines = []
+    g.node.error_log._log = lines.append
+    pubs = publishers(g)
+    rng = np.random.default_rng(0)
+    for k in range(20):  # random encoding names: one kind
+        msg = numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(1_000_000_000 + k, "camera_optical"))
+        msg.encoding = "".join(rng.choice(list("abcxyz0123456789_"), 10))
+        pubs["image"].publish(msg)
+        g.wait_for(lambda: g.node.stats.refused["image"] == k + 1, f"bad image {k}")
+    for k in range(3):  # a cloud without x, y, z fields: refused on arrival, whether or not a frame binds it
+        cloud = xyz_to_pointcloud2(scan.points_n3, header(2_000_000_000 + k, "lidar"))
+        cloud.fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+                        for i, name in enumerate("abc")]
+        pubs["cloud"].publish(cloud)
+        g.wait_for(lambda: g.node.stats.refused["cloud"] == k + 1, f"bad cloud {k}")
+    bad_info = camera_to_camera_info(scene.camera, header(3_000_000_000, "camera_optical"))
+    bad_info.k[0] = 0.0  # fx 0
+    pubs["info"].publish(bad_info)
+    g.wait_for(lambda: g.node._camera_info is not None, "camera_info")
+    for k in range(2):  # two frames with the same bad CameraInfo: one refusal
+        stamp = 3_000_000_000 + k * 100_000_000
+        pubs["image"].publish(numpy_to_image(scene.rgb_hwc_u8, "rgb8", header(stamp, "camera_optical")))
+        g.wait_for(lambda: stamp in [stamp_ns(m) for m in g.received["relative_depth"]], f"frame {k}")
+    assert dict(g.node.stats.refused) == {"image": 20, "cloud": 3, "camera_info": 1}
+    assert len(lines) == 3, lines
+    assert [line.split(":")[0] for line in lines] == ["dropping bad image message", "dropping bad cloud message",
+                                                      "dropping bad camera_info message"]
+    g.wait_for(lambda: any(v["image_errors"] == "20" and v["cloud_errors"] == "3" and v["camera_info_errors"] == "1"
+                           for v in g.diagnostics(": depth")), "refusals per input in /diagnostics")
+    assert [stamp_ns(m) for m in g.received["relative_depth"]] == [3_000_000_000, 3_100_000_000]

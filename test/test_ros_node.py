@@ -339,3 +339,31 @@ def test_a_negative_stamp_without_lidar_is_served_not_a_publishing_error(graph_f
     g.publisher(Image, "/image").publish(msg)
     g.wait_for(lambda: g.node.stats.processed == 1 and g.received["relative_depth"], "the frame's relative depth")
     assert g.node.stats.publishing_errors == 0
+
+
+def test_a_camera_that_stops_is_reported_stale_and_the_metric_status_with_it(graph_factory, torch_backend):
+    """Used to: a 10 s publisher stall left the depth status OK at 0.0 Hz and the metric status OK. Now no image for
+    2 diagnostics periods is WARN, for 5 periods ERROR, on both statuses; the first image ends it."""
+    from diagnostic_msgs.msg import DiagnosticStatus as Status
+
+    g = graph_factory(torch_backend, {**BASE, "metric_fixed_scale": 2.0})
+    image_pub = g.publisher(Image, "/image")
+    image_pub.publish(image_msg(0, 1))
+    g.wait_for(lambda: g.received["relative_depth"], "a frame")
+
+    def levels(suffix):
+        return [s.level for a in list(g.received["diagnostics"]) for s in a.status if s.name.endswith(suffix)]
+
+    start = len(g.received["diagnostics"])
+    g.wait_for(lambda: Status.ERROR in levels(": depth")[start:] and Status.ERROR in levels(": metric scale")[start:],
+               "ERROR after 5 periods without an image")
+    depth_levels, metric_levels = levels(": depth")[start:], levels(": metric scale")[start:]
+    assert depth_levels.index(Status.WARN) < depth_levels.index(Status.ERROR)  # WARN first
+    assert Status.WARN in metric_levels[:metric_levels.index(Status.ERROR)]
+    stale = [s for a in list(g.received["diagnostics"]) for s in a.status if s.name.endswith(": metric scale")][-1]
+    assert "input stale: no image for" in stale.message and {kv.key: kv.value for kv in stale.values}["source"] == \
+        "stale"
+    image_pub.publish(image_msg(1, 2))  # the camera is back
+    count = len(g.received["diagnostics"])
+    g.wait_for(lambda: len(g.received["diagnostics"]) > count + 1 and levels(": depth")[-1] != Status.ERROR,
+               "no longer stale")

@@ -1,4 +1,5 @@
-"""ApproximateTimeSync: matching within slop, ordering, bounded queues, callbacks, bad arguments."""
+"""ros.sync: ApproximateTimeSync (matching within slop, ordering, bounded queues, callbacks, bad arguments) and the
+node's CloudBuffer (each image bound to the cloud nearest in time, time jumps, refused stamps)."""
 
 import threading
 
@@ -97,39 +98,51 @@ class _Stamped:
         self.header.stamp.sec, self.header.stamp.nanosec = divmod(int(round(stamp_s * 1e9)), 10**9)
 
 
-def _cloud_image_sync(now_sec=None):
-    from depthfm_ros.ros.sync import CloudImageSync
+def test_each_image_gets_the_cloud_nearest_in_time_before_or_after_it():
+    """A 30 Hz camera and a 10 Hz LiDAR: every image within the slop of a cloud gets the nearest one, whether the
+    cloud came before or after it, and knows when no nearer cloud can come any more."""
+    from depthfm_ros.ros.sync import CloudBuffer
 
-    pairs = []
-    sync = CloudImageSync(0.05, 10, lambda i, c: pairs.append((i, c)), lambda: None, use_message_filters=False,
-                          now_sec=now_sec)
-    return sync, pairs
+    buffer = CloudBuffer(slop_sec=0.05, queue_size=10)
+    with buffer.changed:
+        assert buffer.nearest(1.0) == (None, False)  # nothing yet: a cloud may still come
+    buffer.add(1.00, "c0")
+    with buffer.changed:
+        entry, decided = buffer.nearest(1.033)  # 33 ms after the cloud: a nearer one (<= 1.066) may still come
+        assert entry[1] == "c0" and not decided
+    buffer.add(1.10, "c1")
+    with buffer.changed:
+        assert buffer.nearest(1.033)[0][1] == "c0" and buffer.nearest(1.033)[1]  # 1.10 is farther: decided
+        assert buffer.nearest(1.067)[0][1] == "c1"  # the later cloud is nearer (33 vs 67 ms)
+        assert buffer.nearest(1.2) == (None, False)  # 100 ms from both: none within the slop (yet)
+        assert buffer.bind(1.033) == ("c0", False) and buffer.bind(1.0) == ("c0", True)  # shared: second use
+    for k in range(2, 14):
+        buffer.add(1.0 + 0.1 * k, f"c{k}")
+    assert buffer.unused == 3  # c1..c3 left the queue of 10 without a frame bound to them; c0 had one
 
 
-def test_a_backwards_jump_resets_and_pairing_resumes_at_once():
+def test_a_backwards_jump_resets_and_binding_resumes_at_once():
     """A bag loop / simulator restart 30 s back used to stop all pairing for good (0 of 49 pairs)."""
-    sync, pairs = _cloud_image_sync()
+    from depthfm_ros.ros.sync import CloudBuffer
+
+    buffer = CloudBuffer(slop_sec=0.05, queue_size=10)
     for k in range(5):
-        image, cloud = _Stamped(100.0 + 0.1 * k), _Stamped(100.0 + 0.1 * k + 0.01)
-        sync.add_image(image)
-        sync.add_cloud(cloud)
-    assert len(pairs) == 5
+        buffer.add(100.0 + 0.1 * k, k)
     for k in range(3):  # 30 s back
-        image, cloud = _Stamped(70.0 + 0.1 * k), _Stamped(70.0 + 0.1 * k + 0.01)
-        sync.add_image(image)
-        sync.add_cloud(cloud)
-        assert pairs[-1] == (image, cloud), k  # every pair after the jump comes out
-    assert sync.resets == 1
+        buffer.add(70.0 + 0.1 * k + 0.01, 10 + k)
+        with buffer.changed:
+            assert buffer.bind(70.0 + 0.1 * k)[0] == 10 + k  # every frame after the jump gets its cloud
+    assert buffer.resets == 1
 
 
-def test_a_far_future_stamp_is_refused_and_forgotten():
-    now = [1000.0]
-    sync, pairs = _cloud_image_sync(now_sec=lambda: now[0])
+def test_negative_and_far_future_stamps_are_refused():
+    from depthfm_ros.ros.sync import check_stamp
+
+    assert check_stamp(_Stamped(999.5).header, 1000.0, 10.0) == pytest.approx(999.5)
     with pytest.raises(InputError, match="ahead of the clock"):
-        sync.add_cloud(_Stamped(5000.0))
-    image, cloud = _Stamped(999.5), _Stamped(999.51)
-    sync.add_image(image)
-    sync.add_cloud(cloud)
-    assert pairs == [(image, cloud)]  # the future cloud did not block the pair
-    now[0] = 0.0  # no clock yet (use_sim_time before /clock): nothing is judged against it
-    sync.add_cloud(_Stamped(5000.0))
+        check_stamp(_Stamped(5000.0).header, 1000.0, 10.0)
+    assert check_stamp(_Stamped(5000.0).header, 0.0, 10.0) == 5000.0  # no clock yet (before /clock): not judged
+    negative = _Stamped(1.0)
+    negative.header.stamp.sec = -1
+    with pytest.raises(InputError, match="negative header stamp"):
+        check_stamp(negative.header, 1000.0, 10.0)

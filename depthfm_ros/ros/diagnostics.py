@@ -1,10 +1,10 @@
-"""Frame counters of the node and their diagnostic_msgs/DiagnosticStatus (rate, latency, backend, drops, errors),
-plus the LiDAR-alignment state (fit, points, refusals, unsynchronized messages, LiDAR staleness)."""
+"""Frame counters of the node and their diagnostic_msgs/DiagnosticStatus (rate, latency, backend, drops, errors,
+input staleness), plus the LiDAR-alignment state (fit, evidence, refusals, frames with and without a cloud, LiDAR
+staleness) and the metric scale (source per frame, why not)."""
 
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections import Counter, deque
@@ -20,7 +20,7 @@ class StatsSnapshot:
     received: int
     processed: int
     dropped: int
-    conversion_errors: int
+    conversion_errors: int  # every refused input message: image_errors + cloud_errors + camera_info_errors
     inference_errors: int
     publishing_errors: int
     input_rate_hz: float
@@ -34,25 +34,46 @@ class StatsSnapshot:
     new_conversion_errors: int  # since the previous snapshot
     new_inference_errors: int
     new_processed: int
+    image_errors: int = 0  # refused image messages (never published)
+    cloud_errors: int = 0  # refused clouds (stamps, layouts)
+    camera_info_errors: int = 0  # refused CameraInfo messages (each counted once)
+    seconds_since_image: float = math.inf  # inf before the first
+    metric_latency_ms: float = math.nan  # mean receive -> metric outputs over the window
+    metric_processed: int = 0  # frames through the metric step
+    metric_dropped: int = 0  # frames whose metric step was skipped: the metric worker was behind
+    stale_warn_sec: float = math.inf  # no image for longer: WARN; longer than stale_error_sec: ERROR
+    stale_error_sec: float = math.inf
+
+
+#: words that name why an input was refused, in the order they are looked for; a refusal's kind is the first of
+#: them its message contains (else "other"): a fixed, bounded set of kinds, whatever text the message carries
+REASON_WORDS = ("stamp", "encoding", "compressed", "decode", "pixels", "step", "size", "data", "field", "point",
+                "byte", "endian", "distortion", "calibration", "camera", "K ", "P ", "D ", "aspect", "finite")
+
+
+def reason_kind(exc: BaseException) -> str:
+    """The kind of a refusal: its exception type and the first of :data:`REASON_WORDS` in its message."""
+    text = str(exc)
+    return type(exc).__name__ + ":" + next((word.strip() for word in REASON_WORDS if word in text), "other")
 
 
 class ErrorLog:
-    """Logs each *kind* of error at most once per ``period_sec`` (a kind: where it came from and the message with
-    its numbers blanked), so one frequent error cannot hide a new one the way a single throttled call does."""
+    """Logs each *kind* of error at most once per ``period_sec``: the caller names the kind with a fixed key (the
+    call site and :func:`reason_kind`), never the message text, so random text in bad messages cannot flood the log
+    and one frequent error cannot hide a new one the way a single throttled call does."""
 
     def __init__(self, log_fn, period_sec: float, clock=time.monotonic):
         self._log, self.period_sec, self._clock = log_fn, period_sec, clock
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, source: str, message: str) -> bool:
-        """Log ``message`` unless its kind was logged within the period; True when it was logged."""
-        kind = source + ":" + re.sub(r"[-+]?\d[\d.e+-]*", "#", message)[:120]
+    def __call__(self, key: str, message: str) -> bool:
+        """Log ``message`` unless an error of kind ``key`` was logged within the period; True when it was logged."""
         now = self._clock()
         with self._lock:
-            if now - self._last.get(kind, -math.inf) < self.period_sec:
+            if now - self._last.get(key, -math.inf) < self.period_sec:
                 return False
-            self._last[kind] = now
+            self._last[key] = now
             if len(self._last) > 256:  # forget the oldest kinds
                 for old in sorted(self._last, key=self._last.get)[:128]:
                     del self._last[old]
@@ -63,27 +84,32 @@ class ErrorLog:
 class FrameStats:
     """Thread-safe counters written by the subscription callbacks and the inference worker."""
 
-    def __init__(self, clock=time.monotonic):
+    def __init__(self, clock=time.monotonic, stale_warn_sec: float = math.inf, stale_error_sec: float = math.inf):
         self._clock = clock
+        self.stale_warn_sec, self.stale_error_sec = stale_warn_sec, stale_error_sec
         self._lock = threading.Lock()
         self.received = self.processed = self.dropped = 0
         self.conversion_errors = self.inference_errors = self.publishing_errors = 0
+        self.refused: Counter = Counter()  # "image", "cloud", "camera_info" -> refused messages
+        self.metric_processed = self.metric_dropped = 0
         self.last_error = ""
         self.last_latency_ms = self.points_ms = float("nan")
+        self._last_received: float | None = None
         self._received_t: deque[float] = deque()
         self._done: deque[tuple[float, float, float, float]] = deque()  # (time, latency, inference, queue ms)
+        self._metric_done: deque[tuple[float, float]] = deque()  # (time, receive -> metric outputs ms)
         self._previous = (0, 0, 0)  # conversion_errors, inference_errors, processed at the last snapshot
 
     def _trim(self, now: float) -> None:
-        while self._received_t and now - self._received_t[0] > RATE_WINDOW_SEC:
-            self._received_t.popleft()
-        while self._done and now - self._done[0][0] > RATE_WINDOW_SEC:
-            self._done.popleft()
+        for window in (self._received_t, self._done, self._metric_done):
+            while window and now - (window[0] if window is self._received_t else window[0][0]) > RATE_WINDOW_SEC:
+                window.popleft()
 
     def frame_received(self) -> None:
         with self._lock:
             now = self._clock()
             self.received += 1
+            self._last_received = now
             self._received_t.append(now)
             self._trim(now)
 
@@ -104,10 +130,29 @@ class FrameStats:
         with self._lock:
             self.points_ms = points_ms
 
-    def conversion_failed(self, message: str) -> None:
+    def input_refused(self, what: str, message: str) -> None:
+        """A refused input message: ``what`` is 'image', 'cloud' or 'camera_info'."""
         with self._lock:
             self.conversion_errors += 1
-            self.last_error = f"input: {message}"
+            self.refused[what] += 1
+            self.last_error = f"{what}: {message}"
+
+    def conversion_failed(self, message: str) -> None:
+        """A refused image (:meth:`input_refused` with 'image')."""
+        self.input_refused("image", message)
+
+    def metric_published(self, latency_ms: float) -> None:
+        """A frame went through the metric step (with or without metric outputs), ``latency_ms`` after it came."""
+        with self._lock:
+            now = self._clock()
+            self.metric_processed += 1
+            self._metric_done.append((now, latency_ms))
+            self._trim(now)
+
+    def metric_skipped(self) -> None:
+        """A frame's metric step was skipped: the metric worker was behind."""
+        with self._lock:
+            self.metric_dropped += 1
 
     def inference_failed(self, message: str) -> None:
         with self._lock:
@@ -128,6 +173,7 @@ class FrameStats:
             lat = [d[1] for d in self._done]
             inf = [d[2] for d in self._done]
             queue = [d[3] for d in self._done]
+            metric_lat = [d[1] for d in self._metric_done]
             prev_conv, prev_inf, prev_proc = self._previous
             self._previous = (self.conversion_errors, self.inference_errors, self.processed)
             return StatsSnapshot(
@@ -142,7 +188,22 @@ class FrameStats:
                 new_conversion_errors=self.conversion_errors - prev_conv,
                 new_inference_errors=self.inference_errors - prev_inf,
                 new_processed=self.processed - prev_proc,
+                image_errors=self.refused["image"], cloud_errors=self.refused["cloud"],
+                camera_info_errors=self.refused["camera_info"],
+                seconds_since_image=math.inf if self._last_received is None else now - self._last_received,
+                metric_latency_ms=sum(metric_lat) / len(metric_lat) if metric_lat else float("nan"),
+                metric_processed=self.metric_processed, metric_dropped=self.metric_dropped,
+                stale_warn_sec=self.stale_warn_sec, stale_error_sec=self.stale_error_sec,
             )
+
+
+def input_stale(snap: StatsSnapshot) -> tuple[str, str] | None:
+    """('WARN' | 'ERROR', why) while no image has come for longer than ``stale_warn_sec`` / ``stale_error_sec``
+    (after the first image), else None."""
+    if snap.received == 0 or snap.seconds_since_image <= snap.stale_warn_sec:
+        return None
+    level = "ERROR" if snap.seconds_since_image > snap.stale_error_sec else "WARN"
+    return level, f"input stale: no image for {snap.seconds_since_image:.1f} s"
 
 
 def level_and_message(snap: StatsSnapshot) -> tuple[str, str]:
@@ -151,6 +212,9 @@ def level_and_message(snap: StatsSnapshot) -> tuple[str, str]:
         return "ERROR", f"inference failing: {snap.last_error}"
     if snap.received == 0:
         return "WARN", "waiting for images"
+    stale = input_stale(snap)
+    if stale is not None:
+        return stale
     if snap.new_conversion_errors:
         return "WARN", f"{snap.new_conversion_errors} bad input message(s): {snap.last_error}"
     if snap.input_rate_hz > 0 and snap.output_rate_hz == 0:
@@ -183,6 +247,13 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
         "frames_processed": str(snap.processed),
         "frames_dropped": str(snap.dropped),
         "conversion_errors": str(snap.conversion_errors),
+        "image_errors": str(snap.image_errors),
+        "cloud_errors": str(snap.cloud_errors),
+        "camera_info_errors": str(snap.camera_info_errors),
+        "seconds_since_image": f"{snap.seconds_since_image:.2f}",
+        "metric_latency_ms": f"{snap.metric_latency_ms:.1f}",
+        "metric_frames": str(snap.metric_processed),
+        "metric_skipped": str(snap.metric_dropped),
         "inference_errors": str(snap.inference_errors),
         "publishing_errors": str(snap.publishing_errors),
         "last_error": snap.last_error,
@@ -195,50 +266,54 @@ class AlignmentSnapshot:
     """LiDAR alignment: counters since start and the last frame's fit (NaN / 0 before the first fit)."""
 
     clouds_received: int
-    pairs: int  # synchronized image + cloud pairs handed to the worker
-    unsynchronized: int  # images and clouds dropped: no partner within the slop
-    aligned: int  # frames published in metres
-    refused: int  # frames published relative because the fit was refused
-    unaligned: int  # frames published relative because the LiDAR was stale (no cloud to pair with)
-    metric: bool  # the last processed frame was published in metres
-    last_frame: str  # the last processed frame: "aligned", "refused", "unaligned" ("" before the first)
-    stale: bool  # no cloud for longer than lidar_timeout_sec: images go out without LiDAR
+    with_cloud: int  # frames bound to a cloud within the slop
+    without_cloud: int  # frames with no cloud within the slop (held scale or the next source)
+    clouds_unused: int  # clouds that left the buffer without a frame bound to them
+    resets: int  # times the cloud buffer started over because time jumped back
+    aligned: int  # frames whose LiDAR fit was accepted
+    refused: int  # frames whose LiDAR fit was refused
+    metric: bool  # the last frame's LiDAR fit was accepted
+    last_frame: str  # the last frame: "aligned", "refused", "no cloud" ("" before the first)
+    stale: bool  # no cloud for longer than lidar_timeout_sec
     seconds_since_cloud: float  # inf before the first cloud
     a: float
     b: float
     rms_log: float
     num_points: int
     num_inliers: int
-    last_error: str  # why the last refused frame stayed relative ("" until one was)
+    inlier_share: float  # the acceptance evidence of the last accepted fit (docs/ros.md, LiDAR fit checks)
+    region_offset: float
+    spread: float
+    z_coverage: float
+    last_error: str  # why the last refused frame had no LiDAR scale ("" until one was)
     extrinsic_source: str  # "tf2" or "parameters" for the last frame
     fusion_ms: float  # projection + fit + completion of the last frame
-    fit_ms: float  # of fusion_ms: fit and metric maps
+    fit_ms: float  # of fusion_ms: the fit and its checks
     completion_ms: float  # of fusion_ms: completed depth (interpolation or DepthCompletionFM)
     new_refused: int  # since the previous snapshot
     new_aligned: int
 
 
 class AlignmentStats:
-    """Thread-safe LiDAR-alignment state written by the subscription callbacks and the worker.
+    """Thread-safe LiDAR-alignment state written by the subscription callbacks and the metric worker.
 
-    With ``lidar_timeout_sec`` > 0 the LiDAR is stale when pairing has produced no image + cloud pair for longer than
-    that (counting from construction): clouds that stop, and clouds that arrive but never match (a stamp jump, a
-    wrong clock), both count; 0 never calls it stale.
+    With ``lidar_timeout_sec`` > 0 the LiDAR is stale when no cloud has arrived for longer than that (counting from
+    construction); 0 never calls it stale.
     """
 
     def __init__(self, lidar_timeout_sec: float = 0.0, clock=time.monotonic):
         self.lidar_timeout_sec, self._clock = lidar_timeout_sec, clock
         self._lock = threading.Lock()
-        self.clouds_received = self.pairs = self.unsynchronized = self.aligned = self.refused = self.unaligned = 0
+        self.clouds_received = self.with_cloud = self.without_cloud = self.aligned = self.refused = 0
         self.metric = False
-        self.last_frame = ""  # "aligned", "refused" or "unaligned"
+        self.last_frame = ""
         self.a = self.b = self.rms_log = self.fusion_ms = self.fit_ms = self.completion_ms = float("nan")
+        self.inlier_share = self.region_offset = self.spread = self.z_coverage = float("nan")
         self.num_points = self.num_inliers = 0
         self.last_error = ""
         self.extrinsic_source = ""
         self._started = clock()
         self._last_cloud: float | None = None
-        self._last_pair: float | None = None
         self._previous = (0, 0)
 
     def cloud_received(self) -> None:
@@ -252,32 +327,30 @@ class AlignmentStats:
             return self._stale(self._clock())
 
     def _stale(self, now: float) -> bool:
-        since = self._started if self._last_pair is None else self._last_pair
+        since = self._started if self._last_cloud is None else self._last_cloud
         return self.lidar_timeout_sec > 0 and now - since > self.lidar_timeout_sec
 
-    def pair_matched(self) -> None:
+    def frame_bound(self, has_cloud: bool) -> None:
+        """A frame was bound to a cloud (``has_cloud``) or found none within the slop."""
         with self._lock:
-            self.pairs += 1
-            self._last_pair = self._clock()
-
-    def message_unsynchronized(self) -> None:
-        with self._lock:
-            self.unsynchronized += 1
-
-    def frame_unaligned(self) -> None:
-        """A frame went out without LiDAR because the LiDAR was stale."""
-        with self._lock:
-            self.unaligned += 1
-            self.metric, self.last_frame = False, "unaligned"
+            if has_cloud:
+                self.with_cloud += 1
+            else:
+                self.without_cloud += 1
+                self.metric, self.last_frame = False, "no cloud"
 
     def fit_accepted(self, fit, extrinsic_source: str, fusion_ms: float, fit_ms: float = float("nan"),
                      completion_ms: float = float("nan")) -> None:
-        """``fit`` is a fusion.LogDepthFit."""
+        """``fit`` is a fusion.LogDepthFit (with its evidence)."""
         with self._lock:
             self.aligned += 1
             self.metric, self.last_frame = True, "aligned"
             self.a, self.b, self.rms_log = fit.a, fit.b, fit.rms_log
             self.num_points, self.num_inliers = fit.num_points, fit.num_inliers
+            evidence = fit.evidence
+            if evidence is not None:
+                self.inlier_share, self.region_offset = evidence.inlier_share, evidence.region_offset
+                self.spread, self.z_coverage = evidence.spread, evidence.z_coverage
             self.extrinsic_source, self.fusion_ms = extrinsic_source, fusion_ms
             self.fit_ms, self.completion_ms = fit_ms, completion_ms
 
@@ -286,23 +359,25 @@ class AlignmentStats:
             self.refused += 1
             self.metric, self.last_frame = False, "refused"
             self.a = self.b = self.rms_log = self.fit_ms = self.completion_ms = float("nan")
+            self.inlier_share = self.region_offset = self.spread = self.z_coverage = float("nan")
             self.num_points, self.num_inliers = num_points, 0
             self.last_error = reason
             self.extrinsic_source, self.fusion_ms = extrinsic_source, fusion_ms
 
-    def snapshot(self) -> AlignmentSnapshot:
+    def snapshot(self, clouds_unused: int = 0, resets: int = 0) -> AlignmentSnapshot:
         with self._lock:
             now = self._clock()
             prev_refused, prev_aligned = self._previous
             self._previous = (self.refused, self.aligned)
             return AlignmentSnapshot(
-                clouds_received=self.clouds_received, pairs=self.pairs, unsynchronized=self.unsynchronized,
-                aligned=self.aligned, refused=self.refused, unaligned=self.unaligned, metric=self.metric,
-                last_frame=self.last_frame, stale=self._stale(now),
+                clouds_received=self.clouds_received, with_cloud=self.with_cloud, without_cloud=self.without_cloud,
+                clouds_unused=clouds_unused, resets=resets, aligned=self.aligned, refused=self.refused,
+                metric=self.metric, last_frame=self.last_frame, stale=self._stale(now),
                 seconds_since_cloud=float("inf") if self._last_cloud is None else now - self._last_cloud,
                 a=self.a, b=self.b, rms_log=self.rms_log, num_points=self.num_points, num_inliers=self.num_inliers,
-                last_error=self.last_error, extrinsic_source=self.extrinsic_source, fusion_ms=self.fusion_ms,
-                fit_ms=self.fit_ms, completion_ms=self.completion_ms,
+                inlier_share=self.inlier_share, region_offset=self.region_offset, spread=self.spread,
+                z_coverage=self.z_coverage, last_error=self.last_error, extrinsic_source=self.extrinsic_source,
+                fusion_ms=self.fusion_ms, fit_ms=self.fit_ms, completion_ms=self.completion_ms,
                 new_refused=self.refused - prev_refused, new_aligned=self.aligned - prev_aligned)
 
 
@@ -310,12 +385,12 @@ def alignment_level_and_message(snap: AlignmentSnapshot) -> tuple[str, str]:
     """('OK' | 'WARN', summary) of the LiDAR alignment."""
     if snap.stale:
         since = "no cloud received yet" if snap.clouds_received == 0 else \
-            f"no image + cloud pair; last cloud {snap.seconds_since_cloud:.1f} s ago"
-        return "WARN", f"LiDAR stale ({since}): frames go out without LiDAR, {snap.unaligned} so far"
-    if snap.pairs == 0:
-        if snap.clouds_received == 0:
-            return "WARN", "waiting for LiDAR clouds"
-        return "WARN", f"no image + cloud pair within the slop yet ({snap.unsynchronized} unsynchronized)"
+            f"last cloud {snap.seconds_since_cloud:.1f} s ago"
+        return "WARN", f"LiDAR stale ({since}): frames take the held scale or the next source"
+    if snap.clouds_received == 0:
+        return "WARN", "waiting for LiDAR clouds"
+    if snap.with_cloud == 0:
+        return "WARN", f"no frame had a cloud within the slop yet ({snap.without_cloud} without)"
     if snap.new_refused and not snap.new_aligned:
         return "WARN", f"LiDAR fit refused: {snap.last_error}"
     if not snap.metric and snap.aligned == 0 and snap.refused == 0:
@@ -323,7 +398,7 @@ def alignment_level_and_message(snap: AlignmentSnapshot) -> tuple[str, str]:
     if snap.metric:
         return "OK", (f"metric: a={snap.a:.4g} b={snap.b:.4g} rms_log={snap.rms_log:.3f} on {snap.num_inliers}/"
                       f"{snap.num_points} points")
-    return "OK", "last frame " + ("had no LiDAR" if snap.last_frame == "unaligned" else "had its fit refused")
+    return "OK", "last frame " + ("had no cloud" if snap.last_frame == "no cloud" else "had its fit refused")
 
 
 def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
@@ -337,12 +412,17 @@ def alignment_status(snap: AlignmentSnapshot, name: str, hardware_id: str):
         "rms_log": f"{snap.rms_log:.4f}",
         "num_points": str(snap.num_points),
         "num_inliers": str(snap.num_inliers),
+        "inlier_share": f"{snap.inlier_share:.3f}",
+        "region_offset_sigma": f"{snap.region_offset:.2f}",
+        "residual_spread_sigma": f"{snap.spread:.2f}",
+        "z_coverage": f"{snap.z_coverage:.3f}",
         "frames_aligned": str(snap.aligned),
         "frames_refused": str(snap.refused),
-        "frames_unaligned": str(snap.unaligned),
+        "frames_with_cloud": str(snap.with_cloud),
+        "frames_without_cloud": str(snap.without_cloud),
         "clouds_received": str(snap.clouds_received),
-        "pairs_synchronized": str(snap.pairs),
-        "unsynchronized_dropped": str(snap.unsynchronized),
+        "clouds_unused": str(snap.clouds_unused),
+        "time_jumps": str(snap.resets),
         "extrinsic": snap.extrinsic_source,
         "fusion_ms": f"{snap.fusion_ms:.1f}",
         "fit_ms": f"{snap.fit_ms:.1f}",
@@ -367,6 +447,8 @@ class MetricSnapshot:
     reason: str  # why the last frame was not metric, or why its source was not the first choice
     new_frames: int
     new_metric: int
+    conflicts: int = 0  # frames without metres because two sources disagreed
+    sigma_scale: float = math.nan  # the uncertainty calibration of the last metric frame
 
 
 class MetricStats:
@@ -377,17 +459,20 @@ class MetricStats:
         self.configured, self.has_source = configured, has_source
         self.frames: Counter = Counter()
         self.last_source, self.reason = "", ""
-        self.a = self.b = self.log_std = self.age_sec = float("nan")
+        self.a = self.b = self.log_std = self.age_sec = self.sigma_scale = float("nan")
+        self.conflicts = 0
         self._previous = (0, 0)
 
     def frame(self, estimate) -> None:
         with self._lock:
             self.frames[estimate.source] += 1
+            self.conflicts += bool(estimate.conflict)
             self.last_source, self.reason = estimate.source, estimate.reason
             fit = estimate.fit
             self.a, self.b = (fit.a, fit.b) if fit is not None else (float("nan"), float("nan"))
             self.log_std = estimate.log_var ** 0.5 if fit is not None else float("nan")
             self.age_sec = estimate.age_sec if fit is not None else float("nan")
+            self.sigma_scale = estimate.sigma_scale if fit is not None else float("nan")
 
     def snapshot(self) -> MetricSnapshot:
         with self._lock:
@@ -396,13 +481,16 @@ class MetricStats:
             self._previous = (total, metric)
             return MetricSnapshot(self.configured, self.has_source, self.last_source, dict(self.frames), self.a,
                                   self.b, self.log_std, self.age_sec, self.reason, total - prev_total,
-                                  metric - prev_metric)
+                                  metric - prev_metric, self.conflicts, self.sigma_scale)
 
 
-def metric_level_and_message(snap: MetricSnapshot) -> tuple[str, str]:
-    """('OK' | 'WARN', summary) of the metric scale."""
+def metric_level_and_message(snap: MetricSnapshot, stale: tuple[str, str] | None = None) -> tuple[str, str]:
+    """('OK' | 'WARN' | 'ERROR', summary) of the metric scale; ``stale``: :func:`input_stale` of the input (the
+    metric status goes stale with it)."""
     if not snap.has_source:
         return "WARN", f"no metric source configured: relative depth only ({snap.configured})"
+    if stale is not None:
+        return stale[0], f"{stale[1]}: no metric depth is being published"
     if sum(snap.frames.values()) == 0:
         return "WARN", "waiting for the first frame"
     if snap.new_frames and not snap.new_metric:
@@ -414,13 +502,14 @@ def metric_level_and_message(snap: MetricSnapshot) -> tuple[str, str]:
     return "OK", f"metric from {snap.last_source}: a={snap.a:.4g} b={snap.b:.4g} log std {snap.log_std:.3f}"
 
 
-def metric_status(snap: MetricSnapshot, name: str, hardware_id: str):
-    """diagnostic_msgs/DiagnosticStatus of the metric scale."""
-    values = {"source": snap.last_source or "none", "configured": snap.configured, "a": f"{snap.a:.6g}",
-              "b": f"{snap.b:.6g}", "scale_log_std": f"{snap.log_std:.4f}", "scale_age_sec": f"{snap.age_sec:.2f}",
-              "reason": snap.reason,
+def metric_status(snap: MetricSnapshot, name: str, hardware_id: str, stale: tuple[str, str] | None = None):
+    """diagnostic_msgs/DiagnosticStatus of the metric scale; ``stale``: the input's :func:`input_stale`."""
+    values = {"source": "stale" if stale else snap.last_source or "none", "configured": snap.configured,
+              "a": f"{snap.a:.6g}", "b": f"{snap.b:.6g}", "scale_log_std": f"{snap.log_std:.4f}",
+              "scale_age_sec": f"{snap.age_sec:.2f}", "uncertainty_calibration": f"{snap.sigma_scale:.3f}",
+              "source_conflicts": str(snap.conflicts), "reason": snap.reason,
               **{f"frames_{source or 'relative_only'}": str(n) for source, n in sorted(snap.frames.items())}}
-    return _status(metric_level_and_message(snap), name, hardware_id, values)
+    return _status(metric_level_and_message(snap, stale), name, hardware_id, values)
 
 
 def diagnostic_array(status, stamp):

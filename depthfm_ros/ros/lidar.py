@@ -1,17 +1,18 @@
 """LiDAR input of depthfm_node: the LiDAR -> camera extrinsic (tf2 at the image stamp when available, else
-parameters) and :class:`LidarInput`, which pairs clouds with images and fuses each pair through the library."""
+parameters) and :class:`LidarInput`, which keeps the recent clouds, binds each frame to the one nearest in time and
+fuses the two through the library."""
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from rclpy.duration import Duration
 from rclpy.time import Time
 
 from ..errors import DepthFMError
+from ..fusion.alignment import cloud_contradicts, residual_scale
 from ..fusion.frame import FusedFrame, fuse_frame
 from ..geometry.camera import PinholeCamera
 from ..geometry.projection import transform_from_xyz_quat
@@ -19,7 +20,17 @@ from ..models.completion import completion_fn
 from ..pipeline import DepthPrediction
 from . import conversions
 from .diagnostics import AlignmentStats, alignment_status
-from .sync import CloudImageSync
+from .sync import CloudBuffer, check_stamp, stamp_seconds
+
+#: a stamp further ahead of the node's clock is refused (a wrongly stamped message must not block binding)
+MAX_FUTURE_SEC = 10.0
+
+
+class Cloud(NamedTuple):
+    """A received cloud, converted once on arrival: its header and its (N, 3) points in its own frame."""
+
+    header: object
+    points_n3: np.ndarray
 
 
 class TfLookup:
@@ -90,96 +101,106 @@ def ground_from_transform(T_ground_cam: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 class LidarInput:
-    """The LiDAR side of depthfm_node: the cloud subscription's callback, image + cloud pairing, staleness, the
-    extrinsic, one frame's fusion (:func:`depthfm_ros.fusion.frame.fuse_frame`) and its /diagnostics status.
+    """The LiDAR side of depthfm_node: the cloud subscription's callback, the cloud buffer, binding each frame to
+    its cloud, staleness, the extrinsic, one frame's fusion (:func:`depthfm_ros.fusion.frame.fuse_frame`) and its
+    /diagnostics status.
 
-    ``hand_over(image, cloud)`` gets each synchronized pair (and images while the LiDAR is stale, with cloud None);
-    ``input_refused(what, exc)`` each message the synchronizer refuses.
+    The camera never waits: frames are bound on the metric worker after their relative outputs went out, to the
+    cloud nearest in time within ``lidar_slop_sec`` (before or after the image), waiting at most until
+    ``lidar_wait_sec`` after the image arrived for a cloud that may still come (not at all while the LiDAR is
+    stale: no cloud for ``lidar_timeout_sec``). ``input_refused(what, exc)`` gets each cloud this refuses.
     """
 
-    def __init__(self, node, config, hand_over: Callable, input_refused: Callable):
+    def __init__(self, node, config, input_refused: Callable):
         self.node, self.config = node, config
-        self._hand_over, self._input_refused = hand_over, input_refused
+        self._input_refused = input_refused
         self.stats = AlignmentStats(config.lidar_timeout_sec)
         self.extrinsic = LidarExtrinsic(node, config.lidar_to_camera_xyz, config.lidar_to_camera_quat_xyzw,
                                         config.lidar_tf_timeout_sec)
-        self.sync = CloudImageSync(config.lidar_slop_sec, config.lidar_queue_size, self._on_pair,
-                                   self.stats.message_unsynchronized,
-                                   now_sec=lambda: node.get_clock().now().nanoseconds * 1e-9)
+        self.buffer = CloudBuffer(config.lidar_slop_sec, config.lidar_queue_size)
         self.completion_fn = completion_fn(config.completion_checkpoint, config.model_settings())
-        self._stale = False  # executor thread only: for the log lines when the LiDAR goes and comes back
-        self._published_alone: deque = deque(maxlen=2 * config.lidar_queue_size)  # images sent without a cloud
+        self._stale = False  # worker thread only: for the log lines when the LiDAR goes and comes back
 
     def describe(self) -> str:
         config, timeout = self.config, self.config.lidar_timeout_sec
-        return (f"LiDAR alignment with {self.node.resolve_topic_name('lidar')} (slop {config.lidar_slop_sec} s, "
-                + (f"images alone after {timeout} s without a cloud, " if timeout else "strict pairing, ")
-                + f"{self.sync.implementation}; extrinsic from {'tf2, else ' if self.extrinsic.buffer else ''}"
-                f"parameters; completed depth by "
+        return (f"LiDAR alignment with {self.node.resolve_topic_name('lidar')} (each frame takes the cloud nearest "
+                f"in time within {config.lidar_slop_sec} s, waiting at most {config.lidar_wait_sec} s for it"
+                + (f", stale after {timeout} s without a cloud" if timeout else "")
+                + f"; extrinsic from {'tf2, else ' if self.extrinsic.buffer else ''}parameters; completed depth by "
                 f"{'DepthCompletionFM' if self.completion_fn else 'log-residual interpolation'})")
 
+    def _now_sec(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
     # -- executor thread
-    def add_image(self, msg) -> bool:
-        """Give an image to the synchronizer; False when the LiDAR is stale (no pair for lidar_timeout_sec): the
-        caller then publishes it alone, and a pair it may still form later only ends the staleness."""
-        stale = self.stats.is_stale()
-        if stale:
-            if not self._stale:
-                self._stale = True
-                self.node.get_logger().warning(
-                    f"no image + cloud pair for over {self.config.lidar_timeout_sec} s: frames go out without "
-                    "LiDAR until pairing resumes")
-            self._published_alone.append(msg)
-        try:
-            self.sync.add_image(msg)
-        except Exception as exc:  # e.g. a negative or far-future stamp: never out of an executor callback
-            self._input_refused("image", exc)
-        return not stale
+    def check_image_stamp(self, header) -> float:
+        """The image's stamp in seconds; InputError for a stamp no cloud can be bound to (negative, far future)."""
+        return check_stamp(header, self._now_sec(), MAX_FUTURE_SEC)
 
     def on_cloud(self, msg) -> None:
+        """A cloud arrived: its stamp and layout are checked and its points converted now (each refusal counted
+        once, whether or not a frame would have used it), then it waits in the buffer for frames."""
         self.stats.cloud_received()
         try:
-            self.sync.add_cloud(msg)
-        except Exception as exc:
+            stamp = check_stamp(msg.header, self._now_sec(), MAX_FUTURE_SEC)
+            points_n3 = conversions.pointcloud2_to_xyz(msg)
+        except Exception as exc:  # never out of an executor callback
             self._input_refused("cloud", exc)
-
-    def _on_pair(self, image, cloud) -> None:
-        self.stats.pair_matched()
-        if self._stale:
-            self._stale = False
-            self.node.get_logger().info("image + cloud pairs are back: fusing LiDAR again")
-        if not any(image is published for published in self._published_alone):  # else it is out already
-            self._hand_over(image, cloud)
+            return
+        self.buffer.add(stamp, Cloud(msg.header, points_n3))
 
     def status(self, name: str):
-        return alignment_status(self.stats.snapshot(), name, hardware_id=self.node.resolve_topic_name("lidar"))
+        return alignment_status(self.stats.snapshot(self.buffer.unused, self.buffer.resets), name,
+                                hardware_id=self.node.resolve_topic_name("lidar"))
 
-    # -- worker thread
-    def fuse(self, prediction: DepthPrediction, header, cloud, camera: PinholeCamera | None, camera_error: str,
-             rgb_hwc_u8: np.ndarray | None) -> FusedFrame | None:
+    # -- metric worker thread
+    def bind(self, header, deadline: float) -> tuple[object | None, bool]:
+        """(the cloud of the frame with ``header`` or None, whether this is the first frame bound to it); waits
+        until no nearer cloud can come, the LiDAR is stale, or ``deadline`` (time.perf_counter) has passed."""
+        stamp = stamp_seconds(header)
+        buffer = self.buffer
+        with buffer.changed:
+            while True:
+                stale = self.stats.is_stale()
+                _, decided = buffer.nearest(stamp)
+                left = deadline - time.perf_counter()
+                if decided or stale or left <= 0:
+                    break
+                buffer.changed.wait(min(left, 0.05))
+            cloud, used = buffer.bind(stamp)
+        if stale != self._stale:
+            self._stale = stale
+            log = self.node.get_logger()
+            if stale:
+                log.warning(f"no cloud for over {self.config.lidar_timeout_sec} s: the LiDAR is stale, frames take "
+                            "the held scale (up to metric_hold_sec) or the next metric source")
+            else:
+                log.info("clouds are back: fusing LiDAR again")
+        self.stats.frame_bound(cloud is not None)
+        return cloud, cloud is not None and not used
+
+    def fuse(self, prediction: DepthPrediction, header, cloud: Cloud, camera: PinholeCamera | None,
+             camera_error: str, rgb_hwc_u8: np.ndarray | None, complete: bool = True) -> FusedFrame:
         """This frame in metres from ``cloud`` (refused: the reason goes to diagnostics and a throttled warning);
-        None without a cloud (the LiDAR is stale: counted as unaligned)."""
-        if cloud is None:
-            self.stats.frame_unaligned()
-            return None
+        ``complete``: compute the completed depth too."""
         config, t0 = self.config, time.perf_counter()
         source = ""
         try:
             if camera is None:
                 raise DepthFMError(f"cannot project the cloud: {camera_error}")
+            points_n3 = cloud.points_n3
             T_cam_lidar, source, tf_error = self.extrinsic.lookup(cloud.header.frame_id, header.frame_id,
                                                                   header.stamp)
             if tf_error:
                 self.node.get_logger().warning(f"{tf_error}; using lidar_to_camera_xyz/_quat_xyzw",
                                                throttle_duration_sec=config.log_throttle_sec)
-            points_n3 = conversions.pointcloud2_to_xyz(cloud)
         except Exception as exc:  # a bad cloud or camera: no LiDAR scale for this frame, and why
             reason = str(exc) if isinstance(exc, DepthFMError) else f"{type(exc).__name__}: {exc}"
-            fused = FusedFrame(None, None, None, None, reason, 0, {"fusion": 1e3 * (time.perf_counter() - t0)})
+            fused = FusedFrame(None, None, None, reason, 0, {"fusion": 1e3 * (time.perf_counter() - t0)})
         else:
             fused = fuse_frame(prediction, points_n3, camera, T_cam_lidar, min_range_m=config.lidar_min_range_m,
                                max_range_m=config.lidar_max_range_m, rgb_hwc_u8=rgb_hwc_u8,
-                               completion_fn=self.completion_fn)
+                               completion_fn=self.completion_fn, complete=complete)
         times = fused.timings_ms
         if fused.aligned:
             self.stats.fit_accepted(fused.fit, source, times["fusion"], times["fit"], times["completion"])
@@ -189,3 +210,14 @@ class LidarInput:
                                            throttle_duration_sec=config.log_throttle_sec)
         return fused
 
+    @staticmethod
+    def cloud_checks(fused: FusedFrame, prediction: DepthPrediction):
+        """What :meth:`depthfm_ros.fusion.metric.MetricScale.update` asks of this frame's own cloud: does it
+        contradict a held scale, and what uncertainty calibration does a scale's residuals on it ask for? (None, None)
+        when the cloud did not project."""
+        sparse = fused.sparse_hw_m
+        if sparse is None:
+            return None, None
+        z, std = prediction.z_hw, prediction.std_z_hw
+        return (lambda held, tolerance: cloud_contradicts(held, z, sparse, std, tolerance_log=tolerance),
+                lambda scale, log_var: residual_scale(scale, z, sparse, std, log_var))

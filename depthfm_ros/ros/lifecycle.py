@@ -130,8 +130,9 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        with self._wake:
-            self._newest = None  # a frame waiting for the worker is not published later
+        self._slot.clear()  # a frame waiting for the worker is not published later
+        if self.metric_worker is not None:
+            self.metric_worker.clear()
         self.get_logger().info("inactive: images ignored, engine kept loaded")
         return LifecycleNode.on_deactivate(self, state)
 
@@ -180,7 +181,7 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
     def _release(self) -> None:
         """Undo configure: stop the worker, destroy what configure created, drop the engine."""
         self._stop_worker()
-        self._worker = None
+        self._worker = self.metric_worker = None
         for publisher in self._managed.get("publishers", []):
             self.destroy_lifecycle_publisher(publisher)
         for subscription in self._managed.get("subscriptions", []):

@@ -2,10 +2,12 @@
 completed depth and points on frames with an accepted metric scale (ros/outputs.py has the topic contract). The
 maths lives in the library (pipeline, fusion); the node converts messages, schedules and publishes.
 
-Inference runs on a worker thread that takes only the newest frame (with ``use_lidar``: the newest synchronized
-image + cloud pair, or the newest image while the LiDAR is stale); a frame replaced before the worker took it is
-dropped and counted, so latency stays within one inference. Bad input, failed inference and failed publishing are
-logged (throttled), counted and shown in /diagnostics; the node keeps serving. Topics: README.md, docs/ros.md.
+Inference runs on a worker thread that takes only the newest image as it arrives and publishes its relative outputs
+at once; a frame replaced before the worker took it is dropped and counted, so latency stays within one inference.
+The metric step (binding the frame's LiDAR cloud, which may come before or after the image, the fit, the scale and
+the metric outputs) runs on a second worker, so the camera never waits for the LiDAR (ros/workers.py). Bad input,
+failed inference and failed publishing are logged (once per kind and period), counted and shown in /diagnostics;
+the node keeps serving. Topics: README.md, docs/ros.md.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from ..backends import Backend, load_backend
 from ..pipeline import DepthFMPipeline
 from . import conversions
-from .diagnostics import ErrorLog, FrameStats, diagnostic_array, diagnostic_status
+from .diagnostics import ErrorLog, FrameStats, diagnostic_array, diagnostic_status, reason_kind
 from .entry_points import NODE_NAME, run
 from .lidar import GroundFromTf, LidarInput
-from .outputs import DEPTH_TOPIC, RELATIVE_DEPTH_TOPIC, FrameOutputs
+from .outputs import DEPTH_TOPIC, RELATIVE_DEPTH_TOPIC, FrameOutputs, PendingFrame
 from .params import declare_and_read
+from .workers import MetricWorker, NewestOnly
+
+#: the input is stale after this many diagnostics periods without an image (WARN), then ERROR after STALE_ERROR
+STALE_WARN_PERIODS, STALE_ERROR_PERIODS = 2, 5
 
 
 def qos_profile(name: str) -> QoSProfile:
@@ -61,17 +67,21 @@ class DepthFMNode(Node):
         settings.apply_torch_threads()
         self.backend = backend if backend is not None else load_backend(settings)
         self.pipeline = DepthFMPipeline.from_settings(settings, self.backend)
-        self.stats = FrameStats()
+        period = config.diagnostics_period_sec
+        self.stats = FrameStats(stale_warn_sec=STALE_WARN_PERIODS * period,
+                                stale_error_sec=STALE_ERROR_PERIODS * period)
         self.error_log = ErrorLog(self.get_logger().error, config.log_throttle_sec)
         self._camera_info: CameraInfo | None = None
-        self._newest: tuple[tuple, float] | None = None  # (image, cloud or None), when it arrived
-        self._wake = threading.Condition()
         self._running = True
+        self._slot = NewestOnly(self.stats.frame_dropped)  # (image, when it arrived) for the inference worker
 
-        self.lidar = LidarInput(self, config, self._hand_over, self._input_refused) if config.use_lidar else None
+        self.lidar = LidarInput(self, config, self._input_refused) if config.use_lidar else None
         ground_tf = GroundFromTf(self, config.ground_frame, config.lidar_tf_timeout_sec) if config.ground_frame \
             else None
-        self.outputs = FrameOutputs(self, config, qos_profile(config.output_qos), self.lidar, self.stats, ground_tf)
+        self.outputs = FrameOutputs(self, config, qos_profile(config.output_qos), self.lidar, self.stats, ground_tf,
+                                    self._input_refused)
+        self.metric_worker = MetricWorker(self._metric_step, self.stats.metric_skipped) if self.outputs.metric.chain \
+            else None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
         in_qos = qos_profile(config.input_qos)
@@ -106,31 +116,32 @@ class DepthFMNode(Node):
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.stats.frame_received()
-        if self.lidar is None or not self.lidar.add_image(msg):
-            self._hand_over(msg, None)
-
-    def _hand_over(self, image, cloud) -> None:
-        """Make (image, cloud) the worker's next frame; a frame it replaces is dropped and counted."""
-        with self._wake:
-            if self._newest is not None:
-                self.stats.frame_dropped()
-            self._newest = ((image, cloud), time.perf_counter())
-            self._wake.notify()
+        if self.lidar is not None:
+            try:  # a stamp no cloud can be bound to (negative, far future): refused, never published
+                self.lidar.check_image_stamp(msg.header)
+            except Exception as exc:
+                self._input_refused("image", exc)
+                return
+        self._slot.put((msg, time.perf_counter()))
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
     def _input_refused(self, what: str, exc: Exception) -> None:
-        """Count a bad input message and log it at ERROR, each kind of error at most once per log_throttle_sec;
-        callable from the executor and the worker."""
-        self.stats.conversion_failed(str(exc))
-        self.error_log(what, f"dropping bad {what} message: {exc} ({self.stats.conversion_errors} so far)")
+        """Count a refused input message ('image', 'cloud' or 'camera_info') and log it at ERROR, each kind (where
+        and why, :func:`~depthfm_ros.ros.diagnostics.reason_kind`) at most once per log_throttle_sec; callable from
+        every thread."""
+        self.stats.input_refused(what, str(exc))
+        counts = self.stats.refused
+        self.error_log(f"{what}:{reason_kind(exc)}",
+                       f"dropping bad {what} message: {exc} ({counts[what]} {what} messages refused so far)")
 
     def _publish_diagnostics(self) -> None:
         name = self.get_fully_qualified_name()
-        statuses = [diagnostic_status(self.stats.snapshot(), f"{name}: depth",
-                                      hardware_id=self.backend.describe(), backend=self.backend.name)]
-        statuses.append(self.outputs.status(f"{name}: metric scale"))
+        frames = self.stats.snapshot()
+        statuses = [diagnostic_status(frames, f"{name}: depth", hardware_id=self.backend.describe(),
+                                      backend=self.backend.name)]
+        statuses.append(self.outputs.status(f"{name}: metric scale", frames))
         if self.lidar is not None:
             statuses.append(self.lidar.status(f"{name}: lidar alignment"))
         self.diagnostics_pub.publish(diagnostic_array(statuses, self.get_clock().now().to_msg()))
@@ -138,20 +149,14 @@ class DepthFMNode(Node):
     # -- inference worker ---------------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            with self._wake:
-                while self._newest is None and self._running:
-                    self._wake.wait()
-                if not self._running:
-                    return
-                (msg, cloud), t_received = self._newest
-                self._newest = None
-            self._process(msg, cloud, t_received, 1e3 * (time.perf_counter() - t_received))
+        while (item := self._slot.take()) is not None:
+            msg, t_received = item
+            self._process(msg, t_received, 1e3 * (time.perf_counter() - t_received))
 
-    def _process(self, msg: Image | CompressedImage, cloud: PointCloud2 | None, t_received: float,
-                 queue_ms: float = float("nan")) -> None:
-        """One frame: convert (bad input is counted), infer (failures are counted as inference errors), publish
-        (failures are counted as publishing errors); the worker keeps serving whatever happens."""
+    def _process(self, msg: Image | CompressedImage, t_received: float, queue_ms: float = float("nan")) -> None:
+        """One frame: convert (bad input is counted), infer (failures are counted as inference errors), publish the
+        relative outputs (failures are counted as publishing errors) and hand the frame to the metric worker; the
+        worker keeps serving whatever happens."""
         log, throttle = self.get_logger(), self.config.log_throttle_sec
         try:
             decode = conversions.compressed_image_to_rgb if isinstance(msg, CompressedImage) \
@@ -171,24 +176,45 @@ class DepthFMNode(Node):
         if not self._running:
             return
         try:  # one camera_info for the whole frame, though the executor may replace it meanwhile
-            self.outputs.publish(prediction, msg.header, rgb_hwc_u8, cloud, self._camera_info)
+            frame = self.outputs.publish_relative(prediction, msg.header, rgb_hwc_u8, self._camera_info)
         except Exception as exc:
             self.stats.publishing_failed(f"{type(exc).__name__}: {exc}")
             log.error(f"publishing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=throttle)
             return
         self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms, queue_ms)
+        if self.metric_worker is not None:
+            self.metric_worker.submit((frame, t_received))
+
+    # -- metric worker ------------------------------------------------------------------------------------------
+
+    def _metric_step(self, item: tuple[PendingFrame, float], behind: bool) -> None:
+        """The frame's cloud (nearest in time within the slop, waiting at most lidar_wait_sec after the image came
+        for one that may still arrive), its scale and its metric outputs; completion only for the first frame bound
+        to a cloud and while the worker keeps up."""
+        frame, t_received = item
+        cloud, first_use = None, False
+        try:
+            if self.lidar is not None:
+                cloud, first_use = self.lidar.bind(frame.header, t_received + self.config.lidar_wait_sec)
+            self.outputs.publish_metric(frame, cloud, complete=first_use and not behind)
+        except Exception as exc:
+            self.stats.publishing_failed(f"{type(exc).__name__}: {exc}")
+            self.get_logger().error(f"metric step failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=self.config.log_throttle_sec)
+        self.stats.metric_published(1e3 * (time.perf_counter() - t_received))
 
     def _stop_worker(self) -> None:
-        """Stop the worker after the inference in flight (no-op before :meth:`_start` ran)."""
+        """Stop the workers after the inference and metric step in flight (no-op before :meth:`_start` ran)."""
         worker = getattr(self, "_worker", None)  # None if the constructor failed (rclpy destroys such nodes too)
         if worker is not None:
-            with self._wake:
-                self._running = False
-                self._wake.notify()
+            self._running = False
+            self._slot.stop()
             worker.join(timeout=10.0)
+        if getattr(self, "metric_worker", None) is not None:
+            self.metric_worker.stop()
 
     def destroy_node(self) -> None:
-        """Stop the worker (after the inference in flight), then destroy the node."""
+        """Stop the workers (after the inference and metric step in flight), then destroy the node."""
         self._stop_worker()
         super().destroy_node()
 

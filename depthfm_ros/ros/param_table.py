@@ -157,14 +157,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_batch", 1, "images per call of the TensorRT engine profile; the same as depthfm-export "
               "--max-batch so the node reuses the exported engine", integer_range=(1, 64, 1)),
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
-    ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to it and "
-              "publish metric depth/uncertainty and depthfm/completed_depth for synchronized image+cloud pairs; "
-              "see lidar_timeout_sec for images while no cloud arrives (docs/ros.md, LiDAR alignment)"),
-    _seconds("lidar_slop_sec", 0.05, "largest stamp difference of a synchronized image + cloud pair"),
-    _seconds("lidar_timeout_sec", 1.0, "when no cloud has arrived for this long (counting from start), images "
-              "are processed alone (relative outputs; metric only from the hold or another source) until clouds "
-              "return; 0 = strict pairing: no cloud, no depth", or_zero=True),
-    ParamSpec("lidar_queue_size", 10, "messages per stream the synchronizer keeps", integer_range=(1, 1000, 1)),
+    ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to the "
+              "cloud nearest in time to each image and publish metric depth/uncertainty and depthfm/completed_depth "
+              "for frames whose fit is accepted (relative outputs never wait for the LiDAR; docs/ros.md, LiDAR "
+              "alignment)"),
+    _seconds("lidar_slop_sec", 0.05, "largest stamp difference of an image and the cloud it is fused with (the "
+             "cloud may come before or after the image)"),
+    _seconds("lidar_wait_sec", 0.2, "how long after an image arrived its metric step waits for a cloud within "
+             "lidar_slop_sec that may still come (relative outputs never wait); then the frame takes the held scale "
+             "or the next source"),
+    _seconds("lidar_timeout_sec", 1.0, "no cloud for this long (counting from start): the LiDAR is stale, frames "
+             "stop waiting for clouds and take the held scale (up to metric_hold_sec) or the next source; 0 = never "
+             "stale", or_zero=True),
+    ParamSpec("lidar_queue_size", 10, "clouds kept for binding to images", integer_range=(1, 1000, 1)),
     _seconds("lidar_tf_timeout_sec", 0.05, "how long to wait for the tf2 transform cloud frame -> image frame "
               "at the image stamp before using lidar_to_camera_xyz/_quat_xyzw"),
     ParamSpec("lidar_to_camera_xyz", [0.0, 0.0, 0.0], "translation of T_camera_lidar (LiDAR points -> camera "
@@ -188,7 +193,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _seconds("metric_hold_sec", 1.0, "carry the last accepted LiDAR scale through LiDAR gaps this long (image "
              "stamps), with a growing uncertainty; 0 = no hold", or_zero=True),
     ParamSpec("metric_gate_log", 0.2, "a LiDAR scale that moves the frame's log depth by more than this from the "
-              "filtered one is rejected (3 in a row restart the filter)", minimum=0.0, exclusive_minimum=True),
+              "filtered one is rejected (no hold on that frame either); a new scale is taken after 3 agreeing "
+              "frames over 0.5 s while the model's view changed", minimum=0.0, exclusive_minimum=True),
     _metres("camera_height_m", 0.0, "height of the camera above a flat ground (m): enables the ground source; "
             "0 = off"),
     ParamSpec("camera_pitch_deg", 0.0, "downward pitch of the camera from level (deg), for the ground source when "

@@ -58,6 +58,8 @@ class NodeConfig:
     max_batch: int
     use_lidar: bool
     lidar_slop_sec: float
+    lidar_wait_sec: float
+    lidar_wait_sec: float
     lidar_timeout_sec: float
     lidar_queue_size: int
     lidar_tf_timeout_sec: float

@@ -1,12 +1,13 @@
 """Image + cloud synchronization of depthfm_node.
 
-:class:`CloudImageSync` pairs images with clouds within a slop (message_filters' ApproximateTimeSynchronizer when
-importable, else :class:`ApproximateTimeSync`) and counts messages that can no longer find a partner.
+:class:`CloudBuffer` keeps the recent clouds; each image, once its depth is computed, is bound to the cloud nearest
+to it in time within a slop, whether that cloud came before or after it. The camera never waits for the LiDAR: a
+frame's relative depth goes out at once, and only its metric depth waits (at most a bounded time) for its cloud.
 
-:class:`ApproximateTimeSync` is the pure-Python matcher: messages are opaque, the caller gives each a stamp in
-seconds. A set (one message per stream) is emitted as soon as every stream holds a message within ``slop_sec`` of
-each other; matched and older messages are then dropped, so sets come out in time order and no message is used
-twice.
+:class:`ApproximateTimeSync` is a pure-Python matcher of N streams (message_filters' ApproximateTimeSynchronizer
+semantics): messages are opaque, the caller gives each a stamp in seconds. A set (one message per stream) is emitted
+as soon as every stream holds a message within ``slop_sec`` of each other; matched and older messages are then
+dropped, so sets come out in time order and no message is used twice.
 """
 
 from __future__ import annotations
@@ -16,13 +17,6 @@ from collections import deque
 from typing import Any, Callable, Sequence
 
 from ..errors import InputError
-
-try:
-    import message_filters as _MESSAGE_FILTERS
-except ImportError:
-    _MESSAGE_FILTERS = None
-
-IMAGE, CLOUD = 0, 1
 
 
 class ApproximateTimeSync:
@@ -107,103 +101,75 @@ class ApproximateTimeSync:
             return [len(q) for q in self._queues]
 
 
-def stamp_seconds(header) -> float:
-    return header.stamp.sec + 1e-9 * header.stamp.nanosec
+def check_stamp(header, now_sec: float, max_future_sec: float) -> float:
+    """The header's stamp in seconds, or InputError for a negative stamp or one more than ``max_future_sec`` ahead
+    of ``now_sec`` (the node's clock; not checked while it reads 0, before /clock)."""
+    if header.stamp.sec < 0:
+        raise InputError(f"negative header stamp ({header.stamp.sec} s) cannot be synchronized")
+    stamp = stamp_seconds(header)
+    if now_sec > 0 and stamp > now_sec + max_future_sec:
+        raise InputError(f"header stamp {stamp:.3f} s is {stamp - now_sec:.1f} s ahead of the clock ({now_sec:.3f} s): "
+                         "refused and forgotten")
+    return stamp
 
 
-class CloudImageSync:
-    """Pairs (image, cloud) whose stamps differ by at most ``slop_sec``; ``on_pair(image, cloud)`` gets each pair.
+class CloudBuffer:
+    """The clouds of the last moments, for binding each image to the one nearest in time within ``slop_sec``.
 
-    A message is counted in ``on_unsynchronized`` once it can no longer be paired: it is more than ``slop_sec`` older
-    than the newest message of the other stream (streams arrive in stamp order), it fell out of a full queue, or a
-    newer message of its stream was paired first. With a 30 Hz camera and a 10 Hz LiDAR two of three images are
-    counted: that is expected. A message with a negative stamp raises InputError (and is not queued).
-
-    Time that jumps: a stamp more than ``slop_sec`` older than the newest of its stream (a bag loop, a simulator
-    restart) *resets* the synchronizer, so pairing resumes at once in the new time. A stamp more than
-    ``max_future_sec`` ahead of ``now_sec()`` (the node's clock; skipped while it reads 0, before /clock) raises
-    InputError and is forgotten, so one wrongly stamped message cannot block every later pair.
+    Clouds are kept in stamp order, at most ``queue_size`` of them; one that leaves without having been bound to an
+    image is counted in ``unused``. :meth:`nearest` says which cloud an image stamped ``t`` gets and whether that is
+    decided: clouds arrive in stamp order, so once the newest cloud lies at least as far after ``t`` as the best
+    candidate lies from it (or beyond ``t + slop``) no nearer cloud can come. A cloud stamped more than ``slop_sec``
+    before the newest one means time jumped back (a bag loop, a simulator restart): the buffer starts over
+    (``resets``). Thread-safe: the executor adds, the fusion worker binds; ``changed`` is notified on every cloud.
     """
 
-    def __init__(self, slop_sec: float, queue_size: int, on_pair: Callable[[Any, Any], None],
-                 on_unsynchronized: Callable[[], None], use_message_filters: bool = True,
-                 now_sec: Callable[[], float] | None = None, max_future_sec: float = 10.0):
+    def __init__(self, slop_sec: float, queue_size: int):
         self.slop_sec, self.queue_size = slop_sec, queue_size
-        self._on_pair, self._on_unsynchronized = on_pair, on_unsynchronized
-        self._now_sec, self.max_future_sec = now_sec, max_future_sec
-        self._use_message_filters = use_message_filters and _MESSAGE_FILTERS is not None
-        self.implementation = "message_filters" if self._use_message_filters else "depthfm_ros.ros.sync"
-        self._lock = threading.Lock()
-        self.resets = 0
-        self._reset()
+        self.changed = threading.Condition()
+        self._clouds: deque[list] = deque()  # [stamp, msg, bound]
+        self.unused = self.resets = 0
 
-    def _reset(self) -> None:
-        """Forget every queued message (the caller holds the lock or is the constructor)."""
-        self._pending: list[deque[float]] = [deque(), deque()]  # stamps that may still pair, per stream
-        self._newest = [float("-inf"), float("-inf")]
-        self._matched_now: tuple | None = None
-        if self._use_message_filters:
-            self._inputs = [_MESSAGE_FILTERS.SimpleFilter(), _MESSAGE_FILTERS.SimpleFilter()]
-            sync = _MESSAGE_FILTERS.ApproximateTimeSynchronizer(self._inputs, self.queue_size, self.slop_sec)
-            sync.registerCallback(self._matched)
-        else:
-            self._inputs = None
-            self._sync = ApproximateTimeSync(2, self.slop_sec, self.queue_size, callback=self._matched)
-
-    def _matched(self, image, cloud) -> None:
-        self._matched_now = (image, cloud)
-
-    def add_image(self, msg) -> None:
-        self._add(IMAGE, msg)
-
-    def add_cloud(self, msg) -> None:
-        self._add(CLOUD, msg)
-
-    def _add(self, stream: int, msg) -> None:
-        if msg.header.stamp.sec < 0:  # message_filters (rclpy Time) raises on it: refuse it the same way here
-            raise InputError(f"negative header stamp ({msg.header.stamp.sec} s) cannot be synchronized")
-        stamp = stamp_seconds(msg.header)
-        now = self._now_sec() if self._now_sec is not None else 0.0
-        if now > 0 and stamp > now + self.max_future_sec:
-            raise InputError(f"header stamp {stamp:.3f} s is {stamp - now:.1f} s ahead of the clock ({now:.3f} s): "
-                             "refused and forgotten")
-        with self._lock:
-            if stamp < self._newest[stream] - self.slop_sec:  # time jumped back: start pairing in the new time
-                self._reset()
+    def add(self, stamp_s: float, msg) -> None:
+        with self.changed:
+            if self._clouds and stamp_s < self._clouds[-1][0] - self.slop_sec:  # time jumped back: start over
+                self._drop(len(self._clouds))
                 self.resets += 1
-            self._matched_now = None
-            if self._inputs is not None:
-                self._inputs[stream].signalMessage(msg)
-            else:
-                self._sync.add(stream, stamp, msg)
-            pair, self._matched_now = self._matched_now, None
-            lost = self._account(stream, stamp, msg, pair)
-        for _ in range(lost):
-            self._on_unsynchronized()
-        if pair is not None:
-            self._on_pair(*pair)
+            self._clouds.append([stamp_s, msg, False])
+            if len(self._clouds) > 1 and self._clouds[-2][0] > stamp_s:  # slightly out of order: keep them sorted
+                self._clouds = deque(sorted(self._clouds, key=lambda item: item[0]))
+            self._drop(len(self._clouds) - self.queue_size)
+            self.changed.notify_all()
 
-    def _account(self, stream: int, stamp: float, msg, pair) -> int:
-        """Update the stamps that may still pair; return how many messages just lost every chance."""
-        self._newest[stream] = max(self._newest[stream], stamp)
-        pending = self._pending
-        lost = 0
-        if pair is None or all(m is not msg for m in pair):  # message_filters may pair older messages
-            pending[stream].append(stamp)
-            if len(pending[stream]) > 1 and pending[stream][-2] > stamp:
-                pending[stream] = deque(sorted(pending[stream]))
-        if pair is not None:  # the pair and everything older leave both queues
-            for k, paired_msg in enumerate(pair):
-                paired = stamp_seconds(paired_msg.header)
-                while pending[k] and pending[k][0] <= paired:
-                    if pending[k].popleft() < paired:
-                        lost += 1
-        for k in (IMAGE, CLOUD):
-            while len(pending[k]) > self.queue_size:
-                pending[k].popleft()
-                lost += 1
-            horizon = self._newest[1 - k] - self.slop_sec
-            while pending[k] and pending[k][0] < horizon:
-                pending[k].popleft()
-                lost += 1
-        return lost
+    def _drop(self, count: int) -> None:
+        for _ in range(max(count, 0)):
+            if not self._clouds.popleft()[2]:
+                self.unused += 1
+
+    def nearest(self, stamp_s: float) -> tuple[list | None, bool]:
+        """(the entry [stamp, cloud, bound] nearest to ``stamp_s`` within the slop or None, whether a nearer one
+        can no longer come); the caller holds ``changed``."""
+        best, best_gap = None, self.slop_sec
+        for item in self._clouds:
+            gap = abs(item[0] - stamp_s)
+            if gap <= best_gap:
+                best, best_gap = item, gap
+        newest = self._clouds[-1][0] if self._clouds else -float("inf")
+        return best, newest >= stamp_s + best_gap
+
+    def bind(self, stamp_s: float) -> tuple[object | None, bool]:
+        """The cloud nearest to ``stamp_s`` within the slop (None if there is none) and whether another frame was
+        bound to it before; the caller holds ``changed``."""
+        best, _ = self.nearest(stamp_s)
+        if best is None:
+            return None, False
+        used, best[2] = best[2], True
+        return best[1], used
+
+    def newest_stamp(self) -> float:
+        with self.changed:
+            return self._clouds[-1][0] if self._clouds else -float("inf")
+
+
+def stamp_seconds(header) -> float:
+    return header.stamp.sec + 1e-9 * header.stamp.nanosec
