@@ -2,7 +2,7 @@
 
 The bench builds a real ``DepthFMNode`` (``use_lidar`` and ``publish_points`` on, every other parameter at its
 default: the node's filters, metric sources and completion), gives it a ``camera_info`` and hands it image + OS1-64
-cloud pairs with ``DepthFMNode._process``, the worker's per-frame call. It times the library functions that frame path
+cloud pairs with ``DepthFMNode._process``, the node's per-frame calls. It times the library functions that frame path
 calls (``STAGES``: the very functions, wrapped where the node looks them up; a wrapped call inside another counts
 for the outer one only), and ``test/test_bench_frame.py`` traces a frame of the node to check that ``STAGES`` names
 every call it makes and nothing else, so the bench cannot drift from the node.
@@ -49,11 +49,13 @@ STAGES = {
     "postprocess": ["depthfm_ros.pipeline:DepthFMPipeline.postprocess", "depthfm_ros.pipeline:postprocess_tensor"],
     "messages": ["depthfm_ros.ros.conversions:numpy_to_image", "depthfm_ros.ros.conversions:output_camera",
                  "depthfm_ros.ros.conversions:output_camera_info"],
-    "cloud": ["depthfm_ros.ros.conversions:pointcloud2_to_xyz", "depthfm_ros.ros.lidar:LidarExtrinsic.lookup"],
+    # the cloud is checked and converted when it arrives (the executor), bound and its extrinsic looked up per frame
+    "cloud": ["depthfm_ros.ros.lidar:check_stamp", "depthfm_ros.ros.conversions:pointcloud2_to_xyz",
+              "depthfm_ros.ros.lidar:LidarExtrinsic.lookup", "depthfm_ros.ros.lidar:LidarInput.bind"],
     "projection": ["depthfm_ros.fusion.frame:sparse_depth"],
-    "fit": ["depthfm_ros.fusion.frame:fit_log_depth", "depthfm_ros.fusion.alignment:LogDepthFit.depth_m",
-            "depthfm_ros.fusion.frame:check_depth_range", "depthfm_ros.fusion.metric:MetricScale.update",
-            "depthfm_ros.ros.outputs:metric_maps"],
+    "fit": ["depthfm_ros.ros.outputs:frame_z_range", "depthfm_ros.fusion.frame:align_to_lidar",
+            "depthfm_ros.fusion.frame:check_depth_range", "depthfm_ros.ros.lidar:LidarInput.cloud_checks",
+            "depthfm_ros.fusion.metric:MetricScale.update", "depthfm_ros.ros.outputs:metric_maps"],
     "completion": ["depthfm_ros.fusion.frame:complete_depth"],
     "points": ["depthfm_ros.ros.outputs:points_from_depth", "depthfm_ros.ros.conversions:xyz_to_pointcloud2"],
     "publish": ["rclpy.publisher:Publisher.publish"],  # rclpy serializing every message (no subscriber here)
@@ -152,7 +154,11 @@ def frame_inputs(width: int, height: int, seed: int = 0):
     from depthfm_ros.sim import synthetic
 
     scene = synthetic.make_scene(np.random.default_rng(seed), width, height)
-    prediction = synthetic.simulate_prediction(scene, np.random.default_rng([seed, 1]))
+    # a perfect prediction (the scene's log depth up to DepthFM's affine ambiguity): the fit is accepted on every
+    # frame, so every stage runs (the costly path); a model's shape error can make the acceptance checks refuse a
+    # frame, which then skips the completion and the points
+    prediction = synthetic.simulate_prediction(scene, np.random.default_rng([seed, 1]), distortion_log=0.0,
+                                               object_offset_log=0.0, curvature_log=0.0, noise_z=0.0, a=2.0)
     scan = synthetic.simulate_lidar(scene, "os64", np.random.default_rng([seed, 2]), outlier_fraction=0.05)
     image_msg = conversions.numpy_to_image(scene.rgb_hwc_u8, "rgb8", Header(frame_id="camera"))
     cloud_msg = conversions.xyz_to_pointcloud2(scan.points_n3, Header(frame_id="lidar"))
@@ -176,6 +182,7 @@ def bench_node(backend, T_cam_lidar: np.ndarray, parameters: dict | None = None)
 
     quat = Rotation.from_matrix(T_cam_lidar[:3, :3]).as_quat()
     params = {"model": "tiny", "use_lidar": True, "publish_points": True, "torch_threads": 1,
+              "lidar_wait_sec": 1e-6,  # the cloud is there before the image: the metric step never waits
               "lidar_to_camera_xyz": [float(v) for v in T_cam_lidar[:3, 3]],
               "lidar_to_camera_quat_xyzw": [float(v) for v in quat], **(parameters or {})}
     context = Context()
@@ -184,6 +191,8 @@ def bench_node(backend, T_cam_lidar: np.ndarray, parameters: dict | None = None)
     try:
         node = DepthFMNode(backend=backend, context=context,
                            parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        node.metric_worker.stop()
+        node.metric_worker = InlineMetricWorker(node)
         buffer = node.lidar.extrinsic.buffer
         if buffer is not None:  # tf2 installed: the transform comes from tf, as on a robot
             from geometry_msgs.msg import TransformStamped
@@ -201,10 +210,34 @@ def bench_node(backend, T_cam_lidar: np.ndarray, parameters: dict | None = None)
         rclpy.try_shutdown(context=context)
 
 
+class InlineMetricWorker:
+    """The node's metric worker run inline, on the bench's thread: the frame's metric step right after its relative
+    outputs, so one frame's stages are timed on one thread (on the robot it runs beside the next inference)."""
+
+    def __init__(self, node):
+        self.node = node
+
+    def submit(self, item) -> None:
+        self.node._metric_step(item, False)
+
+    def clear(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def node_frame(node, image_msg, cloud_msg) -> None:
+    """One frame as the node gets it: the cloud arrives (executor: checked and converted), then the image is
+    inferred and published (``_process``, the inference worker) and its metric step runs (the metric worker)."""
+    node.lidar.on_cloud(cloud_msg)
+    node._process(image_msg, time.perf_counter())
+
+
 def run_frames(node, image_msg, cloud_msg, info, repeats: int, timer: StageTimer | None = None,
                period_ns: int = 100_000_000) -> list[dict]:
-    """``repeats`` frames through ``node._process`` (stamps ``period_ns`` apart); per frame the stage times (ms, wall
-    and CPU) when a timer is given, and the whole ``_process``."""
+    """``repeats`` frames through :func:`node_frame` (stamps ``period_ns`` apart); per frame the stage times (ms,
+    wall and CPU) when a timer is given, and the whole frame."""
     node._on_camera_info(info)
     frames = []
     for k in range(repeats):
@@ -213,7 +246,7 @@ def run_frames(node, image_msg, cloud_msg, info, repeats: int, timer: StageTimer
         if timer is not None:
             timer.reset()
         wall, cpu = time.perf_counter(), time.thread_time()
-        node._process(image_msg, cloud_msg, time.perf_counter())
+        node_frame(node, image_msg, cloud_msg)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         frame = {"total": (1e3 * wall, 1e3 * cpu)}
         if timer is not None:

@@ -352,7 +352,7 @@ class FitChecks:
       frame extrapolates to the rest).
     """
 
-    min_inlier_share: float = 0.9
+    min_inlier_share: float = 0.8
     max_region_offset: float = 4.0
     max_spread: float = 3.0
     min_z_coverage: float = 0.5
