@@ -3,7 +3,6 @@ of the node (every function the node's frame path calls is a stage, every stage 
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
 
 import pytest
