@@ -4,14 +4,14 @@
 
 For each prediction error model and LiDAR pattern: the share of held-out LiDAR depths within one published sigma
 (target about 68 %, 60-76 %), the frames with metres, and the median published sigma relative to depth
-(depthfm_ros.fusion.calibration.held_out_coverage).
+(depthfm_ros.evaluation.calibration.held_out_coverage).
 """
 
 import argparse
 
 import numpy as np
 
-from depthfm_ros.fusion.calibration import held_out_coverage
+from depthfm_ros.evaluation.calibration import held_out_coverage
 from depthfm_ros.sim import synthetic
 
 

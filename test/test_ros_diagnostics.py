@@ -4,15 +4,8 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 
 from depthfm_ros.fusion.alignment import LogDepthFit
-from depthfm_ros.ros.diagnostics import (
-    RATE_WINDOW_SEC,
-    AlignmentStats,
-    FrameStats,
-    alignment_status,
-    diagnostic_array,
-    diagnostic_status,
-    level_and_message,
-)
+from depthfm_ros.ros.diagnostics import alignment_status, diagnostic_array, diagnostic_status, level_and_message
+from depthfm_ros.ros.stats import RATE_WINDOW_SEC, AlignmentStats, FrameStats
 
 
 class FakeClock:
@@ -151,7 +144,8 @@ def test_a_steady_lidar_never_goes_stale():
 
 def test_metric_status_says_which_source_and_why_not():
     from depthfm_ros.fusion.metric import MetricEstimate
-    from depthfm_ros.ros.diagnostics import MetricStats, metric_status
+    from depthfm_ros.ros.diagnostics import metric_status
+    from depthfm_ros.ros.stats import MetricStats
 
     none = MetricStats("no metric source: only relative depth", has_source=False)
     status = metric_status(none.snapshot(), "n", "")
@@ -172,7 +166,7 @@ def test_metric_status_says_which_source_and_why_not():
 
 def test_error_log_throttles_each_kind_apart():
     """One throttled call used to serve every bad input: 7 of 29 refused images were never logged."""
-    from depthfm_ros.ros.diagnostics import ErrorLog
+    from depthfm_ros.ros.error_log import ErrorLog
 
     clock, lines = FakeClock(), []
     log = ErrorLog(lines.append, period_sec=5.0, clock=clock)
@@ -189,7 +183,7 @@ def test_the_kind_of_a_refusal_is_fixed_whatever_its_text():
     """Used to: random encoding names gave 2,256 ERROR lines in 6 s (the kind was the message text with its numbers
     blanked, so every new name was a new kind). The kind is now the call site and a fixed reason word."""
     from depthfm_ros.errors import InputError
-    from depthfm_ros.ros.diagnostics import REASON_WORDS, ErrorLog, reason_kind
+    from depthfm_ros.ros.error_log import REASON_WORDS, ErrorLog, reason_kind
 
     rng = np.random.default_rng(0)
     names = ["".join(rng.choice(list("abcdefxyz0123456789_"), 8)) for _ in range(2000)]
@@ -223,7 +217,8 @@ def test_refusals_are_counted_per_input_kind():
 def test_input_stale_goes_warn_then_error_and_the_metric_status_with_it():
     """Used to: a 10 s publisher stall left depth status OK at 0.0 Hz and metric status OK "metric from lidar"."""
     from depthfm_ros.fusion.metric import MetricEstimate
-    from depthfm_ros.ros.diagnostics import MetricStats, input_stale, metric_status
+    from depthfm_ros.ros.diagnostics import input_stale, metric_status
+    from depthfm_ros.ros.stats import MetricStats
 
     clock = FakeClock()
     stats = FrameStats(clock, stale_warn_sec=2.0, stale_error_sec=5.0)

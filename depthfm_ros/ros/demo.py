@@ -16,9 +16,9 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..sim.synthetic import camera_path, default_camera, moved_scene, random_scene_spec, render_scene
 from .conversions import camera_to_camera_info, image_to_array, numpy_to_image, stamp_ns
-from .diagnostics import StatsSnapshot
 from .graph import InProcessGraph
 from .node import DepthFMNode
+from .stats import StatsSnapshot
 
 CAMERA_NS = "/depthfm_demo/camera"
 

@@ -19,7 +19,8 @@ from ..geometry.projection import transform_from_xyz_quat
 from ..models.completion import completion_fn
 from ..pipeline import DepthPrediction
 from . import conversions
-from .diagnostics import AlignmentStats, alignment_status
+from .diagnostics import alignment_status
+from .stats import AlignmentStats
 from .sync import CloudBuffer, check_stamp, stamp_seconds
 
 #: a stamp further ahead of the node's clock is refused (a wrongly stamped message must not block binding)

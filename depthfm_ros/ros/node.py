@@ -25,11 +25,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from ..backends import Backend, load_backend
 from ..pipeline import DepthFMPipeline
 from . import conversions
-from .diagnostics import ErrorLog, FrameStats, diagnostic_array, diagnostic_status, reason_kind
+from .diagnostics import diagnostic_array, diagnostic_status
 from .entry_points import NODE_NAME, run
+from .error_log import ErrorLog, reason_kind
 from .lidar import GroundFromTf, LidarInput
 from .outputs import DEPTH_TOPIC, RELATIVE_DEPTH_TOPIC, FrameOutputs, PendingFrame
 from .params import declare_and_read
+from .stats import FrameStats
 from .workers import MetricWorker, NewestOnly
 
 #: the input is stale after this many diagnostics periods without an image (WARN), then ERROR after STALE_ERROR

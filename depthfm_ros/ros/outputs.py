@@ -30,7 +30,8 @@ from ..geometry.projection import points_from_depth
 from ..geometry.rectify import Rectifier
 from ..pipeline import DepthPrediction
 from . import conversions
-from .diagnostics import MetricStats, input_stale, metric_status
+from .diagnostics import input_stale, metric_status
+from .stats import MetricStats
 from .sync import stamp_seconds
 
 DEPTH_TOPIC = "depthfm/depth"

@@ -1,4 +1,4 @@
-"""fusion.calibration: depthfm/uncertainty is a calibrated 1-sigma error in metres.
+"""evaluation.calibration: depthfm/uncertainty is a calibrated 1-sigma error in metres.
 
 On moving-camera synthetic sequences, 20 % of each frame's LiDAR pixels are held out of the fit; the node's metric
 path (fit, filter, calibration learned online from the current fit's residuals, metric maps) publishes depth and
@@ -9,7 +9,7 @@ spread, which no LiDAR residual checked.
 
 import pytest
 
-from depthfm_ros.fusion.calibration import held_out_coverage
+from depthfm_ros.evaluation.calibration import held_out_coverage
 
 
 @pytest.mark.parametrize("error_model", ["perfect", "smooth", "per-object", "mixed"])
@@ -22,7 +22,7 @@ def test_about_68_percent_of_held_out_lidar_depths_lie_within_one_sigma(pattern,
 
 def test_the_uncalibrated_ensemble_spread_was_no_one_sigma(monkeypatch):
     """The ensemble std alone (sigma_scale 1, no floor, as before) covers a different share: it is not a sigma."""
-    from depthfm_ros.fusion import calibration
+    from depthfm_ros.evaluation import calibration
 
     calibrated = held_out_coverage(1, "vlp16", "smooth", num_frames=5)["coverage"]
     original = calibration.metric_maps

@@ -15,11 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AlignmentError
+from ..fusion.alignment import align_to_lidar, cloud_contradicts, frame_z_range, residual_scale
+from ..fusion.frame import check_depth_range, metric_maps
+from ..fusion.metric import MetricScale
 from ..geometry.projection import project_points
 from ..sim import synthetic
-from .alignment import align_to_lidar, cloud_contradicts, frame_z_range, residual_scale
-from .frame import check_depth_range, metric_maps
-from .metric import MetricScale
 
 PERFECT = {"distortion_log": 0.0, "object_offset_log": 0.0, "curvature_log": 0.0}
 
