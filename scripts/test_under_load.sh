@@ -15,7 +15,7 @@ trap '[ ${#hogs[@]} -gt 0 ] && kill "${hogs[@]}" 2>/dev/null' EXIT
 echo "$(nproc) core(s), $busy busy loop(s), $runs run(s)"
 failed=0
 for run in $(seq 1 "$runs"); do
-  export ROS_DOMAIN_ID=$((1 + RANDOM % 100))
+  export ROS_DOMAIN_ID="${DEPTHFM_TEST_DOMAIN:-$((1 + RANDOM % 100))}"
   start=$(date +%s)
   if python3 -m pytest -q -p no:cacheprovider "$@" > "/tmp/depthfm_load_run_$run.log" 2>&1; then status=passed; else
     status=FAILED; failed=1; fi

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from fake_tensorrt import FakeTensorRT
-from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
+from onnx_graphs import HEIGHT, WIDTH, exported_graphs, shared_tmp, tiny_model
 
 from depthfm_ros import backends
 from depthfm_ros.backends import choose_backend, create_backend
@@ -27,7 +27,7 @@ HAS_TENSORRT_GPU = backends.tensorrt_importable() and torch.cuda.is_available()
 
 @pytest.fixture(scope="session")
 def graphs(tmp_path_factory):
-    return exported_graphs(str(tmp_path_factory.getbasetemp() / "onnx_graphs"))
+    return exported_graphs(str(shared_tmp(tmp_path_factory) / "onnx_graphs"))
 
 
 def inputs(batch: int, ensemble_size: int, seed: int = 0):
@@ -403,7 +403,7 @@ def test_engine_inputs_are_bound_by_name_all_or_none(fake_trt, graphs, tmp_path)
 def dynamic(tmp_path_factory):
     from onnx_graphs import dynamic_graphs
 
-    return dynamic_graphs(str(tmp_path_factory.getbasetemp() / "onnx_dynamic"))
+    return dynamic_graphs(str(shared_tmp(tmp_path_factory) / "onnx_dynamic"))
 
 
 def _sized_inputs(h, w, m, seed=0):
