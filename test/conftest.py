@@ -33,8 +33,8 @@ OFFICIAL_TINY = FIXTURES / "depthfm-official-tiny"
 
 
 def pytest_addoption(parser, pluginmanager):
-    """setup.cfg runs the suite on pytest-xdist workers (``--numprocesses=auto``); without xdist (``-p no:xdist``, or not
-    installed) the suite runs in one process and setup.cfg's ``--numprocesses`` is accepted and ignored."""
+    """setup.cfg runs the suite on pytest-xdist workers (``--numprocesses=auto``); without xdist (``-p no:xdist``,
+    or not installed) the suite runs in one process and setup.cfg's ``--numprocesses`` is accepted and ignored."""
     if not pluginmanager.has_plugin("xdist"):
         parser.addoption("--numprocesses", action="store", default=None, help="(xdist not loaded: ignored)")
         parser.addoption("--dist", action="store", default=None, help="(xdist not loaded: ignored)")
