@@ -4,7 +4,20 @@ import os
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+
+
+def worker_domain(base: int, worker: str | None) -> int:
+    """The ROS domain of one pytest-xdist worker ("gw0", "gw1", ...): base + its index, wrapped into 1..232 (the
+    domains Fast DDS maps to ports), so two workers of a run never share a DDS domain; ``base`` without xdist."""
+    index = int(worker[2:]) if worker and worker.startswith("gw") else 0
+    return 1 + (base - 1 + index) % 232
+
+
+# the run's base domain: ROS_DOMAIN_ID as given, else one drawn per run; xdist workers inherit the controller's
+os.environ.setdefault("DEPTHFM_TEST_BASE_DOMAIN", os.environ.get("ROS_DOMAIN_ID") or str(
+    1 + (os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()) % 100))
+os.environ["ROS_DOMAIN_ID"] = str(worker_domain(int(os.environ["DEPTHFM_TEST_BASE_DOMAIN"]),
+                                                os.environ.get("PYTEST_XDIST_WORKER")))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
@@ -17,6 +30,14 @@ import pytest  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OFFICIAL_TINY = FIXTURES / "depthfm-official-tiny"
+
+
+def pytest_addoption(parser, pluginmanager):
+    """setup.cfg runs the suite on pytest-xdist workers (``--numprocesses=auto``); without xdist (``-p no:xdist``,
+    or not installed) the suite runs in one process and setup.cfg's ``--numprocesses`` is accepted and ignored."""
+    if not pluginmanager.has_plugin("xdist"):
+        parser.addoption("--numprocesses", action="store", default=None, help="(xdist not loaded: ignored)")
+        parser.addoption("--dist", action="store", default=None, help="(xdist not loaded: ignored)")
 
 
 @pytest.fixture(scope="session")

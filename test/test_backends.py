@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from fake_tensorrt import FakeTensorRT
-from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
+from onnx_graphs import HEIGHT, WIDTH, exported_graphs, shared_tmp, tiny_model
 
 from depthfm_ros import backends
 from depthfm_ros.backends import choose_backend, create_backend
@@ -27,7 +27,7 @@ HAS_TENSORRT_GPU = backends.tensorrt_importable() and torch.cuda.is_available()
 
 @pytest.fixture(scope="session")
 def graphs(tmp_path_factory):
-    return exported_graphs(str(tmp_path_factory.getbasetemp() / "onnx_graphs"))
+    return exported_graphs(str(shared_tmp(tmp_path_factory) / "onnx_graphs"))
 
 
 def inputs(batch: int, ensemble_size: int, seed: int = 0):
@@ -201,21 +201,27 @@ def test_stage_flops_positive_and_growing_with_k():
 
 
 @pytest.mark.parametrize("noising_step", [0, 400])
-def test_exported_fused_and_split_graphs_run_for_any_noising_step(tmp_path, noising_step):
+def test_exported_fused_and_split_graphs_run_for_any_noising_step(tmp_path, request, noising_step):
     """noising_step 0 (the official tiny fixture): the exporter drops the unused noise input; onnxruntime refused
-    the graph ("has inputs ('image',), expected ('image', 'noise')"). Both graphs now run and match torch."""
+    the graph ("has inputs ('image',), expected ('image', 'noise')"). Both graphs now run and match torch.
+    noising_step 400 (the default) uses the run's shared k=1 M=2 graphs (dynamic sizes; 64x64 is in their range)."""
     from depthfm_ros.backends.export import export_onnx
     from depthfm_ros.backends.onnx_backend import OnnxBackend
     from depthfm_ros.backends.torch_backend import TorchBackend
     from depthfm_ros.models.architectures import build_tiny_depthfm
 
-    model = build_tiny_depthfm(seed=2, noising_step=noising_step)
-    paths = export_onnx(model, tmp_path / "graphs", 64, 64, 1, 2, progress=False)
+    if noising_step == 0:
+        model = build_tiny_depthfm(seed=2, noising_step=noising_step)
+        engines = (export_onnx(model, tmp_path / "graphs", 64, 64, 1, 2, progress=False)["fused"], tmp_path / "graphs")
+    else:
+        dynamic = request.getfixturevalue("dynamic")
+        model, engines = dynamic["model"], (dynamic["fused"], dynamic["split"])
+    assert model.noising_step == noising_step
     rng = np.random.default_rng(0)
     rgb = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
     noise = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
     expected = TorchBackend(model, num_steps=1).run(rgb, noise)
-    for engine in (paths["fused"], tmp_path / "graphs"):
+    for engine in engines:
         out = OnnxBackend(engine, num_steps=1).run(rgb, noise)
         np.testing.assert_allclose(out, expected, atol=1e-4)
     if noising_step == 0:  # no noise, no spread: every member is the same
@@ -403,7 +409,7 @@ def test_engine_inputs_are_bound_by_name_all_or_none(fake_trt, graphs, tmp_path)
 def dynamic(tmp_path_factory):
     from onnx_graphs import dynamic_graphs
 
-    return dynamic_graphs(str(tmp_path_factory.getbasetemp() / "onnx_dynamic"))
+    return dynamic_graphs(str(shared_tmp(tmp_path_factory) / "onnx_dynamic"))
 
 
 def _sized_inputs(h, w, m, seed=0):

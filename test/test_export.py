@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from onnx_graphs import HEIGHT, WIDTH, exported_graphs, tiny_model
+from onnx_graphs import HEIGHT, WIDTH, exported_graphs, shared_tmp, tiny_model
 
 from depthfm_ros.backends.export import (
     OPSET,
@@ -25,7 +25,7 @@ from depthfm_ros.errors import BackendError
 
 @pytest.fixture(scope="session")
 def graphs(tmp_path_factory):
-    return exported_graphs(str(tmp_path_factory.getbasetemp() / "onnx_graphs"))
+    return exported_graphs(str(shared_tmp(tmp_path_factory) / "onnx_graphs"))
 
 
 def test_fused_wrapper_is_the_model_forward():
@@ -128,7 +128,7 @@ def test_export_refuses_bad_sizes(tmp_path):
 def dynamic(tmp_path_factory):
     from onnx_graphs import dynamic_graphs
 
-    root = str(tmp_path_factory.getbasetemp() / "onnx_dynamic")
+    root = str(shared_tmp(tmp_path_factory) / "onnx_dynamic")
     return {rescale: dynamic_graphs(root, rescale) for rescale in (False, True)}
 
 

@@ -48,11 +48,11 @@ def test_the_choice_lists_are_the_ones_every_surface_uses():
 def test_onnx_threads_reach_the_onnxruntime_session(tmp_path_factory, monkeypatch):
     """The node and the CLIs could not set onnxruntime's threads (its default, one per core, lost to torch at 1
     thread on a loaded CPU); 0 is auto (OMP_NUM_THREADS, else the cores minus one), not onnxruntime's default."""
-    from onnx_graphs import exported_graphs
+    from onnx_graphs import exported_graphs, shared_tmp
 
     from depthfm_ros.backends import load_backend
 
-    fused = exported_graphs(str(tmp_path_factory.getbasetemp() / "onnx_graphs"))[(1, 1)]  # shared with test_export
+    fused = exported_graphs(str(shared_tmp(tmp_path_factory) / "onnx_graphs"))[(1, 1)]  # shared with test_export
     for asked, threads in ((1, 1), (0, 3)):
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
         backend = load_backend(ModelSettings(engine=str(fused), backend="onnxruntime", num_steps=1,
