@@ -23,7 +23,6 @@ ORCHESTRATION = {("bench_frame", "node_frame"),
                  ("depthfm_ros.ros.outputs", "FrameOutputs.publish_metric"),
                  ("depthfm_ros.pipeline", "DepthFMPipeline.__call__"),
                  ("depthfm_ros.pipeline", "DepthFMPipeline._run_batch"),
-                 ("depthfm_ros.ros.outputs", "FrameOutputs.publish"),
                  ("depthfm_ros.ros.lidar", "LidarInput.fuse"),
                  ("depthfm_ros.fusion.frame", "fuse_frame")}
 #: what they also call that is bookkeeping (counters, a stamp, checks of a few values): not a stage

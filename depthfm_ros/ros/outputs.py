@@ -84,11 +84,6 @@ class FrameOutputs:
         stale = input_stale(frame_stats) if frame_stats is not None else None
         return metric_status(self.metric_stats.snapshot(), name, hardware_id="", stale=stale)
 
-    def publish(self, prediction: DepthPrediction, header, rgb_hwc_u8: np.ndarray, cloud, camera_info) -> None:
-        """Every output of one frame, with the input image's stamp and frame_id (``cloud``: its LiDAR cloud)."""
-        frame = self.publish_relative(prediction, header, rgb_hwc_u8, camera_info)
-        self.publish_metric(frame, cloud)
-
     def publish_relative(self, prediction: DepthPrediction, header, rgb_hwc_u8: np.ndarray,
                          camera_info) -> PendingFrame:
         """The outputs every frame gets (relative depth and uncertainty, camera_info); returns the frame for
