@@ -9,7 +9,7 @@ topic never carries anything but metres.
 
 The node publishes a frame in two steps on two threads: :meth:`FrameOutputs.publish_relative` right after the
 model (the camera never waits for the LiDAR), :meth:`FrameOutputs.publish_metric` once the frame's cloud is bound
-(or known not to come); :meth:`FrameOutputs.publish` does both in one go.
+(or known not to come).
 """
 
 from __future__ import annotations
