@@ -24,7 +24,8 @@ class DepthPrediction:
     ``relative_depth_hw``: the official relative depth, per-image min-max of exp(z) in [0, 1] (0 near, 1 far).
     ``std_z_hw``: per-pixel ensemble standard deviation of z (0 for one member), in z units.
     ``processing_size``: (h, w) the engine ran at; ``ensemble_size``: M; ``num_steps``: k.
-    ``timings_ms``: preprocess / engine / postprocess wall times of the batch this image came in.
+    ``timings_ms``: preprocess / engine / postprocess wall times of the batch this image came in;
+    ``batch_size``: images in that batch.
     """
 
     z_hw: np.ndarray
@@ -34,6 +35,7 @@ class DepthPrediction:
     ensemble_size: int
     num_steps: int
     timings_ms: dict[str, float] = field(default_factory=dict)
+    batch_size: int = 1
 
 
 class DepthFMPipeline:
@@ -93,27 +95,46 @@ class DepthFMPipeline:
                              "processing_resolution or re-export with a wider --size-range")
         return size
 
-    def __call__(self, images: np.ndarray | list[np.ndarray]) -> DepthPrediction | list[DepthPrediction]:
-        """Predict depth for one RGB uint8 HxWx3 image, or a list of them (same size -> one batch)."""
+    def __call__(self, images: np.ndarray | list[np.ndarray],
+                 generators: list[np.random.Generator] | None = None) -> DepthPrediction | list[DepthPrediction]:
+        """Predict depth for one RGB uint8 HxWx3 image, or a list of them: images with the same processing size run
+        as one batch (their input sizes may differ; each result is at its own input size; at most the engine's
+        ``max_batch`` images per batch), the others in batches of their own.
+
+        ``generators``: one noise generator per image (a camera's own, so that its frames get the noise a
+        single-camera run of them would get); None draws every image's noise from this pipeline's generator.
+        """
         single = isinstance(images, np.ndarray)
         batch = [images] if single else list(images)
         if not batch:
             raise InputError("no images given")
+        if generators is not None and len(generators) != len(batch):
+            raise InputError(f"{len(generators)} noise generators for {len(batch)} images")
         for rgb in batch:
             check_rgb(rgb)
-        shapes = {rgb.shape for rgb in batch}
-        if len(shapes) > 1:  # different input sizes: one batch per image
-            out = [self([rgb])[0] for rgb in batch]
-            return out[0] if single else out
-        out = self._run_batch(batch)
+        sizes = [self.size_for(*rgb.shape[:2]) for rgb in batch]
+        out: list[DepthPrediction | None] = [None] * len(batch)
+        limit = self.backend.max_batch or len(batch)
+        for size in dict.fromkeys(sizes):  # one batch per processing size (and engine profile), in order
+            same = [i for i, s in enumerate(sizes) if s == size]
+            for index in (same[k:k + limit] for k in range(0, len(same), limit)):
+                group = self._run_batch([batch[i] for i in index], size,
+                                        None if generators is None else [generators[i] for i in index])
+                for i, prediction in zip(index, group):
+                    out[i] = prediction
         return out[0] if single else out
 
-    def preprocess(self, batch: list[np.ndarray], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-        """Engine inputs for same-size RGB images at the processing size: images (b, 3, h, w) in [-1, 1] and the
-        ensemble noise (b*M, 4, h/8, w/8) from this pipeline's generator (torch tensors on the engine's device with
-        ``tensor_processing``; the noise is the same either way)."""
-        noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, height, width),
-                                         dtype=np.float32)
+    def preprocess(self, batch: list[np.ndarray], height: int, width: int,
+                   generators: list[np.random.Generator] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Engine inputs for RGB images at the processing size: images (b, 3, h, w) in [-1, 1] and the ensemble
+        noise (b*M, 4, h/8, w/8), from this pipeline's generator or each image's own ``generators`` entry (torch
+        tensors on the engine's device with ``tensor_processing``; the noise is the same either way)."""
+        if generators is None:
+            noise = self.rng.standard_normal(latent_noise_shape(len(batch), self.ensemble_size, height, width),
+                                             dtype=np.float32)
+        else:  # each image's members from its own generator: what a batch of one would draw
+            one = latent_noise_shape(1, self.ensemble_size, height, width)
+            noise = np.concatenate([g.standard_normal(one, dtype=np.float32) for g in generators])
         if self.tensor_device is not None:
             rgb_bchw = torch.stack([to_model_input_tensor(rgb, height, width, self.tensor_device) for rgb in batch])
             return rgb_bchw, torch.from_numpy(noise).to(self.tensor_device, non_blocking=True)
@@ -128,22 +149,26 @@ class DepthFMPipeline:
         z_bhw, std_bhw = members_to_input_size(members_bmhw, height, width)
         return z_bhw, std_bhw, relative_depth(z_bhw)
 
-    def _run_batch(self, batch: list[np.ndarray]) -> list[DepthPrediction]:
+    def _run_batch(self, batch: list[np.ndarray], size: tuple[int, int],
+                   generators: list[np.random.Generator] | None = None) -> list[DepthPrediction]:
         t0 = time.perf_counter()
-        h_in, w_in = batch[0].shape[:2]
-        h, w = self.size_for(h_in, w_in)
-        rgb_bchw, noise = self.preprocess(batch, h, w)
+        h, w = size
+        rgb_bchw, noise = self.preprocess(batch, h, w, generators)
         t1 = time.perf_counter()
+        post = postprocess_tensor if self.tensor_device is not None else self.postprocess
         if self.tensor_device is not None:
             members = self.backend.run_tensors(rgb_bchw, noise)
-            t2 = time.perf_counter()
-            z_bhw, std_bhw, depth_bhw = postprocess_tensor(members, h_in, w_in)
         else:
             members = self.backend.run(rgb_bchw, noise)
-            t2 = time.perf_counter()
-            z_bhw, std_bhw, depth_bhw = self.postprocess(members, h_in, w_in)
+        t2 = time.perf_counter()
+        shapes = [rgb.shape[:2] for rgb in batch]
+        if len(set(shapes)) == 1:
+            z_bhw, std_bhw, depth_bhw = post(members, *shapes[0])
+        else:  # input sizes differ (cameras of one processing size): each back to its own
+            maps = [post(members[i:i + 1], *shape) for i, shape in enumerate(shapes)]
+            z_bhw, std_bhw, depth_bhw = ([m[k][0] for m in maps] for k in range(3))
         t3 = time.perf_counter()
         timings = {"preprocess": 1e3 * (t1 - t0), "engine": 1e3 * (t2 - t1), "postprocess": 1e3 * (t3 - t2)}
         return [DepthPrediction(z, d, s, (h, w), self.ensemble_size,
-                                self.backend.num_steps, dict(timings))
+                                self.backend.num_steps, dict(timings), len(batch))
                 for z, d, s in zip(z_bhw, depth_bhw, std_bhw)]

@@ -218,7 +218,7 @@ class InlineMetricWorker:
         self.node = node
 
     def submit(self, item) -> None:
-        self.node._metric_step(item, False)
+        self.node.cameras[0].metric_step(item, False)
 
     def clear(self) -> None:
         pass
@@ -230,7 +230,7 @@ class InlineMetricWorker:
 def node_frame(node, image_msg, cloud_msg) -> None:
     """One frame as the node gets it: the cloud arrives (executor: checked and converted), then the image is
     inferred and published (``_process``, the inference worker) and its metric step runs (the metric worker)."""
-    node.lidar.on_cloud(cloud_msg)
+    node.cameras[0].lidar.on_cloud(cloud_msg)
     node._process(image_msg, time.perf_counter())
 
 

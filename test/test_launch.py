@@ -130,7 +130,8 @@ def test_yaml_matches_the_node_declarations():
     values = _yaml_parameters()
     assert set(values) == set(SPECS)  # every declared parameter is in the file, nothing else
     for name, value in values.items():
-        assert value == SPECS[name].default and type(value) is type(SPECS[name].default), name
+        default = list(SPECS[name].default) if isinstance(SPECS[name].default, tuple) else SPECS[name].default
+        assert value == default and type(value) is type(default), name
     assert validate({**values, "model": "tiny"}).num_steps == values["num_steps"]
 
 

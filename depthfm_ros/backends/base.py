@@ -17,6 +17,7 @@ class Backend(ABC):
     decoded log-depth value of every member, (b, M, h, w) float32. Engines built for one shape (TensorRT, a static
     ONNX graph) report it in ``fixed_size``/``fixed_ensemble_size`` and refuse others with a BackendError; graphs
     exported with dynamic spatial axes report ``size_range`` (min_h, min_w, max_h, max_w) instead of a fixed size.
+    An engine whose profile caps the images per call reports it in ``max_batch`` (the pipeline splits batches).
     """
 
     name: str = "base"
@@ -25,6 +26,7 @@ class Backend(ABC):
     fixed_size: tuple[int, int] | None = None
     fixed_ensemble_size: int | None = None
     size_range: tuple[int, int, int, int] | None = None
+    max_batch: int | None = None  # images per call the engine takes at most (a TensorRT profile); None: any
 
     @abstractmethod
     def run(self, rgb_bchw: np.ndarray, noise: np.ndarray) -> np.ndarray:

@@ -301,7 +301,9 @@ def engine_for(onnx_path: str | Path, precision: str = "fp16", ensemble_size: in
     if engine_path.is_file() and not rebuild:
         log.info("TensorRT engine cache hit: %s", engine_path)
         return engine_path
-    return build_engine(onnx_path, spec, engine_path, timing_cache_path(cache_dir, trt.__version__, gpu))
+    # the profile's optimum is a full batch: a node serving N cameras runs N images per call (max_batch N)
+    return build_engine(onnx_path, spec, engine_path, timing_cache_path(cache_dir, trt.__version__, gpu),
+                        opt_batch=spec.max_batch)
 
 
 def torch_dtype_of(trt, trt_dtype) -> torch.dtype:

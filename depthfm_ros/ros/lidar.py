@@ -110,21 +110,30 @@ class LidarInput:
     cloud nearest in time within ``lidar_slop_sec`` (before or after the image), waiting at most until
     ``lidar_wait_sec`` after the image arrived for a cloud that may still come (not at all while the LiDAR is
     stale: no cloud for ``lidar_timeout_sec``). ``input_refused(what, exc)`` gets each cloud this refuses.
+    ``topic``: the cloud topic (the node's 'lidar', or a camera's '<camera>/lidar'); ``logger``: where its lines go
+    (default the node's); ``completion``: the completed-depth model's function, shared by the cameras of a node
+    (default: load completion_checkpoint's).
     """
 
-    def __init__(self, node, config, input_refused: Callable):
-        self.node, self.config = node, config
+    #: no completion function given: load the one completion_checkpoint names
+    LOAD = object()
+
+    def __init__(self, node, config, input_refused: Callable, topic: str = "lidar", logger=None,
+                 completion=LOAD):
+        self.node, self.config, self.topic = node, config, topic
+        self.logger = logger or node.get_logger()
         self._input_refused = input_refused
         self.stats = AlignmentStats(config.lidar_timeout_sec)
         self.extrinsic = LidarExtrinsic(node, config.lidar_to_camera_xyz, config.lidar_to_camera_quat_xyzw,
                                         config.lidar_tf_timeout_sec)
         self.buffer = CloudBuffer(config.lidar_slop_sec, config.lidar_queue_size)
-        self.completion_fn = completion_fn(config.completion_checkpoint, config.model_settings())
+        self.completion_fn = completion_fn(config.completion_checkpoint, config.model_settings()) \
+            if completion is LidarInput.LOAD else completion
         self._stale = False  # worker thread only: for the log lines when the LiDAR goes and comes back
 
     def describe(self) -> str:
         config, timeout = self.config, self.config.lidar_timeout_sec
-        return (f"LiDAR alignment with {self.node.resolve_topic_name('lidar')} (each frame takes the cloud nearest "
+        return (f"LiDAR alignment with {self.node.resolve_topic_name(self.topic)} (each frame takes the cloud nearest "
                 f"in time within {config.lidar_slop_sec} s, waiting at most {config.lidar_wait_sec} s for it"
                 + (f", stale after {timeout} s without a cloud" if timeout else "")
                 + f"; extrinsic from {'tf2, else ' if self.extrinsic.buffer else ''}parameters; completed depth by "
@@ -138,21 +147,27 @@ class LidarInput:
         """The image's stamp in seconds; InputError for a stamp no cloud can be bound to (negative, far future)."""
         return check_stamp(header, self._now_sec(), MAX_FUTURE_SEC)
 
-    def on_cloud(self, msg) -> None:
+    def on_cloud(self, msg, also: tuple["LidarInput", ...] = ()) -> None:
         """A cloud arrived: its stamp and layout are checked and its points converted now (each refusal counted
-        once, whether or not a frame would have used it), then it waits in the buffer for frames."""
-        self.stats.cloud_received()
+        once, whether or not a frame would have used it), then it waits in the buffer for frames. ``also``: the
+        inputs of the node's other cameras on the same topic: the cloud is converted once and counted and buffered
+        for each."""
+        inputs = (self, *also)
+        for lidar in inputs:
+            lidar.stats.cloud_received()
         try:
             stamp = check_stamp(msg.header, self._now_sec(), MAX_FUTURE_SEC)
-            points_n3 = conversions.pointcloud2_to_xyz(msg)
+            cloud = Cloud(msg.header, conversions.pointcloud2_to_xyz(msg))
         except Exception as exc:  # never out of an executor callback
-            self._input_refused("cloud", exc)
+            for lidar in inputs:
+                lidar._input_refused("cloud", exc)
             return
-        self.buffer.add(stamp, Cloud(msg.header, points_n3))
+        for lidar in inputs:
+            lidar.buffer.add(stamp, cloud)
 
     def status(self, name: str):
         return alignment_status(self.stats.snapshot(self.buffer.unused, self.buffer.resets), name,
-                                hardware_id=self.node.resolve_topic_name("lidar"))
+                                hardware_id=self.node.resolve_topic_name(self.topic))
 
     # -- metric worker thread
     def bind(self, header, deadline: float) -> tuple[object | None, bool]:
@@ -171,7 +186,7 @@ class LidarInput:
             cloud, used = buffer.bind(stamp)
         if stale != self._stale:
             self._stale = stale
-            log = self.node.get_logger()
+            log = self.logger
             if stale:
                 log.warning(f"no cloud for over {self.config.lidar_timeout_sec} s: the LiDAR is stale, frames take "
                             "the held scale (up to metric_hold_sec) or the next metric source")
@@ -193,7 +208,7 @@ class LidarInput:
             T_cam_lidar, source, tf_error = self.extrinsic.lookup(cloud.header.frame_id, header.frame_id,
                                                                   header.stamp)
             if tf_error:
-                self.node.get_logger().warning(f"{tf_error}; using lidar_to_camera_xyz/_quat_xyzw",
+                self.logger.warning(f"{tf_error}; using lidar_to_camera_xyz/_quat_xyzw",
                                                throttle_duration_sec=config.log_throttle_sec)
         except Exception as exc:  # a bad cloud or camera: no LiDAR scale for this frame, and why
             reason = str(exc) if isinstance(exc, DepthFMError) else f"{type(exc).__name__}: {exc}"
@@ -207,7 +222,7 @@ class LidarInput:
             self.stats.fit_accepted(fused.fit, source, times["fusion"], times["fit"], times["completion"])
         else:
             self.stats.fit_refused(fused.refused, fused.num_points, source, times["fusion"])
-            self.node.get_logger().warning(f"LiDAR fit refused: {fused.refused}",
+            self.logger.warning(f"LiDAR fit refused: {fused.refused}",
                                            throttle_duration_sec=config.log_throttle_sec)
         return fused
 

@@ -130,9 +130,10 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
-        self._slot.clear()  # a frame waiting for the worker is not published later
-        if self.metric_worker is not None:
-            self.metric_worker.clear()
+        self._slots.clear()  # a frame waiting for the worker is not published later
+        for camera in self.cameras:
+            if camera.metric_worker is not None:
+                camera.metric_worker.clear()
         self.get_logger().info("inactive: images ignored, engine kept loaded")
         return LifecycleNode.on_deactivate(self, state)
 
@@ -153,22 +154,25 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
 
     # -- steps --------------------------------------------------------------------------------------------------
 
-    def _on_image(self, msg) -> None:
+    def _on_image(self, msg, camera=None) -> None:
         if self._active:
-            super()._on_image(msg)
+            super()._on_image(msg, camera)
         else:
             self.frames_ignored += 1
 
     def _warm_up(self) -> None:
-        """One gray frame through the engine, so the first camera frame does not pay for lazy initialisation."""
+        """One gray frame per camera (one batch, up to max_batch) through the engine, so the first camera frames do
+        not pay for lazy initialisation; the cameras' noise generators are not used."""
         height, width = warm_up_size(self.pipeline)
+        batch = min(len(self.cameras), self.config.batch_limit)
         t0 = time.perf_counter()
         try:
-            self.pipeline(np.full((height, width, 3), 128, np.uint8))
+            self.pipeline([np.full((height, width, 3), 128, np.uint8)] * batch)
         except Exception as exc:  # the engine may refuse this size (a size range); real frames are checked each
             self.get_logger().warning(f"warm-up frame {width}x{height} failed: {type(exc).__name__}: {exc}")
             return
-        self.get_logger().info(f"warm-up frame {width}x{height}: {1e3 * (time.perf_counter() - t0):.0f} ms")
+        self.get_logger().info(f"warm-up {'frame' if batch == 1 else f'batch of {batch} frames'} {width}x{height}: "
+                               f"{1e3 * (time.perf_counter() - t0):.0f} ms")
 
     def _entities(self) -> dict[str, set]:
         return {"publishers": set(self.publishers), "subscriptions": set(self.subscriptions),
@@ -181,7 +185,7 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
     def _release(self) -> None:
         """Undo configure: stop the worker, destroy what configure created, drop the engine."""
         self._stop_worker()
-        self._worker = self.metric_worker = None
+        self._worker = None
         for publisher in self._managed.get("publishers", []):
             self.destroy_lifecycle_publisher(publisher)
         for subscription in self._managed.get("subscriptions", []):
@@ -191,7 +195,8 @@ class DepthFMLifecycleNode(DepthFMNode, LifecycleNode):
         self._managed = {}
         for attribute in ("_depthfm_tf_listener", "_depthfm_tf_buffer"):  # tf2's subscriptions went above
             self.__dict__.pop(attribute, None)
-        self.backend = self.pipeline = self.outputs = self.lidar = None
+        self.backend = self.pipeline = None
+        self.cameras = []
         gc.collect()
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():

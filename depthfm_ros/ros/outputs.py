@@ -57,21 +57,33 @@ class PendingFrame:
     t_received: float
 
 
-class FrameOutputs:
-    """Publishers of one node and the metric scale state; :meth:`publish_relative` and :meth:`publish_metric` send
-    one frame."""
+def output_topic(topic: str, camera: str = "") -> str:
+    """The topic of output ``topic`` (one of the *_TOPIC names) for ``camera``: depthfm/<camera>/<output> for a
+    named camera of a node serving several, the name itself for a single camera."""
+    return topic.replace("depthfm/", f"depthfm/{camera}/", 1) if camera else topic
 
-    def __init__(self, node, config, qos, lidar, stats, ground_tf=None, input_refused=None):
+
+class FrameOutputs:
+    """Publishers of one camera and its metric scale state; :meth:`publish_relative` and :meth:`publish_metric`
+    send one frame. ``camera``: the camera's name in a node serving several ("" for a single camera), which puts its
+    topics under depthfm/<camera>/; ``logger``: where its warnings go (default the node's)."""
+
+    def __init__(self, node, config, qos, lidar, stats, ground_tf=None, input_refused=None, camera: str = "",
+                 logger=None):
         self.node, self.config, self.lidar, self.stats, self.ground_tf = node, config, lidar, stats, ground_tf
+        self.logger = logger or node.get_logger()
         self._input_refused = input_refused or (lambda what, exc: stats.input_refused(what, str(exc)))
-        pub = node.create_publisher
-        self.depth = pub(Image, DEPTH_TOPIC, qos)
-        self.uncertainty = pub(Image, UNCERTAINTY_TOPIC, qos)
-        self.relative_depth = pub(Image, RELATIVE_DEPTH_TOPIC, qos)
-        self.relative_uncertainty = pub(Image, RELATIVE_UNCERTAINTY_TOPIC, qos)
-        self.camera_info = pub(CameraInfo, CAMERA_INFO_TOPIC, qos)
-        self.completed_depth = pub(Image, COMPLETED_DEPTH_TOPIC, qos) if config.use_lidar else None
-        self.points = pub(PointCloud2, POINTS_TOPIC, qos) if config.publish_points else None
+
+        def pub(msg_type, topic):
+            return node.create_publisher(msg_type, output_topic(topic, camera), qos)
+
+        self.depth = pub(Image, DEPTH_TOPIC)
+        self.uncertainty = pub(Image, UNCERTAINTY_TOPIC)
+        self.relative_depth = pub(Image, RELATIVE_DEPTH_TOPIC)
+        self.relative_uncertainty = pub(Image, RELATIVE_UNCERTAINTY_TOPIC)
+        self.camera_info = pub(CameraInfo, CAMERA_INFO_TOPIC)
+        self.completed_depth = pub(Image, COMPLETED_DEPTH_TOPIC) if config.use_lidar else None
+        self.points = pub(PointCloud2, POINTS_TOPIC) if config.publish_points else None
         self.points_options = config.points_options()
         self.metric = config.metric_scale()
         self.metric_stats = MetricStats(self.metric.describe(), bool(self.metric.chain))
@@ -101,7 +113,7 @@ class FrameOutputs:
             prediction, rgb_hwc_u8, camera = rectified_frame(self.rectifier, prediction, rgb_hwc_u8, camera)
         if camera is None:
             what = "depthfm/camera_info" + (" or depthfm/points" if self.points else "")
-            self.node.get_logger().warning(f"not publishing {what}: {camera_error}",
+            self.logger.warning(f"not publishing {what}: {camera_error}",
                                            throttle_duration_sec=self.config.log_throttle_sec)
         else:
             self.camera_info.publish(conversions.output_camera_info(camera_info, camera, header))
@@ -127,7 +139,7 @@ class FrameOutputs:
         self.metric_stats.frame(estimate)
         if not estimate.metric:
             if self.metric.chain:
-                self.node.get_logger().warning(f"no metric depth for this frame: {estimate.reason}",
+                self.logger.warning(f"no metric depth for this frame: {estimate.reason}",
                                                throttle_duration_sec=self.config.log_throttle_sec)
             return estimate
         image = conversions.numpy_to_image

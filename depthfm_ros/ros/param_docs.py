@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .param_table import ALIASES, PARAMETERS, ParamSpec
 
-_TYPE_NAMES = {bool: "bool", int: "int", float: "double", str: "string"}
+_TYPE_NAMES = {bool: "bool", int: "int", float: "double", str: "string", tuple: "string[]"}
 
 
 def type_name(spec: ParamSpec) -> str:
@@ -17,7 +17,7 @@ def default_text(spec: ParamSpec) -> str:
     """The default as a YAML parameter file writes it."""
     if isinstance(spec.default, bool):
         return "true" if spec.default else "false"
-    if isinstance(spec.default, list):
+    if isinstance(spec.default, (list, tuple)):
         return "[" + ", ".join(repr(v) for v in spec.default) + "]"
     return '""' if spec.default == "" else str(spec.default)
 
@@ -29,6 +29,8 @@ def markdown_table() -> str:
     rows = ["| name | type | default | allowed | meaning |", "|---|---|---|---|---|"]
     for spec in PARAMETERS:
         meaning = spec.description.replace("|", "\\|")
+        if spec.per_camera:
+            meaning += " (per camera too: `<camera>.{}`)".format(spec.name)
         if spec.name in old:
             meaning += f" (old name{'s' if len(old[spec.name]) > 1 else ''}: {', '.join(old[spec.name])})"
         rows.append(f"| `{spec.name}` | {type_name(spec)} | `{default_text(spec)}` | {spec.constraints} | {meaning} |")

@@ -4,7 +4,9 @@ itself declares. Reading and validating them is :mod:`.params`; the documentatio
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,7 +33,9 @@ class ParamSpec:
     ``choices``: allowed strings. ``integer_range``: (from, to, step) as rcl_interfaces/IntegerRange (step counts
     from ``from``). ``minimum`` / ``maximum`` (floats): lowest / highest value (the minimum excluded with
     ``exclusive_minimum``), declared as an rcl_interfaces/FloatingPointRange; ``or_zero``: 0 (off) is allowed below
-    ``minimum``. ``check``: one more rule, returning what is wrong ("" when fine).
+    ``minimum``. ``check``: one more rule, returning what is wrong ("" when fine). A tuple default (of str) is a
+    string array. ``per_camera``: a node serving several cameras (``cameras``) takes this parameter for each camera
+    as ``<camera>.<name>`` too, the node's value being the default.
     """
 
     name: str
@@ -44,6 +48,7 @@ class ParamSpec:
     or_zero: bool = False
     check: Callable[[Any], str] | None = None
     maximum: float | None = None
+    per_camera: bool = False
 
     @property
     def constraints(self) -> str:
@@ -54,6 +59,8 @@ class ParamSpec:
             return f"{lo} <= value <= {hi}" + (f", multiple of {step}" if step > 1 else "")
         if isinstance(self.default, list):
             return f"{len(self.default)} numbers"
+        if isinstance(self.default, tuple):
+            return self.check.__doc__ or "" if self.check else ""
         bounds = []
         if self.minimum is not None:
             bounds.append(f"{'>' if self.exclusive_minimum else '>='} {self.minimum:g}")
@@ -65,7 +72,8 @@ class ParamSpec:
 
     def violation(self, value: Any) -> str:
         """What is wrong with an already type-checked ``value`` ("" when it is allowed)."""
-        numbers = value if isinstance(value, tuple) else (value,) if type(value) is float else ()
+        numbers = value if isinstance(value, tuple) and not isinstance(self.default, tuple) else \
+            (value,) if type(value) is float else ()
         if not all(math.isfinite(v) for v in numbers):
             return f"must hold finite numbers, got {list(value) if isinstance(value, tuple) else value}"
         if self.choices and value not in self.choices:
@@ -97,6 +105,23 @@ class ParamSpec:
 
 def _unit_quaternion(value) -> str:
     return "" if math.hypot(*value) >= 1e-6 else f"must be a unit quaternion x, y, z, w, got {list(value)}"
+
+
+MAX_CAMERAS = 16
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def camera_names_problem(names) -> str:
+    """names: [A-Za-z][A-Za-z0-9_]*, unique, at most 16"""
+    bad = [n for n in names if not _CAMERA_NAME.fullmatch(n)]
+    if bad:
+        return (f"must hold names of letters, digits and '_' starting with a letter (each becomes a topic namespace "
+                f"and a parameter prefix), got {bad[0]!r}")
+    if len(set(names)) != len(names):
+        return f"must hold each name once, got {list(names)}"
+    if len(names) > MAX_CAMERAS:
+        return f"must hold at most {MAX_CAMERAS} names, got {len(names)}"
+    return ""
 
 
 def _seconds(name: str, default: float, description: str, *, minimum: float = 0.0, exclusive: bool = True,
@@ -154,8 +179,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "and fusion; all cores were ~10x slower on a 2-core CPU", integer_range=(0, 256, 1)),
     ParamSpec("onnx_threads", 0, "onnxruntime intra-op threads (backend onnxruntime); 0 = auto, as torch_threads "
               "(its own default, one per core, competes with DDS and fusion)", integer_range=(0, 256, 1)),
-    ParamSpec("max_batch", 1, "images per call of the TensorRT engine profile; the same as depthfm-export "
-              "--max-batch so the node reuses the exported engine", integer_range=(1, 64, 1)),
+    ParamSpec("max_batch", 0, "images per engine call at most, and of the TensorRT engine profile (give the same "
+              "as depthfm-export --max-batch so the node reuses the exported engine); 0 = one per camera (1 with a "
+              "single camera)", integer_range=(0, 64, 1)),
+    # Several cameras (docs/ros.md, "Several cameras")
+    ParamSpec("cameras", (), "camera names; empty: one camera on 'image', 'camera_info', 'lidar' publishing "
+              "depthfm/<output>; [front, rear, ...]: one engine serves every camera, camera <name> on '<name>/image', "
+              "'<name>/camera_info', '<name>/lidar' publishing depthfm/<name>/<output>, with '<name>.<parameter>' "
+              "for the per-camera parameters", check=camera_names_problem),
+    _seconds("batch_window_sec", 0.01, "several cameras: after a frame arrives, the engine waits at most this long "
+             "for the other live cameras' frames to run them in one batch (cameras x ensemble members); a camera "
+             "with no frame for two of its periods is not waited for; 0 = batch only frames already waiting",
+             minimum=0.0, exclusive=False, maximum=1.0),
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
     ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to the "
               "cloud nearest in time to each image and publish metric depth/uncertainty and depthfm/completed_depth "
@@ -224,6 +259,43 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "than this ratio (1.05-1.1 works well); 0 = off", minimum=1.0, or_zero=True),
 )
 
+#: parameters a node serving several cameras takes per camera too (``<camera>.<name>``): inputs, LiDAR, metric
+#: sources and points; the model, engine, QoS and logging are the node's
+PER_CAMERA: tuple[str, ...] = (
+    "image_transport",
+    "use_lidar",
+    "lidar_slop_sec",
+    "lidar_wait_sec",
+    "lidar_timeout_sec",
+    "lidar_queue_size",
+    "lidar_tf_timeout_sec",
+    "lidar_to_camera_xyz",
+    "lidar_to_camera_quat_xyzw",
+    "lidar_min_range_m",
+    "lidar_max_range_m",
+    "publish_points",
+    "metric_source",
+    "metric_hold_sec",
+    "metric_gate_log",
+    "camera_height_m",
+    "camera_pitch_deg",
+    "camera_roll_deg",
+    "ground_frame",
+    "metric_fixed_scale",
+    "metric_fixed_shift",
+    "image_rectified",
+    "points_stride",
+    "points_organized",
+    "points_rgb",
+    "points_min_range_m",
+    "points_max_range_m",
+    "points_max_std_m",
+    "points_max_relative_std",
+    "points_edge_ratio",
+)
+PARAMETERS = tuple(dataclasses.replace(spec, per_camera=spec.name in PER_CAMERA) for spec in PARAMETERS)
+
+
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
 #: documented old names -> current names (a value under the old name is used as the new one)
@@ -232,3 +304,4 @@ ALIASES = {"lidar_min_range": "lidar_min_range_m", "lidar_max_range": "lidar_max
            "points_min_range": "points_min_range_m", "points_max_range": "points_max_range_m"}
 #: parameters rclpy itself declares (or reads) on every node
 ROS_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_services")
+

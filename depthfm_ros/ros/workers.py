@@ -1,8 +1,9 @@
 """The two worker threads of depthfm_node, so that the executor never runs a model and the camera never waits for
 the LiDAR.
 
-- :class:`NewestOnly`: the inference worker's slot. It holds only the newest frame; a frame replaced before the
-  worker took it is dropped (``on_dropped``), so latency stays within one inference.
+- :class:`CameraSlots`: the inference worker's input. Each camera's slot holds only its newest frame; a frame
+  replaced before the worker took it is dropped (counted for that camera), so latency stays within one inference.
+  Frames of several cameras that arrive within a short window are taken together, to run as one batch.
 - :class:`MetricWorker`: the metric step of each frame after its relative outputs went out: binding its cloud
   (which may still be on its way), the fit, the scale and the metric outputs. It runs beside the inference worker,
   so the fusion of frame n never delays the inference of frame n + 1; it runs at a lower CPU priority (``nice``,
@@ -13,41 +14,79 @@ the LiDAR.
 from __future__ import annotations
 
 import os
+import statistics
 import threading
+import time
 from collections import deque
 from typing import Any, Callable
 
 
-class NewestOnly:
-    """A one-frame slot between a producer (the executor) and one consumer thread."""
+class CameraSlots:
+    """The inference worker's input: one newest-frame slot per camera, and when to run them as one batch.
 
-    def __init__(self, on_dropped: Callable[[], None]):
-        self._on_dropped = on_dropped
-        self._item: Any = None
+    ``put(camera, item)`` replaces that camera's waiting frame (the one replaced is dropped: ``on_dropped[camera]``,
+    that camera's count only). :meth:`take` waits for a frame, then at most ``window_sec`` after the oldest waiting
+    frame arrived for the frames of the other cameras expected by then, and returns every waiting frame, one per
+    camera. A camera is expected when it is live (its last frame came within two of its periods, the median of its
+    last intervals) and its next frame is due before the window closes; a stalled camera, or one whose next frame
+    comes after the window, is not waited for. With one camera, :meth:`take` returns its frame at once.
+    """
+
+    def __init__(self, on_dropped: list[Callable[[], None]], window_sec: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self._on_dropped, self.window_sec, self._clock = list(on_dropped), window_sec, clock
+        n = len(self._on_dropped)
+        self._items: list[Any] = [None] * n
+        self._arrived = [0.0] * n  # when the waiting frame arrived (the first of those replaced in between)
+        self._last: list[float | None] = [None] * n  # when the camera's last frame arrived
+        self._intervals = [deque(maxlen=8) for _ in range(n)]
         self._cond = threading.Condition()
         self.running = True
 
-    def put(self, item) -> None:
+    def put(self, camera: int, item) -> None:
         with self._cond:
-            if self._item is not None:
-                self._on_dropped()
-            self._item = item
+            now = self._clock()
+            if self._last[camera] is not None:
+                self._intervals[camera].append(now - self._last[camera])
+            self._last[camera] = now
+            if self._items[camera] is not None:
+                self._on_dropped[camera]()
+            else:
+                self._arrived[camera] = now
+            self._items[camera] = item
             self._cond.notify()
 
-    def take(self):
-        """The newest item, waiting for one; None once stopped."""
+    def _expected(self, camera: int, now: float, deadline: float) -> bool:
+        """Camera has no frame waiting but one is due before ``deadline`` from a live stream."""
+        last, intervals = self._last[camera], self._intervals[camera]
+        if self._items[camera] is not None or last is None or not intervals:
+            return False
+        period = statistics.median(intervals)
+        return now - last < 2 * period and last + period <= deadline
+
+    def take(self) -> list[tuple[int, Any]] | None:
+        """[(camera, item), ...] of every camera with a frame waiting, waiting first as the class says; None once
+        stopped."""
         with self._cond:
-            while self._item is None and self.running:
+            while self.running and all(item is None for item in self._items):
                 self._cond.wait()
+            while self.running:
+                now = self._clock()
+                deadline = min(self._arrived[c] for c, item in enumerate(self._items) if item is not None) \
+                    + self.window_sec
+                if now >= deadline or not any(self._expected(c, now, deadline) for c in range(len(self._items))):
+                    break
+                self._cond.wait(deadline - now)
             if not self.running:
                 return None
-            item, self._item = self._item, None
-            return item
+            batch = [(c, item) for c, item in enumerate(self._items) if item is not None]
+            self._items = [None] * len(self._items)
+            return batch
 
     def clear(self) -> None:
-        """Forget the frame waiting, if any (not counted as dropped: the caller decided it)."""
+        """Forget the frames waiting (not counted as dropped: the caller decided it)."""
         with self._cond:
-            self._item = None
+            self._items = [None] * len(self._items)
 
     def stop(self) -> None:
         with self._cond:
