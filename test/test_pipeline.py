@@ -64,8 +64,52 @@ def test_batch_of_images_matches_single_calls_with_the_same_noise(tiny_model):
 
 
 def test_mixed_sizes_run_one_by_one(tiny_model):
-    outs = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 64)([_rgb(64, 64), _rgb(32, 48)])
+    outs = DepthFMPipeline(TorchBackend(tiny_model, num_steps=1), 128)([_rgb(64, 64), _rgb(32, 48)])
     assert [o.z_hw.shape for o in outs] == [(64, 64), (32, 48)]
+    assert [o.processing_size for o in outs] == [(128, 128), (64, 128)]
+    assert [o.batch_size for o in outs] == [1, 1]  # two processing sizes: two batches
+
+
+class CountingBackend(Backend):
+    """Records the images per call of the wrapped backend; ``max_batch`` like an engine profile."""
+
+    def __init__(self, inner: Backend, max_batch: int | None = None):
+        self.inner, self.max_batch, self.calls = inner, max_batch, []
+        self.name, self.num_steps, self.noising_step = "counting", inner.num_steps, inner.noising_step
+
+    def run(self, rgb_bchw, noise):
+        self.calls.append(len(rgb_bchw))
+        return self.inner.run(rgb_bchw, noise)
+
+
+def test_cameras_of_one_processing_size_batch_and_each_gets_its_single_run_result(tiny_model):
+    """Frames of several cameras (input sizes and aspect ratios differ, processing size the same) run as one batch;
+    with each camera's own generator every result equals the camera's frame run alone, noise included."""
+    backend = CountingBackend(TorchBackend(tiny_model, num_steps=2))
+    images = [_rgb(64, 128, 1), _rgb(80, 160, 2), _rgb(240, 480, 3), _rgb(100, 100, 4)]
+    pipe = DepthFMPipeline(backend, 128, ensemble_size=3, seed=5)
+    generators = [np.random.default_rng(5) for _ in images]
+    outs = pipe(images, generators=generators)
+    assert backend.calls == [3, 1]  # the three 2:1 cameras (64x128) in one call, the square one (128x128) alone
+    assert [o.batch_size for o in outs] == [3, 3, 3, 1]
+    for rgb, out in zip(images, outs):
+        alone = DepthFMPipeline(TorchBackend(tiny_model, num_steps=2), 128, ensemble_size=3, seed=5)(rgb)
+        assert out.z_hw.shape == rgb.shape[:2] and out.processing_size == alone.processing_size
+        np.testing.assert_allclose(out.z_hw, alone.z_hw, atol=1e-4)
+        np.testing.assert_allclose(out.std_z_hw, alone.std_z_hw, atol=1e-4)
+        assert out.std_z_hw.mean() > 1e-3  # the noise matters: equal only because it is the same noise
+    again = pipe(images[:1], generators=generators[:1])[0]  # each generator moved on by one frame's draw
+    second = DepthFMPipeline(TorchBackend(tiny_model, num_steps=2), 128, ensemble_size=3, seed=5)
+    second(images[0])
+    np.testing.assert_allclose(again.z_hw, second(images[0]).z_hw, atol=1e-4)
+    with pytest.raises(InputError, match="2 noise generators for 4 images"):
+        pipe(images, generators=generators[:2])
+
+
+def test_batches_never_exceed_the_engines_max_batch(tiny_model):
+    backend = CountingBackend(TorchBackend(tiny_model, num_steps=1), max_batch=2)
+    outs = DepthFMPipeline(backend, 64)([_rgb(48, 64, s) for s in range(5)])
+    assert backend.calls == [2, 2, 1] and len(outs) == 5
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])

@@ -270,3 +270,72 @@ def test_ground_frame_without_tf2_is_said_at_start(capfd):
     Graph(SceneBackend(np.full((96, 128), 3.0)), {"model": "tiny", "ground_frame": "base_footprint",
                                                   "camera_height_m": 1.2}).close()
     assert "ground_frame 'base_footprint' is set but tf2_ros is not installed" in capfd.readouterr().err
+
+
+# -- several cameras -------------------------------------------------------------------------------------------------
+
+CAMERAS = {"model": "tiny", "cameras": ["front", "rear"], "use_lidar": True, "lidar_slop_sec": 0.04,
+           "front.lidar_slop_sec": 0.02, "rear.use_lidar": False, "rear.camera_height_m": 0.6,
+           "rear.image_transport": "compressed", "rear.lidar_min_range": 0.5}
+
+
+def test_each_camera_takes_the_nodes_values_and_its_own():
+    config = validate(CAMERAS)
+    front, rear = config.camera("front"), config.camera("rear")
+    assert config.cameras == ("front", "rear") and config.camera("") is config
+    assert (front.use_lidar, front.lidar_slop_sec, front.camera_height_m) == (True, 0.02, 0.0)
+    assert (rear.use_lidar, rear.lidar_slop_sec, rear.camera_height_m, rear.image_transport) == \
+        (False, 0.04, 0.6, "compressed")
+    assert rear.lidar_min_range_m == 0.5  # an old name works per camera too
+    assert (config.batch_limit, validate({"model": "tiny"}).batch_limit) == (2, 1)  # max_batch 0: one per camera
+    assert validate({**CAMERAS, "max_batch": 1}).batch_limit == 1
+    assert validate({**CAMERAS, "max_batch": 1}).model_settings().max_batch == 1
+    assert config.model_settings().max_batch == 2
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"rear.use_lidar": True}, "'rear.use_lidar' is for camera 'rear', which is not in cameras, which is empty"),
+    ({"cameras": ["front"], "rear.use_lidar": True}, "'rear.use_lidar' is for camera 'rear', which is not in "
+                                                     r"cameras \['front'\]"),
+    ({"cameras": ["front"], "front.backend": "torch"}, "'front.backend': 'backend' is one for the whole node"),
+    ({"cameras": ["front"], "front.use_lidars": True}, "did you mean 'front.use_lidar'"),
+    ({"cameras": ["front"], "front.colour": 1}, "'colour' is not a per-camera parameter"),
+    ({"cameras": ["front"], "front.lidar_slop_sec": -1.0}, "parameter 'front.lidar_slop_sec' must be"),
+    ({"cameras": ["front"], "front.metric_source": "lidar"}, "parameter 'front.metric_source'"),
+    ({"cameras": ["front", "front"]}, "each name once"),
+    ({"cameras": ["front camera"]}, "letters, digits and '_'"),
+    ({"cameras": ["1st"]}, "starting with a letter"),
+    ({"cameras": [f"c{k}" for k in range(17)]}, "at most 16"),
+    ({"cameras": "front"}, "must be a list of strings"),
+    ({"batch_window_sec": -0.1}, "'batch_window_sec' must be"),
+    ({"max_batch": 65}, "'max_batch' must be"),
+])
+def test_camera_parameters_that_cannot_work_refuse_the_start(values, message):
+    with pytest.raises(ParameterError, match=message):
+        validate({"model": "tiny", **values})
+
+
+def test_rclpy_declares_each_cameras_parameters_with_the_nodes_values_as_defaults(ros_context):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    node = rclpy.create_node("depthfm", context=ros_context,
+                             parameter_overrides=[Parameter(k, value=v) for k, v in CAMERAS.items()])
+    try:
+        config = declare_and_read(node)
+        assert config.camera("front").lidar_slop_sec == 0.02 and config.camera("rear").camera_height_m == 0.6
+        assert node.get_parameter("cameras").value == ["front", "rear"]
+        assert node.get_parameter("front.lidar_slop_sec").value == 0.02
+        assert node.get_parameter("rear.lidar_slop_sec").value == 0.04  # the node's value
+        assert node.get_parameter("front.points_stride").value == 1
+        assert not node.has_parameter("front.backend")  # one engine: not per camera
+        assert node.describe_parameters(["rear.camera_height_m"])[0].read_only
+        assert declare_and_read(node).camera("rear").image_transport == "compressed"  # configured again
+    finally:
+        node.destroy_node()
+    node = rclpy.create_node("depthfm", context=ros_context, parameter_overrides=[Parameter("model", value="tiny")])
+    try:
+        config = declare_and_read(node)
+        assert config.cameras == () and not node.has_parameter("front.use_lidar")
+    finally:
+        node.destroy_node()

@@ -1,17 +1,22 @@
-"""The arguments of launch/depth.launch.py and launch/depth_lifecycle.launch.py, from the one parameter table.
+"""The arguments of launch/depth.launch.py, launch/depth_lifecycle.launch.py and launch/cameras.launch.py, from the
+one parameter table.
 
 Pure Python (no ``launch`` import), so the arguments, their typing and the node they start are tested where ROS 2
 launch is not installed. Every node parameter (:data:`depthfm_ros.ros.params.PARAMETERS`) is a launch argument of
 the same name whose empty default keeps the ``params_file`` value; ``use_sim_time`` is one too; the topic
 arguments remap the node's relative input topics to names that are relative as well, so ``namespace:=`` moves
-them (image_pipeline's convention).
+them (image_pipeline's convention). cameras.launch.py starts one node serving several cameras (``cameras``): its
+topic arguments are patterns remapping every camera's inputs (:data:`CAMERA_TOPIC_ARGUMENTS`).
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import yaml
 
-from .params import PARAMETERS, SPECS, ParameterError, check_params_file, coerce
+from .params import ALIASES, PARAMETERS, SPECS, ParameterError, canonical_names, check_params_file, coerce
 
 #: arguments of the node itself: name -> (default, description); the launch file fills in params_file's default
 NODE_ARGUMENTS = {
@@ -107,6 +112,134 @@ def node_arguments(launch_configurations: dict, params_file_default: str) -> dic
     }
 
 
+# -- launch/cameras.launch.py: one node, several cameras --------------------------------------------------------------
+
+#: stands for a camera's name in the topic arguments of cameras.launch.py
+CAMERA = "{camera}"
+#: cameras.launch.py: launch argument -> (input of every camera it remaps, '<camera>/<input>'; default target, relative
+#: so that namespace:= moves it); '<camera>.<argument>' (front.image_topic:=...) gives one camera its own target
+CAMERA_TOPIC_ARGUMENTS = {
+    "image_topic": ("image", CAMERA + "_camera/image_raw"),  # '<target>/compressed' with image_transport compressed
+    "camera_info_topic": ("camera_info", CAMERA + "_camera/camera_info"),
+    "lidar_topic": ("lidar", "lidar/points"),  # one LiDAR for every camera with use_lidar
+}
+
+
+def params_file_cameras(path: str, node_name: str = "depthfm", namespace: str = "") -> tuple[str, ...]:
+    """The ``cameras`` that parameter file ``path`` gives the node ``namespace``/``node_name``, as rclpy reads it: of
+    the sections naming that node ('/**', '/**/depthfm', 'depthfm', '/robot1/depthfm', '/*/depthfm', ...), the last
+    one with ``cameras`` wins; () when none has it. ParameterError when it is not a list of names."""
+    check_params_file(path)
+    fqn = "/" + "/".join(part for part in (*namespace.split("/"), node_name) if part)
+    cameras = ()
+    for key, section in yaml.safe_load(Path(path).read_text()).items():
+        values = (section or {}).get("ros__parameters") or {}
+        if "cameras" in values and _node_key_matches(str(key), fqn):
+            cameras = values["cameras"]
+    return _camera_names(cameras, f"parameter 'cameras' of params_file {path}")
+
+
+def _node_key_matches(key: str, fqn: str) -> bool:
+    """Whether a parameter file's node key matches the node ``fqn`` ('/**' any namespaces, '/*' one name)."""
+    pattern = re.escape("/" + key.lstrip("/")).replace(r"/\*\*", "(/[^/]+)*").replace(r"/\*", "/[^/]+")
+    return re.fullmatch(pattern, fqn) is not None
+
+
+def _camera_names(value, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
+        raise ParameterError(f"{what} must be a list of camera names such as [front, rear], got {value!r}")
+    problem = SPECS["cameras"].violation(tuple(value))
+    if problem:
+        raise ParameterError(f"{what} {problem}")
+    return tuple(value)
+
+
+def launch_cameras(launch_configurations: dict, params_file_default: str) -> tuple[str, ...]:
+    """The cameras the node will serve: the ``cameras`` argument (a YAML list, ``cameras:='[front, rear]'``), else
+    params_file's; ParameterError when there are none (one camera: depth.launch.py)."""
+    cfg = launch_configurations
+    text = cfg.get("cameras", "")
+    params_file = cfg.get("params_file") or params_file_default
+    if text:
+        cameras = _camera_names(yaml.safe_load(text), f"launch argument 'cameras' ({text})")
+    else:
+        cameras = params_file_cameras(params_file, cfg.get("node_name") or "depthfm", cfg.get("namespace", ""))
+    if not cameras:
+        given = f"cameras:={text}" if text else f"params_file {params_file} has no cameras"
+        raise ParameterError(f"cameras.launch.py starts a node serving several cameras, but {given}: give "
+                             "cameras:='[front, rear]' (or use depth.launch.py for one camera)")
+    return cameras
+
+
+def camera_remappings(cameras, launch_configurations: dict) -> list[tuple[str, str]]:
+    """(camera input, topic) remappings of cameras.launch.py: '<camera>/<input>' -> '<camera>.<argument>' when given,
+    else the argument's pattern with '{camera}' replaced. ParameterError for a '<camera>.<argument>' of a camera the
+    node does not serve, and for two cameras on one image or camera_info topic."""
+    cfg = launch_configurations
+    for key, text in cfg.items():
+        camera, _, argument = key.partition(".")
+        if argument in CAMERA_TOPIC_ARGUMENTS and text and camera not in cameras:
+            raise ParameterError(f"launch argument '{key}' is for camera '{camera}', which is not in cameras "
+                                 f"{list(cameras)}")
+    remaps = []
+    for argument, (topic, default) in CAMERA_TOPIC_ARGUMENTS.items():
+        pattern = cfg.get(argument) or default
+        targets = {camera: cfg.get(f"{camera}.{argument}") or pattern.replace(CAMERA, camera) for camera in cameras}
+        if topic != "lidar":
+            shared = [camera for camera in cameras if list(targets.values()).count(targets[camera]) > 1]
+            if shared:
+                raise ParameterError(f"cameras {shared} would all read '{targets[shared[0]]}' as their '{topic}': give "
+                                     f"{argument}:= a pattern with '{CAMERA}' (default '{default}'), or "
+                                     f"'<camera>.{argument}:=' per camera")
+        remaps += [(f"{camera}/{topic}", target) for camera, target in targets.items()]
+    return remaps
+
+
+def camera_parameter_overrides(cameras, launch_configurations: dict) -> dict:
+    """Typed '<camera>.<parameter>' node parameters from launch arguments of that name (``rear.camera_height_m:=0.6``;
+    undeclared, so only those given). ParameterError, as the node would give it, for a camera the node does not
+    serve or a parameter that is not per camera."""
+    overrides = {}
+    for key, text in launch_configurations.items():
+        camera, dot, name = key.partition(".")
+        parameter = ALIASES.get(name, name)
+        if not dot or text == "" or name in CAMERA_TOPIC_ARGUMENTS:
+            continue
+        if camera in cameras or (parameter in SPECS and SPECS[parameter].per_camera):
+            overrides[key] = typed(parameter, text) if parameter in SPECS else text
+    canonical_names({"cameras": list(cameras), **overrides})  # the node's own refusals, at launch
+    return overrides
+
+
+def cameras_arguments(params_file_default: str) -> list[tuple[str, str, str]]:
+    """(name, default, description) of every argument cameras.launch.py declares: depth.launch.py's with topic
+    patterns for every camera, and '<camera>.<topic argument>' for the cameras of ``params_file_default``."""
+    text = {"params_file": f"node parameter YAML with cameras (default: the package's config/"
+                           f"{Path(params_file_default).name})",
+            "cameras": "camera names as a YAML list, cameras:='[front, rear]'; the remappings follow it (empty: "
+                       "params_file's cameras)"}
+    out = [(name, default, text.get(name, description)) for name, default, description in all_arguments(
+        params_file_default) if name not in TOPIC_ARGUMENTS]
+    out += [(name, default, f"topic remapped to every camera's '<camera>/{topic}' ('{CAMERA}': its name)")
+            for name, (topic, default) in CAMERA_TOPIC_ARGUMENTS.items()]
+    out += [(f"{camera}.{name}", "", f"topic remapped to '{camera}/{topic}' (empty: from {name})")
+            for camera in params_file_cameras(params_file_default) for name, (topic, _) in
+            CAMERA_TOPIC_ARGUMENTS.items()]
+    return out
+
+
+def cameras_node_arguments(launch_configurations: dict, params_file_default: str) -> dict:
+    """Keyword arguments of the launch_ros Node action of cameras.launch.py: :func:`node_arguments` with every
+    camera's remappings and '<camera>.<parameter>' overrides."""
+    out = node_arguments(launch_configurations, params_file_default)
+    cameras = launch_cameras(launch_configurations, params_file_default)
+    out["parameters"][1].update(camera_parameter_overrides(cameras, launch_configurations))
+    out["remappings"] = camera_remappings(cameras, launch_configurations)
+    return out
+
+
 def markdown_table(params_file_default: str = "config/depthfm.yaml", lifecycle: bool = True) -> str:
     """The launch-argument table of docs/ros.md (test/test_docs.py checks the doc holds exactly this)."""
     rows = ["| argument | default | meaning |", "|---|---|---|"]
@@ -123,6 +256,7 @@ def markdown_table(params_file_default: str = "config/depthfm.yaml", lifecycle: 
     return "\n".join(rows) + "\n"
 
 
-__all__ = ["ARGUMENT_ALIASES", "LIFECYCLE_ARGUMENTS", "NODE_ARGUMENTS", "TOPIC_ARGUMENTS", "all_arguments",
-           "flag", "markdown_table", "node_arguments", "parameter_arguments", "parameter_overrides",
-           "typed"]
+__all__ = ["ARGUMENT_ALIASES", "CAMERA", "CAMERA_TOPIC_ARGUMENTS", "LIFECYCLE_ARGUMENTS", "NODE_ARGUMENTS",
+           "TOPIC_ARGUMENTS", "all_arguments", "camera_parameter_overrides", "camera_remappings", "cameras_arguments",
+           "cameras_node_arguments", "flag", "launch_cameras", "markdown_table", "node_arguments",
+           "params_file_cameras", "parameter_arguments", "parameter_overrides", "typed"]

@@ -190,7 +190,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     _seconds("batch_window_sec", 0.01, "several cameras: after a frame arrives, the engine waits at most this long "
              "for the other live cameras' frames to run them in one batch (cameras x ensemble members); a camera "
              "with no frame for two of its periods is not waited for; 0 = batch only frames already waiting",
-             minimum=0.0, exclusive=False, maximum=1.0),
+             minimum=0.0, exclusive=False, maximum=10.0),
     # LiDAR alignment (docs/ros.md, "LiDAR alignment")
     ParamSpec("use_lidar", False, "subscribe 'lidar' (sensor_msgs/PointCloud2), fit log depth = a*z + b to the "
               "cloud nearest in time to each image and publish metric depth/uncertainty and depthfm/completed_depth "

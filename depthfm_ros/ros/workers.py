@@ -56,13 +56,15 @@ class CameraSlots:
             self._items[camera] = item
             self._cond.notify()
 
-    def _expected(self, camera: int, now: float, deadline: float) -> bool:
-        """Camera has no frame waiting but one is due before ``deadline`` from a live stream."""
+    def _expected_until(self, camera: int, now: float, deadline: float) -> float | None:
+        """When camera stops being expected (its stream counts as stalled), if it has no frame waiting but one is
+        due before ``deadline`` from a live stream; else None."""
         last, intervals = self._last[camera], self._intervals[camera]
         if self._items[camera] is not None or last is None or not intervals:
-            return False
+            return None
         period = statistics.median(intervals)
-        return now - last < 2 * period and last + period <= deadline
+        live_until = last + 2 * period
+        return live_until if now < live_until and last + period <= deadline else None
 
     def take(self) -> list[tuple[int, Any]] | None:
         """[(camera, item), ...] of every camera with a frame waiting, waiting first as the class says; None once
@@ -74,14 +76,21 @@ class CameraSlots:
                 now = self._clock()
                 deadline = min(self._arrived[c] for c, item in enumerate(self._items) if item is not None) \
                     + self.window_sec
-                if now >= deadline or not any(self._expected(c, now, deadline) for c in range(len(self._items))):
+                expected = [t for c in range(len(self._items))
+                            if (t := self._expected_until(c, now, deadline)) is not None]
+                if now >= deadline or not expected:
                     break
-                self._cond.wait(deadline - now)
+                self._cond.wait(min(deadline, max(expected)) - now)  # a frame, the window's end, or a stall
             if not self.running:
                 return None
             batch = [(c, item) for c, item in enumerate(self._items) if item is not None]
             self._items = [None] * len(self._items)
             return batch
+
+    def waiting(self) -> list[int]:
+        """The cameras with a frame waiting."""
+        with self._cond:
+            return [c for c, item in enumerate(self._items) if item is not None]
 
     def clear(self) -> None:
         """Forget the frames waiting (not counted as dropped: the caller decided it)."""

@@ -1,0 +1,217 @@
+"""One depthfm_node serving several cameras over DDS on loopback (issue 26): one engine, the cameras' frames batched,
+each camera's outputs equal to a single-camera node's on the same frames; a stalled camera or one fed hostile input
+costs the others nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+from ros_graph import Graph, camera_info_msg, stamp_ns
+from sensor_msgs.msg import CameraInfo, Image
+from test_hostile_messages import CORPUS, build_image
+
+from depthfm_ros.backends.base import Backend
+from depthfm_ros.backends.torch_backend import TorchBackend
+from depthfm_ros.ros.conversions import image_to_array
+
+#: two cameras of different resolutions and encodings, one processing size (64x64 at processing_resolution 64)
+CAMERAS = {"front": (96, 128, "rgb8"), "side": (120, 160, "bgr8")}
+BASE = {"model": "tiny", "processing_resolution": 64, "ensemble_size": 2, "seed": 3, "diagnostics_period_sec": 0.2}
+T0 = 1_700_000_000_000_000_000
+PERIOD_NS = 50_000_000
+
+
+def camera_image(camera: str, k: int) -> Image:
+    """Frame ``k`` of ``camera``: its own size and encoding, stamped T0 + k periods."""
+    h, w, encoding = CAMERAS[camera]
+    rgb = np.random.default_rng([k, len(camera)]).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    data = rgb[..., ::-1] if encoding == "bgr8" else rgb
+    msg = Image(height=h, width=w, encoding=encoding, step=3 * w, data=np.ascontiguousarray(data).tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(T0 + k * PERIOD_NS, 10**9)
+    msg.header.frame_id = f"{camera}_optical"
+    return msg
+
+
+def outputs_of(cameras) -> dict:
+    """Probe subscriptions: '<camera>:relative_depth' etc. (the single camera: '' as its name)."""
+    out = {}
+    for camera in cameras:
+        prefix = f"depthfm/{camera}/" if camera else "depthfm/"
+        out[f"{camera}:relative_depth"] = (Image, prefix + "relative_depth")
+        out[f"{camera}:relative_uncertainty"] = (Image, prefix + "relative_uncertainty")
+    return out
+
+
+class GatedBackend(Backend):
+    """Runs the wrapped engine only when the test opens the gate (one call per ``open()``), recording the images
+    per call: while it waits, frames of every camera pile up in the node's slots."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.calls, self._permits = inner, [], threading.Semaphore(0)
+        self.name, self.num_steps, self.noising_step = "gated", inner.num_steps, inner.noising_step
+        self.entered = 0  # calls that reached the gate
+
+    def open(self) -> None:
+        self._permits.release()
+
+    def run(self, rgb_bchw, noise):
+        self.entered += 1
+        self._permits.acquire()
+        self.calls.append(len(rgb_bchw))
+        return self.inner.run(rgb_bchw, noise)
+
+
+@pytest.fixture
+def engine(tiny_model):
+    return TorchBackend(tiny_model, num_steps=1)
+
+
+def latest_status(g: Graph, name: str) -> tuple[bytes | None, str]:
+    """(level, message) of the newest /diagnostics status called ``name``."""
+    with g._cond:
+        found = [s for a in g.received["diagnostics"] for s in a.status if s.name == name]
+    return (found[-1].level, found[-1].message) if found else (None, "")
+
+
+def received(g: Graph, key: str) -> dict[int, np.ndarray]:
+    with g._cond:
+        return {stamp_ns(m): image_to_array(m) for m in g.received[key]}
+
+
+def single_camera_outputs(engine, camera: str, frames: list[int]) -> dict[str, dict[int, np.ndarray]]:
+    """What a single-camera node with the same parameters publishes for ``camera``'s ``frames``, one at a time."""
+    g = Graph(engine, BASE, outputs=outputs_of([""]))
+    try:
+        pub = g.publisher(Image, "/image")
+        for k in frames:
+            pub.publish(camera_image(camera, k))
+            g.wait_for(lambda: len(g.received[":relative_uncertainty"]) > frames.index(k), f"single {camera} {k}")
+        return {name: received(g, f":{name}") for name in ("relative_depth", "relative_uncertainty")}
+    finally:
+        g.close()
+
+
+def test_two_cameras_run_as_one_batch_and_each_equals_its_single_camera_run(engine):
+    gated = GatedBackend(engine)
+    g = Graph(gated, {**BASE, "cameras": list(CAMERAS), "batch_window_sec": 0.0}, outputs=outputs_of(CAMERAS))
+    try:
+        pubs = {camera: g.publisher(Image, f"/{camera}/image") for camera in CAMERAS}
+        pubs["front"].publish(camera_image("front", 0))  # the worker takes it and waits at the gate
+        g.wait_for(lambda: gated.entered == 1, "front frame 0 at the engine")
+        for k in (1, 2, 3):
+            for camera in CAMERAS:
+                pubs[camera].publish(camera_image(camera, k))
+            g.wait_for(lambda: g.node._slots.waiting() == [0, 1], f"frame {k} of both cameras waiting")
+            gated.open()  # the previous batch runs; the worker then takes both cameras' frame k
+            g.wait_for(lambda: gated.entered == k + 1, f"frame {k} at the engine")
+        gated.open()
+        g.wait_for(lambda: all(len(g.received[f"{c}:relative_uncertainty"]) == n
+                               for c, n in (("front", 4), ("side", 3))), "every frame of both cameras")
+        assert gated.calls == [1, 2, 2, 2]  # both cameras' frames in one engine call
+        multi = {c: {name: received(g, f"{c}:{name}") for name in ("relative_depth", "relative_uncertainty")}
+                 for c in CAMERAS}
+        for camera, (h, w, _) in CAMERAS.items():
+            assert all(a.shape == (h, w) for a in multi[camera]["relative_depth"].values())
+            assert g.node.camera(camera).stats.processed == len(multi[camera]["relative_depth"])
+    finally:
+        g.close()
+    for camera, frames in (("front", [0, 1, 2, 3]), ("side", [1, 2, 3])):
+        single = single_camera_outputs(engine, camera, frames)
+        for name in ("relative_depth", "relative_uncertainty"):
+            assert sorted(multi[camera][name]) == sorted(single[name]) == [T0 + k * PERIOD_NS for k in frames]
+            for stamp, alone in single[name].items():
+                np.testing.assert_allclose(multi[camera][name][stamp], alone, atol=1e-5, err_msg=f"{camera} {name}")
+        assert max(a.mean() for a in single["relative_uncertainty"].values()) > 1e-3  # the noise mattered
+
+
+def test_a_stalled_camera_delays_no_other_camera(engine):
+    """Camera b stops, camera c never sends: camera a's frames go out without waiting for them, though the batch
+    window is 5 s, and b's diagnostics go stale while a's stay OK."""
+    cameras = ["a", "b", "c"]
+    g = Graph(engine, {**BASE, "ensemble_size": 1, "cameras": cameras, "batch_window_sec": 5.0},
+              outputs=outputs_of(cameras))
+    try:
+        pubs = {camera: g.publisher(Image, f"/{camera}/image") for camera in ("a", "b")}
+        for k in range(4):  # both live, frames 50 ms apart in the stamps, sent as fast as they are served
+            for camera in ("a", "b"):
+                pubs[camera].publish(camera_image("front", k))
+            g.wait_for(lambda: all(g.node.camera(c).stats.processed > k for c in ("a", "b")), f"frame {k}")
+        for k in range(4, 12):  # b has stalled; with 5 s per frame this would take 40 s and time out
+            pubs["a"].publish(camera_image("front", k))
+            g.wait_for(lambda: g.node.camera("a").stats.processed > k, f"a's frame {k} with b stalled")
+        a, b = g.node.camera("a").stats, g.node.camera("b").stats
+        assert a.processed == 12 and b.processed == 4 and a.dropped == 0
+        g.wait_for(lambda: "input stale" in latest_status(g, "/depthfm: b: depth")[1], "b's input reported stale")
+        assert latest_status(g, "/depthfm: a: depth")[0] == DiagnosticStatus.OK  # a was served within the period
+        assert not g.received["c:relative_depth"] and g.node.camera("c").stats.received == 0
+    finally:
+        g.close()
+
+
+class PoisonBackend(Backend):
+    """Fails on a batch holding an all-black image once ``poison`` is set; records the images per call."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.calls, self.poison = inner, [], False
+        self.name, self.num_steps, self.noising_step = "poison", inner.num_steps, inner.noising_step
+
+    def run(self, rgb_bchw, noise):
+        self.calls.append(len(rgb_bchw))
+        if self.poison and (rgb_bchw.reshape(len(rgb_bchw), -1) == -1).all(axis=1).any():
+            raise RuntimeError("engine failed on a black frame")
+        return self.inner.run(rgb_bchw, noise)
+
+
+def test_hostile_input_on_one_camera_costs_the_other_none_of_its_frames(tiny_model):
+    cameras = ["good", "bad"]
+    engine = PoisonBackend(TorchBackend(tiny_model, num_steps=1))
+    g = Graph(engine, {**BASE, "ensemble_size": 1, "cameras": cameras, "batch_window_sec": 0.05},
+              outputs=outputs_of(cameras))
+    try:
+        good, bad = g.publisher(Image, "/good/image"), g.publisher(Image, "/bad/image")
+        bad_info = g.publisher(CameraInfo, "/bad/camera_info")
+        bad_info.publish(camera_info_msg(0, 0))  # an unusable calibration on the bad camera only
+        hostile = CORPUS["images"]
+        for k, entry in enumerate(hostile):
+            msg = build_image(entry)
+            msg.header.stamp.sec = 50
+            bad.publish(msg)
+            good.publish(camera_image("front", k))
+            g.wait_for(lambda: g.node.camera("good").stats.processed > k and
+                       g.node.camera("bad").stats.conversion_errors > k, f"hostile image {entry['name']}")
+        g.wait_for(lambda: g.node._slots.waiting() == [], "the worker idle")
+        black = camera_image("front", 99)
+        black.data = bytes(len(black.data))  # decodes, but the engine fails on it
+        now = time.perf_counter()  # one batch of both cameras' frames, run here (the worker is idle)
+        engine.poison = True
+        g.node._run_frames([(g.node.camera("good"), camera_image("front", len(hostile)), now, 0.0),
+                            (g.node.camera("bad"), black, now, 0.0)])
+        assert engine.calls[-3:] == [2, 1, 1]  # the batch failed; each frame alone: only the bad one fails
+        good_stats, bad_stats = g.node.camera("good").stats, g.node.camera("bad").stats
+        assert good_stats.processed == len(hostile) + 1
+        assert (good_stats.conversion_errors, good_stats.inference_errors, good_stats.publishing_errors) == (0, 0, 0)
+        assert (bad_stats.conversion_errors, bad_stats.inference_errors) == (len(hostile), 1)
+        assert bad_stats.processed == 0 and not g.received["bad:relative_depth"]
+        assert g.node._worker.is_alive()
+    finally:
+        g.close()
+
+
+def test_a_single_camera_node_keeps_its_topics_and_diagnostics(engine):
+    g = Graph(engine, BASE, outputs=outputs_of([""]))
+    try:
+        assert [c.name for c in g.node.cameras] == [""]
+        topics = {t for t, _ in g.node.get_topic_names_and_types()}
+        assert "/image" in {s.topic_name for s in g.node.subscriptions}
+        assert {"/depthfm/relative_depth", "/depthfm/depth"} <= {p.topic_name for p in g.node.publishers}
+        assert not any(t.startswith("/depthfm/front") for t in topics)
+        g.wait_for(lambda: g.diagnostics("depthfm: depth"), "diagnostics")
+        with g._cond:
+            names = {s.name for a in g.received["diagnostics"] for s in a.status}
+        assert names == {"/depthfm: depth", "/depthfm: metric scale"}
+    finally:
+        g.close()
