@@ -503,3 +503,50 @@ def test_tensorrt_older_than_8_6_is_refused_with_the_reason(fake_trt, graphs, tm
     fake_trt(version="8.5.3")
     with pytest.raises(BackendError, match="older than 8.6"):
         engine_for(graphs[(1, 1)], cache_dir=tmp_path, device="cpu")
+
+
+# ------------------------------------------------------------------ several cameras: batches of cameras x members
+
+
+def test_a_four_camera_node_sizes_the_tensorrt_profile_for_four_images_of_m_members(fake_trt, graphs, tmp_path):
+    """cameras [4 names] with max_batch 0 -> engines whose profile runs 1..4 images (optimum 4) of M members; one
+    call of 4 cameras gives what onnxruntime gives for them, and 5 images are split by the pipeline, never sent."""
+    from depthfm_ros.backends.tensorrt_backend import TensorRTBackend
+    from depthfm_ros.pipeline import DepthFMPipeline
+    from depthfm_ros.ros.params import validate
+
+    config = validate({"model": "checkpoint", "engine": str(graphs[(2, 4)]), "backend": "tensorrt",
+                       "ensemble_size": 4, "num_steps": 2, "cameras": ["front", "left", "rear", "right"]})
+    settings = config.model_settings()
+    assert settings.max_batch == 4
+    fake = fake_trt()
+    backend = TensorRTBackend(settings.engine, num_steps=2, ensemble_size=4, max_batch=settings.max_batch,
+                              cache_dir=tmp_path, device="cpu")
+    (profile,) = [c[1] for c in fake.calls if c[0] == "profile"]
+    lh, lw = HEIGHT // 8, WIDTH // 8
+    assert profile["image"] == ((1, 3, HEIGHT, WIDTH), (4, 3, HEIGHT, WIDTH), (4, 3, HEIGHT, WIDTH))
+    assert profile["noise"] == ((4, 4, lh, lw), (16, 4, lh, lw), (16, 4, lh, lw))
+    assert backend.max_batch == 4
+    rgb, noise = _inputs(4, 4, seed=7)
+    np.testing.assert_allclose(backend.run(rgb, noise), OnnxBackend(graphs[(2, 4)], num_steps=2).run(rgb, noise),
+                               atol=1e-5)
+    executes = len([c for c in fake.calls if c[0] == "execute"])
+    images = [np.random.default_rng(s).integers(0, 256, (HEIGHT, WIDTH, 3), np.uint8) for s in range(5)]
+    outs = DepthFMPipeline(backend, max(HEIGHT, WIDTH), ensemble_size=4)(images)
+    assert [o.batch_size for o in outs] == [4, 4, 4, 4, 1]
+    assert len([c for c in fake.calls if c[0] == "execute"]) - executes == 2
+    with pytest.raises(BackendError, match="allows 4 image"):
+        backend.run(*_inputs(5, 4))
+
+
+def test_onnxruntime_runs_any_number_of_cameras_in_one_call(graphs):
+    """The exported graphs' batch axis is dynamic: 1..6 cameras x M members through the fused and split graphs
+    give each camera the result of its own call."""
+    for source, m in ((graphs[(1, 1)], 1), (graphs["split"], 2)):
+        backend = OnnxBackend(source, num_steps=1)
+        rgb, noise = _inputs(6, m, seed=3)
+        together = backend.run(rgb, noise)
+        assert together.shape == (6, m, HEIGHT, WIDTH)
+        for i in range(6):
+            alone = backend.run(rgb[i:i + 1], noise[m * i:m * (i + 1)])
+            np.testing.assert_allclose(together[i:i + 1], alone, atol=1e-5)

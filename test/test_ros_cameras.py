@@ -112,6 +112,7 @@ def test_two_cameras_run_as_one_batch_and_each_equals_its_single_camera_run(engi
         g.wait_for(lambda: all(len(g.received[f"{c}:relative_uncertainty"]) == n
                                for c, n in (("front", 4), ("side", 3))), "every frame of both cameras")
         assert gated.calls == [1, 2, 2, 2]  # both cameras' frames in one engine call
+        assert g.node.camera("side").stats.snapshot().batch_size == 2.0  # what /diagnostics shows
         multi = {c: {name: received(g, f"{c}:{name}") for name in ("relative_depth", "relative_uncertainty")}
                  for c in CAMERAS}
         for camera, (h, w, _) in CAMERAS.items():

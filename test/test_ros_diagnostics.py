@@ -265,7 +265,8 @@ def test_queue_wait_is_reported_beside_latency_and_inference():
     stats = FrameStats(clock=clock)
     stats.frame_received()
     stats.frame_processed(300.0, 180.0, 90.0)
-    stats.frame_processed(200.0, 170.0, 10.0)
+    stats.frame_processed(200.0, 170.0, 10.0, batch_size=4)
     snap = stats.snapshot()
-    assert (snap.latency_ms, snap.inference_ms, snap.queue_ms) == (250.0, 175.0, 50.0)
-    assert _values(diagnostic_status(snap, "n", "h", "torch"))["queue_ms"] == "50.0"
+    assert (snap.latency_ms, snap.inference_ms, snap.queue_ms, snap.batch_size) == (250.0, 175.0, 50.0, 2.5)
+    values = _values(diagnostic_status(snap, "n", "h", "torch"))
+    assert (values["queue_ms"], values["batch_size"]) == ("50.0", "2.50")

@@ -145,3 +145,25 @@ def test_warm_up_frame_size_follows_the_engine():
     assert warm_up_size(Pipe(None, 512)) == (384, 512)
     assert warm_up_size(Pipe(None, 0)) == (480, 640)
 
+
+
+def test_a_managed_node_serving_two_cameras_warms_up_one_batch_and_serves_each(graphs, capfd):
+    g = graphs({**PARAMS, "cameras": ["left", "right"]})
+    outputs: dict[str, list] = {"left": [], "right": []}
+    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    for camera, received in outputs.items():
+        g.probe.create_subscription(Image, f"/depthfm/{camera}/relative_depth", received.append, reliable)
+    publishers = {camera: g.probe.create_publisher(Image, f"/{camera}/image", reliable) for camera in outputs}
+    assert g.transition(Transition.TRANSITION_CONFIGURE, CONFIGURE_TIMEOUT) and g.state() == "inactive"
+    assert [c.name for c in g.node.cameras] == ["left", "right"]
+    assert g.transition(Transition.TRANSITION_ACTIVATE) and g.state() == "active"
+    g.wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers.values()) and
+               all(p.get_subscription_count() > 0 for p in g.node.publishers if "relative_depth" in p.topic_name),
+               "discovery")
+    for k, (camera, publisher) in enumerate(publishers.items()):
+        publisher.publish(image_msg(k, 1_000 + k))
+        g.wait_for(lambda: len(outputs[camera]) == 1, f"{camera}'s relative depth")
+    assert [stamp_ns(outputs[c][0]) for c in outputs] == [1_000, 1_001]
+    assert "warm-up batch of 2 frames" in capfd.readouterr().err
+    assert g.transition(Transition.TRANSITION_DEACTIVATE) and g.transition(Transition.TRANSITION_CLEANUP)
+    assert g.state() == "unconfigured" and g.node.cameras == [] and g.node.stats is None

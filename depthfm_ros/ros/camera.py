@@ -140,7 +140,8 @@ class CameraStream:
             self.logger.error(f"publishing failed: {type(exc).__name__}: {exc}",
                               throttle_duration_sec=self.config.log_throttle_sec)
             return
-        self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms, queue_ms)
+        self.stats.frame_processed(1e3 * (time.perf_counter() - t_received), inference_ms, queue_ms,
+                                   prediction.batch_size)
         if self.metric_worker is not None:
             self.metric_worker.submit((frame, t_received))
 

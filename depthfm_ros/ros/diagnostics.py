@@ -52,6 +52,7 @@ def diagnostic_status(snap: StatsSnapshot, name: str, hardware_id: str, backend:
         "last_latency_ms": f"{snap.last_latency_ms:.1f}",
         "inference_ms": f"{snap.inference_ms:.1f}",
         "queue_ms": f"{snap.queue_ms:.1f}",
+        "batch_size": f"{snap.batch_size:.2f}",
         "points_ms": f"{snap.points_ms:.1f}",
         "frames_received": str(snap.received),
         "frames_processed": str(snap.processed),

@@ -43,6 +43,7 @@ class StatsSnapshot:
     metric_dropped: int = 0  # frames whose metric step was skipped: the metric worker was behind
     stale_warn_sec: float = math.inf  # no image for longer: WARN; longer than stale_error_sec: ERROR
     stale_error_sec: float = math.inf
+    batch_size: float = math.nan  # mean images per engine call of this camera's frames over the window
 
 
 #: words that name why an input was refused, in the order they are looked for; a refusal's kind is the first of
@@ -62,7 +63,7 @@ class FrameStats:
         self.last_latency_ms = self.points_ms = float("nan")
         self._last_received: float | None = None
         self._received_t: deque[float] = deque()
-        self._done: deque[tuple[float, float, float, float]] = deque()  # (time, latency, inference, queue ms)
+        self._done: deque[tuple[float, float, float, float, int]] = deque()  # time, latency, inference, queue, batch
         self._metric_done: deque[tuple[float, float]] = deque()  # (time, receive -> metric outputs ms)
         self._previous = (0, 0, 0)  # conversion_errors, inference_errors, processed at the last snapshot
 
@@ -84,12 +85,13 @@ class FrameStats:
         with self._lock:
             self.dropped += 1
 
-    def frame_processed(self, latency_ms: float, inference_ms: float, queue_ms: float = float("nan")) -> None:
+    def frame_processed(self, latency_ms: float, inference_ms: float, queue_ms: float = float("nan"),
+                        batch_size: int = 1) -> None:
         with self._lock:
             now = self._clock()
             self.processed += 1
             self.last_latency_ms = latency_ms
-            self._done.append((now, latency_ms, inference_ms, queue_ms))
+            self._done.append((now, latency_ms, inference_ms, queue_ms, batch_size))
             self._trim(now)
 
     def points_published(self, points_ms: float) -> None:
@@ -139,6 +141,7 @@ class FrameStats:
             lat = [d[1] for d in self._done]
             inf = [d[2] for d in self._done]
             queue = [d[3] for d in self._done]
+            batch = [d[4] for d in self._done]
             metric_lat = [d[1] for d in self._metric_done]
             prev_conv, prev_inf, prev_proc = self._previous
             self._previous = (self.conversion_errors, self.inference_errors, self.processed)
@@ -160,6 +163,7 @@ class FrameStats:
                 metric_latency_ms=sum(metric_lat) / len(metric_lat) if metric_lat else float("nan"),
                 metric_processed=self.metric_processed, metric_dropped=self.metric_dropped,
                 stale_warn_sec=self.stale_warn_sec, stale_error_sec=self.stale_error_sec,
+                batch_size=sum(batch) / len(batch) if batch else float("nan"),
             )
 
 
