@@ -7,30 +7,36 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from ros_graph import Graph, camera_info_msg, stamp_ns
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from test_hostile_messages import CORPUS, build_image
 
 from depthfm_ros.backends.base import Backend
 from depthfm_ros.backends.torch_backend import TorchBackend
 from depthfm_ros.ros.conversions import image_to_array
 
-#: two cameras of different resolutions and encodings, one processing size (64x64 at processing_resolution 64)
-CAMERAS = {"front": (96, 128, "rgb8"), "side": (120, 160, "bgr8")}
+#: cameras of different resolutions and encodings (a raw rgb8, a raw bgr8, a PNG on image/compressed), one
+#: processing size (64x64 at processing_resolution 64)
+CAMERAS = {"front": (96, 128, "rgb8"), "side": (120, 160, "bgr8"), "rear": (72, 96, "png")}
 BASE = {"model": "tiny", "processing_resolution": 64, "ensemble_size": 2, "seed": 3, "diagnostics_period_sec": 0.2}
 T0 = 1_700_000_000_000_000_000
 PERIOD_NS = 50_000_000
 
 
-def camera_image(camera: str, k: int) -> Image:
+def camera_image(camera: str, k: int) -> Image | CompressedImage:
     """Frame ``k`` of ``camera``: its own size and encoding, stamped T0 + k periods."""
     h, w, encoding = CAMERAS[camera]
     rgb = np.random.default_rng([k, len(camera)]).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    data = rgb[..., ::-1] if encoding == "bgr8" else rgb
-    msg = Image(height=h, width=w, encoding=encoding, step=3 * w, data=np.ascontiguousarray(data).tobytes())
+    if encoding == "png":
+        msg = CompressedImage(format="rgb8; png compressed bgr8",
+                              data=cv2.imencode(".png", rgb[..., ::-1])[1].tobytes())
+    else:
+        data = rgb[..., ::-1] if encoding == "bgr8" else rgb
+        msg = Image(height=h, width=w, encoding=encoding, step=3 * w, data=np.ascontiguousarray(data).tobytes())
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(T0 + k * PERIOD_NS, 10**9)
     msg.header.frame_id = f"{camera}_optical"
     return msg
@@ -84,9 +90,10 @@ def received(g: Graph, key: str) -> dict[int, np.ndarray]:
 
 def single_camera_outputs(engine, camera: str, frames: list[int]) -> dict[str, dict[int, np.ndarray]]:
     """What a single-camera node with the same parameters publishes for ``camera``'s ``frames``, one at a time."""
-    g = Graph(engine, BASE, outputs=outputs_of([""]))
+    compressed = CAMERAS[camera][2] == "png"
+    g = Graph(engine, {**BASE, "image_transport": "compressed" if compressed else "raw"}, outputs=outputs_of([""]))
     try:
-        pub = g.publisher(Image, "/image")
+        pub = g.publisher(CompressedImage, "/image/compressed") if compressed else g.publisher(Image, "/image")
         for k in frames:
             pub.publish(camera_image(camera, k))
             g.wait_for(lambda: len(g.received[":relative_uncertainty"]) > frames.index(k), f"single {camera} {k}")
@@ -95,24 +102,26 @@ def single_camera_outputs(engine, camera: str, frames: list[int]) -> dict[str, d
         g.close()
 
 
-def test_two_cameras_run_as_one_batch_and_each_equals_its_single_camera_run(engine):
+def test_three_cameras_run_as_one_batch_and_each_equals_its_single_camera_run(engine):
     gated = GatedBackend(engine)
-    g = Graph(gated, {**BASE, "cameras": list(CAMERAS), "batch_window_sec": 0.0}, outputs=outputs_of(CAMERAS))
+    g = Graph(gated, {**BASE, "cameras": list(CAMERAS), "batch_window_sec": 0.0, "rear.image_transport": "compressed"},
+              outputs=outputs_of(CAMERAS))
     try:
-        pubs = {camera: g.publisher(Image, f"/{camera}/image") for camera in CAMERAS}
+        pubs = {camera: g.publisher(Image, f"/{camera}/image") for camera in ("front", "side")}
+        pubs["rear"] = g.publisher(CompressedImage, "/rear/image/compressed")
         pubs["front"].publish(camera_image("front", 0))  # the worker takes it and waits at the gate
         g.wait_for(lambda: gated.entered == 1, "front frame 0 at the engine")
         for k in (1, 2, 3):
             for camera in CAMERAS:
                 pubs[camera].publish(camera_image(camera, k))
-            g.wait_for(lambda: g.node._slots.waiting() == [0, 1], f"frame {k} of both cameras waiting")
-            gated.open()  # the previous batch runs; the worker then takes both cameras' frame k
+            g.wait_for(lambda: g.node._slots.waiting() == [0, 1, 2], f"frame {k} of every camera waiting")
+            gated.open()  # the previous batch runs; the worker then takes every camera's frame k
             g.wait_for(lambda: gated.entered == k + 1, f"frame {k} at the engine")
         gated.open()
         g.wait_for(lambda: all(len(g.received[f"{c}:relative_uncertainty"]) == n
-                               for c, n in (("front", 4), ("side", 3))), "every frame of both cameras")
-        assert gated.calls == [1, 2, 2, 2]  # both cameras' frames in one engine call
-        assert g.node.camera("side").stats.snapshot().batch_size == 2.0  # what /diagnostics shows
+                               for c, n in (("front", 4), ("side", 3), ("rear", 3))), "every frame of every camera")
+        assert gated.calls == [1, 3, 3, 3]  # the three cameras' frames in one engine call
+        assert g.node.camera("side").stats.snapshot().batch_size == 3.0  # what /diagnostics shows
         multi = {c: {name: received(g, f"{c}:{name}") for name in ("relative_depth", "relative_uncertainty")}
                  for c in CAMERAS}
         for camera, (h, w, _) in CAMERAS.items():
@@ -120,7 +129,7 @@ def test_two_cameras_run_as_one_batch_and_each_equals_its_single_camera_run(engi
             assert g.node.camera(camera).stats.processed == len(multi[camera]["relative_depth"])
     finally:
         g.close()
-    for camera, frames in (("front", [0, 1, 2, 3]), ("side", [1, 2, 3])):
+    for camera, frames in (("front", [0, 1, 2, 3]), ("side", [1, 2, 3]), ("rear", [1, 2, 3])):
         single = single_camera_outputs(engine, camera, frames)
         for name in ("relative_depth", "relative_uncertainty"):
             assert sorted(multi[camera][name]) == sorted(single[name]) == [T0 + k * PERIOD_NS for k in frames]
