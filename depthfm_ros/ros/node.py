@@ -125,8 +125,9 @@ class DepthFMNode(Node):
         for camera in self.cameras:
             if camera.lidar is not None:
                 camera.logger.info(camera.lidar.describe())
+            metric = camera.outputs.metric.describe()  # names the single camera's topics
             (camera.logger.info if camera.outputs.metric.chain else camera.logger.warning)(
-                camera.outputs.metric.describe())
+                metric.replace("depthfm/", f"depthfm/{camera.name}/") if camera.name else metric)
             if camera.ground_tf is not None and camera.ground_tf.buffer is None:
                 camera.logger.warning(
                     f"ground_frame '{camera.config.ground_frame}' is set but tf2_ros is not installed: the ground "
