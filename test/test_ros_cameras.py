@@ -225,3 +225,35 @@ def test_a_single_camera_node_keeps_its_topics_and_diagnostics(engine):
         assert names == {"/depthfm: depth", "/depthfm: metric scale"}
     finally:
         g.close()
+
+
+def test_cameras_sharing_one_lidar_subscribe_it_once_and_each_gets_every_cloud(engine):
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    cameras = ["a", "b", "c"]
+    g = Graph(engine, {**BASE, "ensemble_size": 1, "cameras": cameras, "use_lidar": True, "c.use_lidar": False},
+              remaps=["a/lidar:=/points", "b/lidar:=/points"], outputs=outputs_of(cameras))
+    try:
+        assert [s.topic_name for s in g.node.subscriptions if s.msg_type is PointCloud2] == ["/points"]
+        assert g.node.camera("c").lidar is None
+        clouds = g.publisher(PointCloud2, "/points")
+        xyz = np.array([[0.0, 0.0, 2.0], [1.0, 0.0, 3.0]], np.float32)
+        cloud = PointCloud2(height=1, width=2, point_step=12, row_step=24, is_dense=True, data=xyz.tobytes(),
+                            fields=[PointField(name=n, offset=4 * i, datatype=7, count=1) for i, n in enumerate("xyz")])
+        cloud.header.stamp.sec, cloud.header.frame_id = 100, "lidar"
+        clouds.publish(cloud)
+        bad = PointCloud2(height=1, width=2, point_step=12, row_step=24, data=bytes(5))  # no fields, short data
+        bad.header.stamp.sec = 101
+        clouds.publish(bad)
+        lidars = [g.node.camera(c).lidar for c in ("a", "b")]
+        g.wait_for(lambda: all(lidar.stats.clouds_received == 2 for lidar in lidars), "both clouds at a and b")
+        g.wait_for(lambda: all(g.node.camera(c).stats.refused["cloud"] == 1 for c in ("a", "b")), "the bad one")
+        buffered = []
+        for lidar in lidars:
+            with lidar.buffer.changed:
+                entry, _ = lidar.buffer.nearest(100.0)
+            assert entry is not None and np.array_equal(entry[1].points_n3, xyz)
+            buffered.append(entry[1])
+        assert buffered[0] is buffered[1]  # converted once for both cameras
+    finally:
+        g.close()
