@@ -280,6 +280,23 @@ def _launch_tables() -> tuple[dict, dict]:
     return TOPIC_ARGUMENTS, ARGUMENT_ALIASES
 
 
+def _check_cameras_launch_twin(name: str, argv: list[str], twin: list[str]) -> None:
+    """A cameras.launch.py line's twin starts the node that launch_arguments.cameras_node_arguments gives its
+    arguments: the same parameter file, parameters and every camera's remappings."""
+    import yaml
+
+    from depthfm_ros.ros.launch_arguments import cameras_arguments, cameras_node_arguments
+
+    default = "config/four_cameras.yaml"
+    given = dict(arg.split(":=", 1) for arg in argv[4:])
+    declared = {arg: value for arg, value, _ in cameras_arguments(str(ROOT / default))}
+    want = cameras_node_arguments({**declared, **given}, str(ROOT / default))
+    params, remaps, files = _ros_args(twin)
+    assert files == [given.get("params_file", default)] and (ROOT / files[0]).is_file(), (name, twin)
+    assert {k: yaml.safe_load(v) for k, v in params.items()} == want["parameters"][1], (name, twin)
+    assert remaps == dict(want["remappings"]), (name, twin)
+
+
 def test_every_ros2_launch_and_run_line_has_its_depthfm_node_equivalent_beside_it():
     """The pip set-up has no ros2 command: each ros2 launch / run line is followed, in the same code block, by the
     depthfm_node --ros-args line that starts the same node with the same parameters and topics."""
@@ -298,6 +315,9 @@ def test_every_ros2_launch_and_run_line_has_its_depthfm_node_equivalent_beside_i
                     "depthfm_lifecycle_node" in argv else "depthfm_node "
                 twin = next((shlex.split(c) for c in block[i + 1:] if c.startswith(executable)), None)
                 assert twin is not None, f"{path.name}: no {executable.strip()} line after: {command}"
+                if "cameras.launch.py" in argv:
+                    _check_cameras_launch_twin(path.name, argv, twin)
+                    continue
                 params, remaps, files = _ros_args(twin)
                 assert files == ["config/depthfm.yaml"] and (ROOT / files[0]).is_file(), (path.name, twin)
                 assert all(name in SPECS or name in ALIASES for name in params), (path.name, params)

@@ -1,6 +1,8 @@
-"""launch/depth.launch.py and depth_lifecycle.launch.py (imported with stand-in launch/launch_ros modules; with the
-real ones too when installed), their shared arguments (ros/launch_arguments.py) and config/depthfm.yaml."""
+"""launch/depth.launch.py, depth_lifecycle.launch.py and cameras.launch.py (imported with stand-in launch/launch_ros
+modules; with the real ones too when installed), their shared arguments (ros/launch_arguments.py),
+config/depthfm.yaml and config/four_cameras.yaml."""
 
+import contextlib
 import importlib.util
 import sys
 import types
@@ -9,13 +11,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from depthfm_ros.ros.launch_arguments import parameter_arguments, parameter_overrides, typed
+from depthfm_ros.ros.launch_arguments import (
+    ARGUMENT_ALIASES,
+    parameter_arguments,
+    parameter_overrides,
+    params_file_cameras,
+    typed,
+)
 from depthfm_ros.ros.params import PARAMETERS, SPECS, ParameterError, declare_and_read, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "depth.launch.py"
 LIFECYCLE_LAUNCH_FILE = ROOT / "launch" / "depth_lifecycle.launch.py"
 PARAMS_FILE = ROOT / "config" / "depthfm.yaml"
+CAMERAS_LAUNCH_FILE = ROOT / "launch" / "cameras.launch.py"
+FOUR_CAMERAS_FILE = ROOT / "config" / "four_cameras.yaml"
 
 
 class _Recorded:
@@ -66,6 +76,11 @@ def launch_module(monkeypatch):
 @pytest.fixture
 def lifecycle_launch_module(monkeypatch):
     return _import(LIFECYCLE_LAUNCH_FILE, monkeypatch)
+
+
+@pytest.fixture
+def cameras_launch_module(monkeypatch):
+    return _import(CAMERAS_LAUNCH_FILE, monkeypatch)
 
 
 def _arguments(description):
@@ -270,3 +285,223 @@ def test_real_launch_files_build_their_descriptions():
         description = PythonLaunchDescriptionSource(str(path)).get_launch_description(LaunchContext())
         names = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
         assert set(parameter_arguments()) <= names and {"params_file", "namespace", "image_topic"} <= names
+
+
+# -- launch/cameras.launch.py and config/four_cameras.yaml: one node serving four cameras ------------------------------
+
+FOUR_CAMERAS = ("front", "left", "rear", "right")
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """A parameter file's nested sections as rcl reads them: ``front: {use_lidar: true}`` is 'front.use_lidar'."""
+    out = {}
+    for name, value in values.items():
+        out.update(_flat(value, f"{prefix}{name}.") if isinstance(value, dict) else {f"{prefix}{name}": value})
+    return out
+
+
+@contextlib.contextmanager
+def _rcl_node(*ros_args: str, namespace: str = ""):
+    """A plain rclpy node 'depthfm' given these --ros-args, in its own context."""
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node("depthfm", namespace=namespace, context=context, cli_args=["--ros-args", *ros_args])
+        try:
+            yield node
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def _four_camera_parameters() -> dict:
+    document = yaml.safe_load(FOUR_CAMERAS_FILE.read_text())
+    assert list(document) == ["/**"]
+    return _flat(document["/**"]["ros__parameters"])
+
+
+def test_cameras_launch_declares_depth_launchs_arguments_and_every_cameras_topics(cameras_launch_module):
+    description = cameras_launch_module.generate_launch_description()
+    declared = [a.args[0] for a in description.args[0] if type(a).__name__ == "DeclareLaunchArgument"]
+    args = _arguments(description)
+    assert len(declared) == len(args)  # each name once
+    assert Path(args["params_file"]["default_value"]).resolve() == FOUR_CAMERAS_FILE
+    for name in [*parameter_arguments(), *ARGUMENT_ALIASES, "namespace", "node_name"]:
+        assert name in args and args[name]["description"], name
+    assert {name: args[name]["default_value"] for name in ("image_topic", "camera_info_topic", "lidar_topic")} == {
+        "image_topic": "{camera}_camera/image_raw", "camera_info_topic": "{camera}_camera/camera_info",
+        "lidar_topic": "lidar/points"}
+    per_camera = {f"{c}.{t}" for c in FOUR_CAMERAS for t in ("image_topic", "camera_info_topic", "lidar_topic")}
+    assert per_camera <= set(args) and all(args[name]["default_value"] == "" for name in per_camera)
+    assert args["cameras"]["default_value"] == "" and "[front, rear]" in args["cameras"]["description"]
+
+
+def test_cameras_launch_defaults_start_one_node_with_every_cameras_inputs_remapped(cameras_launch_module):
+    node = _node(cameras_launch_module.generate_launch_description())
+    assert (node["package"], node["executable"], node["name"], node["namespace"]) == (
+        "depthfm_ros", "depthfm_node", "depthfm", "")
+    params_file, overrides = node["parameters"]
+    assert Path(params_file).resolve() == FOUR_CAMERAS_FILE and overrides == {}
+    assert len(node["remappings"]) == 12 and dict(node["remappings"]) == {
+        **{f"{c}/image": f"{c}_camera/image_raw" for c in FOUR_CAMERAS},
+        **{f"{c}/camera_info": f"{c}_camera/camera_info" for c in FOUR_CAMERAS},
+        **{f"{c}/lidar": "lidar/points" for c in FOUR_CAMERAS}}  # relative: namespace:= moves them
+
+
+def test_cameras_launch_arguments_set_patterns_one_cameras_topics_and_its_parameters(cameras_launch_module):
+    node = _node(cameras_launch_module.generate_launch_description(), checkpoint="/models/depthfm-v1",
+                 num_steps="1", namespace="robot1", image_topic="/{camera}/color/image_raw",
+                 camera_info_topic="/{camera}/color/camera_info", lidar_topic="/os1/points",
+                 **{"rear.image_topic": "/usb_cam/image_raw", "rear.camera_info_topic": "/usb_cam/camera_info",
+                    "rear.camera_height_m": "0.5", "front.lidar_min_range": "1", "left.publish_points": "true"})
+    assert node["namespace"] == "robot1"
+    assert node["parameters"][1] == {"checkpoint": "/models/depthfm-v1", "num_steps": 1, "rear.camera_height_m": 0.5,
+                                     "front.lidar_min_range": 1.0, "left.publish_points": True}
+    remaps = dict(node["remappings"])
+    assert [remaps[f"{c}/image"] for c in FOUR_CAMERAS] == [
+        "/front/color/image_raw", "/left/color/image_raw", "/usb_cam/image_raw", "/right/color/image_raw"]
+    assert (remaps["rear/camera_info"], remaps["left/camera_info"]) == ("/usb_cam/camera_info",
+                                                                        "/left/color/camera_info")
+    assert {remaps[f"{c}/lidar"] for c in FOUR_CAMERAS} == {"/os1/points"}
+
+
+def test_the_cameras_argument_gives_the_list_and_its_remappings(cameras_launch_module):
+    """cameras:= serves cameras with a params file that has none (config/depthfm.yaml); with one that has '<camera>.'
+    values, the node refuses those of cameras left out (docs/ros.md, Several cameras)."""
+    node = _node(cameras_launch_module.generate_launch_description(), cameras="[front, rear]",
+                 params_file=str(PARAMS_FILE))
+    assert node["parameters"] == [str(PARAMS_FILE), {"cameras": ["front", "rear"]}]
+    assert dict(node["remappings"]) == {"front/image": "front_camera/image_raw", "rear/image": "rear_camera/image_raw",
+                                        "front/camera_info": "front_camera/camera_info",
+                                        "rear/camera_info": "rear_camera/camera_info",
+                                        "front/lidar": "lidar/points", "rear/lidar": "lidar/points"}
+
+
+def test_cameras_launch_follows_the_cameras_of_another_params_file(cameras_launch_module, tmp_path):
+    mine = tmp_path / "two.yaml"
+    mine.write_text("/**:\n  ros__parameters:\n    cameras: [wrist, head]\n    head:\n      camera_height_m: 1.5\n")
+    node = _node(cameras_launch_module.generate_launch_description(), params_file=str(mine))
+    assert [topic for topic, _ in node["remappings"]] == [
+        "wrist/image", "head/image", "wrist/camera_info", "head/camera_info", "wrist/lidar", "head/lidar"]
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ({"cameras": "front"}, r"launch argument 'cameras' \(front\) must be a list of camera names"),
+    ({"cameras": "[front, front]"}, "must hold each name once"),
+    ({"cameras": "[1front]"}, "starting with a letter"),
+    ({"cameras": "[]"}, "serving several cameras, but cameras:=\\[\\]"),
+    ({"image_topic": "/camera/image_raw"}, r"cameras \['front', 'left', 'rear', 'right'\] would all read "
+                                           "'/camera/image_raw' as their 'image'"),
+    ({"rear.camera_info_topic": "front_camera/camera_info"}, r"cameras \['front', 'rear'\] would all read"),
+    ({"frnt.image_topic": "/x"}, "launch argument 'frnt.image_topic' is for camera 'frnt', which is not in cameras"),
+    ({"frnt.camera_height_m": "1"}, "parameter 'frnt.camera_height_m' is for camera 'frnt', which is not in"),
+    ({"front.num_steps": "1"}, "'num_steps' is one for the whole node"),
+    ({"front.camera_heigth_m": "1"}, "did you mean 'front.camera_height_m'"),
+])
+def test_cameras_launch_refuses_what_the_node_would_not_serve(cameras_launch_module, arguments, message):
+    with pytest.raises(ParameterError, match=message):
+        _node(cameras_launch_module.generate_launch_description(), **arguments)
+
+
+def test_cameras_launch_refuses_a_params_file_without_cameras(cameras_launch_module):
+    with pytest.raises(ParameterError, match=f"params_file {PARAMS_FILE} has no cameras: give cameras:="):
+        _node(cameras_launch_module.generate_launch_description(), params_file=str(PARAMS_FILE))
+
+
+@pytest.mark.parametrize("sections, namespace", [
+    ([("/**", "[a]")], ""), ([("depthfm", "[a]")], ""), ([("/**/depthfm", "[a]")], "robot1"),
+    ([("/*/depthfm", "[a]")], "robot1"), ([("depthfm", "[a]")], "robot1"), ([("/robot1/depthfm", "[a]")], "robot1"),
+    ([("/**", "[a]"), ("depthfm", "[b]")], ""), ([("depthfm", "[b]"), ("/**", "[a]")], ""),
+    ([("/other", "[a]")], ""), ([("/**", "[a]"), ("/**/depthfm", "[b, c]")], "robot1"),
+])
+def test_params_file_cameras_are_the_ones_rclpy_gives_the_node(tmp_path, sections, namespace):
+    """The launch reads the camera list the node will get: the sections rclpy applies, the last one winning."""
+    path = tmp_path / "params.yaml"
+    path.write_text("".join(f"{key}:\n  ros__parameters:\n    cameras: {cameras}\n" for key, cameras in sections))
+    with _rcl_node("--params-file", str(path), namespace=namespace) as node:
+        given = node._parameter_overrides.get("cameras")
+    assert params_file_cameras(str(path), "depthfm", namespace) == (tuple(given.value) if given else ())
+
+
+def test_four_camera_yaml_validates_into_four_cameras_with_their_own_values():
+    values = _four_camera_parameters()
+    assert all(name in SPECS or name.partition(".")[2] in SPECS for name in values)
+    config = validate({**values, "model": "tiny"})
+    assert config.cameras == FOUR_CAMERAS and list(config.camera_configs) == list(FOUR_CAMERAS)
+    assert config.batch_limit == 4  # max_batch 0: one image per camera per engine call
+    cams = config.camera_configs
+    assert [cams[c].use_lidar for c in FOUR_CAMERAS] == [True, False, False, False]
+    assert [cams[c].image_transport for c in FOUR_CAMERAS] == ["raw", "raw", "compressed", "raw"]
+    assert [cams[c].camera_height_m for c in FOUR_CAMERAS] == [1.0, 0.9, 0.6, 0.9]
+    assert [cams[c].camera_pitch_deg for c in FOUR_CAMERAS] == [10.0, 15.0, 20.0, 15.0]
+    assert [cams[c].publish_points for c in FOUR_CAMERAS] == [True, False, False, False]
+    assert cams["front"].lidar_to_camera_xyz != (0.0, 0.0, 0.0) and cams["left"].lidar_to_camera_xyz == (0.0, 0.0, 0.0)
+    for camera in FOUR_CAMERAS:  # every camera has a metric source: the front the LiDAR, then the ground
+        assert cams[camera].metric_scale().chain, camera
+
+
+def test_four_camera_yaml_extrinsic_height_and_pitch_describe_one_rig():
+    """The front camera's T_camera_lidar, camera_height_m and camera_pitch_deg agree: ground points 1.2 m below the
+    roof LiDAR (REP-103, z up) lie camera_height_m below the camera along its ground normal."""
+    import numpy as np
+
+    from depthfm_ros.fusion.metric import ground_normal
+    from depthfm_ros.geometry.projection import transform_from_xyz_quat
+
+    front = validate({**_four_camera_parameters(), "model": "tiny"}).camera("front")
+    camera_from_lidar = transform_from_xyz_quat(front.lidar_to_camera_xyz, front.lidar_to_camera_quat_xyzw)
+    ground_lidar = np.array([[x, y, -1.2, 1.0] for x in (2.0, 5.0, 20.0) for y in (-3.0, 0.0, 3.0)])
+    ground_camera = (camera_from_lidar @ ground_lidar.T)[:3].T
+    down = ground_normal(front.camera_pitch_deg, front.camera_roll_deg)
+    np.testing.assert_allclose(ground_camera @ down, front.camera_height_m, atol=2e-3)
+    assert np.all(ground_camera[:, 2] > 0)  # the ground ahead of the LiDAR is in front of the camera
+
+
+def test_four_camera_yaml_loads_through_rcl_into_the_declarations():
+    with _rcl_node("--params-file", str(FOUR_CAMERAS_FILE), "-p", "model:=tiny", "-p", "rear.camera_height_m:=0.5") \
+            as node:
+        config = declare_and_read(node)
+    assert config.cameras == FOUR_CAMERAS
+    assert (config.camera("front").use_lidar, config.camera("rear").image_transport) == (True, "compressed")
+    assert [config.camera(c).camera_height_m for c in FOUR_CAMERAS] == [1.0, 0.9, 0.5, 0.9]
+
+
+def test_cameras_launch_starts_a_node_on_the_drivers_topics(cameras_launch_module, ros_context, tiny_model):
+    """The launch's node arguments, given to a real depthfm_node as launch_ros gives them (--params-file, -r, -p):
+    each camera reads its driver's topics under the namespace, the rear one compressed, and publishes its own."""
+    from depthfm_ros.backends.torch_backend import TorchBackend
+    from depthfm_ros.ros.node import DepthFMNode
+
+    kwargs = _node(cameras_launch_module.generate_launch_description(), model="tiny", namespace="robot1",
+                   lidar_topic="/os1/points", **{"left.image_topic": "/usb_left/image_raw"})
+    params_file, overrides = kwargs["parameters"]
+    cli = ["--ros-args", "--params-file", params_file, *[a for k, v in overrides.items() for a in ("-p", f"{k}:={v}")],
+           *[a for topic, target in kwargs["remappings"] for a in ("-r", f"{topic}:={target}")]]
+    node = DepthFMNode(backend=TorchBackend(tiny_model, num_steps=1), node_name=kwargs["name"],
+                       namespace=kwargs["namespace"], context=ros_context, cli_args=cli)
+    try:
+        subscribed = {name for name, _ in node.get_subscriber_names_and_types_by_node("depthfm", "/robot1")}
+        published = {name for name, _ in node.get_publisher_names_and_types_by_node("depthfm", "/robot1")}
+    finally:
+        node.destroy_node()
+    assert {"/robot1/front_camera/image_raw", "/usb_left/image_raw", "/robot1/rear_camera/image_raw/compressed",
+            "/robot1/right_camera/image_raw", "/os1/points"} <= subscribed
+    assert {f"/robot1/{c}_camera/camera_info" for c in FOUR_CAMERAS} <= subscribed
+    assert {f"/robot1/depthfm/{c}/relative_depth" for c in FOUR_CAMERAS} <= published
+    assert "/robot1/depthfm/front/points" in published and "/robot1/depthfm/rear/points" not in published
+
+
+def test_real_cameras_launch_file_builds_its_description():
+    """With the real launch and launch_ros (a ROS 2 install): cameras.launch.py loads and declares its arguments."""
+    pytest.importorskip("launch_ros")
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    description = PythonLaunchDescriptionSource(str(CAMERAS_LAUNCH_FILE)).get_launch_description(LaunchContext())
+    names = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    assert set(parameter_arguments()) <= names and {"params_file", "image_topic", "front.image_topic"} <= names

@@ -111,12 +111,19 @@ MAX_CAMERAS = 16
 _CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
+#: names rclpy gives parameters of its own under (``qos_overrides.<topic>...``): no camera may be called so
+RESERVED_CAMERA_NAMES = ("qos_overrides",)
+
+
 def camera_names_problem(names) -> str:
-    """names: [A-Za-z][A-Za-z0-9_]*, unique, at most 16"""
+    """names: [A-Za-z][A-Za-z0-9_]*, unique, at most 16, not qos_overrides"""
     bad = [n for n in names if not _CAMERA_NAME.fullmatch(n)]
     if bad:
         return (f"must hold names of letters, digits and '_' starting with a letter (each becomes a topic namespace "
                 f"and a parameter prefix), got {bad[0]!r}")
+    reserved = [n for n in names if n in RESERVED_CAMERA_NAMES]
+    if reserved:
+        return f"must not use {reserved[0]!r}, a prefix ROS gives its own parameters"
     if len(set(names)) != len(names):
         return f"must hold each name once, got {list(names)}"
     if len(names) > MAX_CAMERAS:
