@@ -214,7 +214,8 @@ def canonical_names(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[str
     parameter that is the whole node's, is refused. ROS's own parameters (``use_sim_time``, ``qos_overrides.*``)
     are neither kept nor reported."""
     out, ignored = {}, []
-    cameras = values.get("cameras") or ()
+    cameras = values.get("cameras")
+    cameras = tuple(cameras) if isinstance(cameras, (list, tuple)) else ()  # another type: validate() names it
     for name, value in values.items():
         if name in ROS_PARAMETERS or name.startswith("qos_overrides."):
             continue
