@@ -8,17 +8,22 @@ depthfm_node processes, under N camera streams at --rate Hz with independent pha
 Per configuration (backend, number of cameras, batched or separate) it starts the node process(es) -- batched: one
 ``depthfm_node`` with ``cameras:=[cam0, ...]``; separate: one ``depthfm_node`` per camera in single-camera mode,
 its topics remapped onto the same names (``cam0/image`` in, ``depthfm/cam0/relative_depth`` out) -- waits for every
-camera's first output, warms up, then measures for --seconds. Per camera: outputs/s on depthfm/<camera>/
-relative_depth, end-to-end latency p50 / p95 (the probe's DDS receive time minus the image's header stamp, which the
-publisher sets to its wall clock when it publishes; same machine), images sent, taken in and dropped by the node
-(its /diagnostics counters) and never output (sent minus outputs). Per configuration: RSS and PSS summed over the
-node process(es) (psutil memory_full_info), node CPU seconds per output (user + system over the window / outputs),
-the node's engine-call time (/diagnostics inference_ms, p50) and, batched, the mean batch size estimated from the
-node-side publish times of the outputs (the DDS source timestamps: one batch's outputs go out together, batches at
-least an engine call apart). Prints markdown tables; --json writes everything.
+camera's first output, warms up, then measures for --seconds.
+
+Per camera: outputs/s on depthfm/<camera>/relative_depth; end-to-end latency p50 / p95 (the probe's DDS receive
+time minus the image's header stamp, which the publisher sets to its wall clock when it publishes; same machine);
+images sent, taken in and dropped by the node (its /diagnostics counters, interpolated to the window) and never
+output (sent minus outputs); outputs of another camera (``foreign``: a frame_id or stamp this camera never sent;
+must be 0). Per configuration: RSS and PSS summed over the node process(es) (psutil memory_full_info), node CPU
+seconds per output (user + system over the window / outputs), the node's engine-call time (/diagnostics
+inference_ms, p50) and, batched, the mean images per engine call, estimated from the node-side publish times of the
+outputs (DDS source timestamps: one batch's outputs go out together, batches at least an engine call apart), beside
+the node's own /diagnostics batch_size (the mean per frame: a frame of a batch of 4 counts 4 times, so it is the
+larger of the two when batches vary). Prints markdown tables; --json writes everything.
 
 The images are synthetic scenes (sim.synthetic), one per camera, prebuilt once (only the stamp changes), so the
-probe's own CPU stays small; it is reported (``rig cores``) beside the load average. Models: the random tiny model
+probe's own CPU stays small; it is reported (``rig cores``) beside the rest of the machine's (``other cores``: other
+jobs), the hypervisor's steal and the load average, so a noisy run shows as one. Models: the random tiny model
 (torch: ``model:=tiny``; onnxruntime and tensorrt: its fused graph exported with depthfm-export into --work, the
 TensorRT engine built by the node on its first start and cached next to the graph). DDS stays on loopback
 (ROS_LOCALHOST_ONLY=1, ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in the domain --domain-id, for the node processes
@@ -28,6 +33,7 @@ too; every process started is stopped (SIGINT, then SIGKILL after 15 s) whatever
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -59,9 +65,32 @@ def camera_names(n: int) -> list[str]:
     return [f"cam{i}" for i in range(n)]
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores; /proc/stat without idle, iowait, steal and the guest
+    times, which user already holds)."""
+    times = psutil.cpu_times()
+    return sum(times) - sum(getattr(times, key, 0.0) for key in ("idle", "iowait", "steal", "guest", "guest_nice"))
+
+
+def steal_cpu_seconds() -> float:
+    """CPU seconds the hypervisor gave to others while this VM wanted them (/proc/stat steal; 0 on bare metal)."""
+    return getattr(psutil.cpu_times(), "steal", 0.0)
+
+
 def load_1min() -> float:
     with open("/proc/loadavg") as f:
         return float(f.read().split()[0])
+
+
+def unavailable(backend: str) -> str:
+    """Why ``backend`` cannot run on this machine ("" when it can)."""
+    if backend != "tensorrt":
+        return ""
+    if importlib.util.find_spec("tensorrt") is None:
+        return "tensorrt not installed (pip install '.[tensorrt]')"
+    import torch
+
+    return "" if torch.cuda.is_available() else "no CUDA device"
 
 
 # -- models and node command lines -------------------------------------------------------------------------------
@@ -117,17 +146,23 @@ def status_names(mode: str, cameras: list[str]) -> dict[str, str]:
 class NodeProcesses:
     """The node processes of one configuration, each logging into its own file; :meth:`stop` ends every one."""
 
-    def __init__(self, commands: list[list[str]], env, log_dir: Path, label: str):
+    def __init__(self, env, log_dir: Path, label: str):
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.logs = [log_dir / f"{label}_{i}.log" for i in range(len(commands))]
+        self.env, self.log_dir, self.label = env, log_dir, label
+        self.logs: list[Path] = []
         self.procs: list[subprocess.Popen] = []
-        for command, log in zip(commands, self.logs):
+        self.ps: list[psutil.Process] = []
+
+    def start(self, commands: list[list[str]]) -> None:
+        for command in commands:
+            log = self.log_dir / f"{self.label}_{len(self.procs)}.log"
             with open(log, "w") as f:
                 f.write(" ".join(command) + "\n\n")
                 f.flush()
-                self.procs.append(subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env,
+                self.procs.append(subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=self.env,
                                                    start_new_session=True))
-        self.ps = [psutil.Process(p.pid) for p in self.procs]
+            self.logs.append(log)
+            self.ps.append(psutil.Process(self.procs[-1].pid))
 
     def dead(self) -> list[str]:
         """'<log>: exit <code>' of each process that ended."""
@@ -147,7 +182,10 @@ class NodeProcesses:
         """RSS, PSS and USS summed over the processes, MiB."""
         out = {"rss_mib": 0.0, "pss_mib": 0.0, "uss_mib": 0.0}
         for ps in self.ps:
-            info = ps.memory_full_info()
+            try:
+                info = ps.memory_full_info()
+            except psutil.Error:  # ended: the run reports it
+                continue
             for key in ("rss", "pss", "uss"):
                 out[f"{key}_mib"] += getattr(info, key) / 2**20
         return out
@@ -159,8 +197,11 @@ class NodeProcesses:
         query = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
                                capture_output=True, text=True, timeout=30)
         pids = {p.pid for p in self.procs}
-        return float(sum(float(mem) for pid, mem in (line.split(",") for line in query.stdout.splitlines() if line)
-                         if int(pid) in pids))
+        try:
+            return float(sum(float(mem) for pid, mem in (line.split(",") for line in query.stdout.splitlines() if line)
+                             if int(pid) in pids))
+        except ValueError:  # "[N/A]" on some GPUs
+            return None
 
     def stop(self) -> None:
         for p in self.procs:
@@ -197,6 +238,7 @@ class Probe:
 
         self.cameras, self.lock = cameras, threading.Lock()
         self.outputs: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # (stamp, received, source) ns
+        self.foreign: dict[str, int] = defaultdict(int)  # outputs carrying another camera's frame_id
         self.diagnostics: list[tuple[int, str, dict[str, str]]] = []  # (received ns, camera, values)
         self.sent: dict[str, list[int]] = defaultdict(list)  # stamps ns
         names = status_names(mode, cameras)
@@ -230,11 +272,9 @@ class Probe:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         received = info.get("received_timestamp") or time.time_ns()
         with self.lock:
+            if msg.header.frame_id != f"{cam}_optical":
+                self.foreign[cam] += 1
             self.outputs[cam].append((stamp, received, info.get("source_timestamp") or received))
-
-    def subscribed(self) -> bool:
-        """Every camera's image topic has a subscriber."""
-        return all(image_pub.get_subscription_count() > 0 for _, image_pub, *_ in self.streams)
 
     def publish(self, index: int) -> None:
         cam, image_pub, info_pub, image, info = self.streams[index]
@@ -255,14 +295,15 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def counters_at(diagnostics, cam: str, t_ns: int, after: bool) -> dict[str, str] | None:
-    """The camera's /diagnostics values last received before ``t_ns`` (``after``: first received after it)."""
-    rows = [(t, values) for t, c, values in diagnostics if c == cam]
-    if after:
-        later = [values for t, values in rows if t >= t_ns]
-        return later[0] if later else (rows[-1][1] if rows else None)
-    earlier = [values for t, values in rows if t <= t_ns]
-    return earlier[-1] if earlier else (rows[0][1] if rows else None)
+def counter_delta(diagnostics, cam: str, key: str, t_start: int, t_end: int) -> float | None:
+    """How much the camera's /diagnostics counter ``key`` grew from ``t_start`` to ``t_end`` (ns), linearly
+    interpolated between the statuses (every 0.5 s) by their receive times; None without statuses."""
+    rows = [(t, int(values[key])) for t, c, values in diagnostics if c == cam and key in values]
+    if len(rows) < 2:
+        return None
+    ts, counts = np.array(rows, dtype=np.float64).T
+    start, end = np.interp([t_start, t_end], ts, counts)
+    return float(end - start)
 
 
 def mean_batch(outputs: dict[str, list[tuple[int, int, int]]], gap_ns: float) -> float:
@@ -290,20 +331,21 @@ def run_config(backend: str, mode: str, n: int, engine: Path | None, args, env, 
     period = 1.0 / args.rate
     phases = np.sort(rng.uniform(0.0, period, n)) if n > 1 else np.zeros(1)
     result["phases_ms"] = [round(1e3 * p, 2) for p in phases]
-    probe = Probe(cameras, mode, args.width, args.height)
-    nodes = NodeProcesses(commands, env, Path(args.work) / "logs", label)
-    own = psutil.Process()
+    # TensorRT: the first node builds the engine (minutes) and caches it, the others start once it serves
+    pending = commands[1:] if backend == "tensorrt" else []
+    own, probe = psutil.Process(), None
+    nodes = NodeProcesses(env, Path(args.work) / "logs", label)
     try:
-        t0 = time.monotonic()
+        probe = Probe(cameras, mode, args.width, args.height)
+        nodes.start(commands[:len(commands) - len(pending)])
+        t0 = base = time.monotonic()
         start_deadline = t0 + args.start_timeout
-        while not probe.subscribed() and time.monotonic() < start_deadline and not nodes.dead():
-            time.sleep(0.1)
-        base = time.monotonic()
         due = [base + p for p in phases]
         stage, t_stage = "start", base
         marks: dict[str, object] = {}
         total = args.warmup + args.seconds + DRAIN_SEC
-        with tqdm(total=round(total), unit="s", desc=f"{label} (starting)", position=bar_position, leave=False) as bar:
+        with tqdm(total=int(total), unit="s", desc=f"{label} (starting)", position=bar_position, leave=False,
+                  mininterval=1.0) as bar:
             while True:
                 now = time.monotonic()
                 for i in range(n):
@@ -315,7 +357,10 @@ def run_config(backend: str, mode: str, n: int, engine: Path | None, args, env, 
                 if nodes.dead():
                     raise RuntimeError(f"{label}: a node process ended: {'; '.join(nodes.dead())}")
                 if stage == "start":
-                    if all(probe.outputs.get(cam) for cam in cameras):
+                    if pending and probe.outputs.get(cameras[0]):
+                        nodes.start(pending)
+                        pending = []
+                    if not pending and all(probe.outputs.get(cam) for cam in cameras):
                         stage, t_stage = "warmup", now
                         result["start_sec"] = round(now - t0, 1)
                         marks["t_ready"] = now
@@ -327,59 +372,67 @@ def run_config(backend: str, mode: str, n: int, engine: Path | None, args, env, 
                 elif stage == "warmup" and now - t_stage >= args.warmup:
                     stage, t_stage = "measure", now
                     marks.update(t_start=time.time_ns(), cpu_start=nodes.cpu_seconds(), load_start=load_1min(),
-                                 rig_start=sum(own.cpu_times()[:2]))
+                                 rig_start=sum(own.cpu_times()[:2]), busy_start=busy_cpu_seconds(),
+                                 steal_start=steal_cpu_seconds())
                 elif stage == "measure" and now - t_stage >= args.seconds:
                     stage, t_stage = "drain", now
                     marks.update(t_end=time.time_ns(), cpu_end=nodes.cpu_seconds(), load_end=load_1min(),
-                                 rig_end=sum(own.cpu_times()[:2]), memory=nodes.memory_mib(), gpu_mib=nodes.gpu_mib())
+                                 rig_end=sum(own.cpu_times()[:2]), busy_end=busy_cpu_seconds(),
+                                 steal_end=steal_cpu_seconds(),
+                                 memory=nodes.memory_mib(), gpu_mib=nodes.gpu_mib())
                 elif stage == "drain" and now - t_stage >= DRAIN_SEC:
                     break
-                if stage != "start":
-                    bar.n = min(round(total), round(now - marks["t_ready"]))
-                    bar.refresh()
+                if stage != "start" and (done := min(int(total), int(now - marks["t_ready"]))) > bar.n:
+                    bar.update(done - bar.n)
                 time.sleep(max(0.0, min(due) - time.monotonic()))
         time.sleep(0.5)  # the last outputs in flight
     finally:
         nodes.stop()
-        probe.close()
+        if probe is not None:
+            probe.close()
     return {**result, **summarize(probe, cameras, marks, mode)}
 
 
 def summarize(probe: Probe, cameras: list[str], marks: dict, mode: str) -> dict:
     t_start, t_end = marks["t_start"], marks["t_end"]
     window = (t_end - t_start) / 1e9
-    per_camera, outputs_in, inference = [], {}, []
+    per_camera, outputs_in, inference, batch = [], {}, [], []
     for cam in cameras:
         rows = [r for r in probe.outputs[cam] if t_start <= r[0] < t_end]
         outputs_in[cam] = rows
-        sent = sum(t_start <= s < t_end for s in probe.sent[cam])
+        sent_stamps = {s for s in probe.sent[cam] if t_start <= s < t_end}
+        sent = len(sent_stamps)
+        foreign = probe.foreign[cam] + sum(stamp not in sent_stamps for stamp, _, _ in rows)
         lat = [(received - stamp) / 1e6 for stamp, received, _ in rows]
-        before, after = (counters_at(probe.diagnostics, cam, t, later) for t, later in ((t_start, False),
-                                                                                        (t_end, True)))
-        delta = {key: int(after[key]) - int(before[key]) if before and after else None
-                 for key in ("frames_received", "frames_processed", "frames_dropped")}
-        inference += [float(v["inference_ms"]) for t, c, v in probe.diagnostics
-                      if c == cam and t_start <= t <= t_end and v.get("inference_ms", "nan") != "nan"]
+        delta = {key: counter_delta(probe.diagnostics, cam, key, t_start, t_end)
+                 for key in ("frames_received", "frames_dropped")}
+        window_values = [v for t, c, v in probe.diagnostics if c == cam and t_start <= t <= t_end]
+        inference += [float(v["inference_ms"]) for v in window_values if v.get("inference_ms", "nan") != "nan"]
+        batch += [float(v["batch_size"]) for v in window_values if v.get("batch_size", "nan") != "nan"]
         per_camera.append({"camera": cam, "sent": sent, "outputs": len(rows), "outputs_per_s": len(rows) / window,
                            "latency_ms_p50": percentile(lat, 50), "latency_ms_p95": percentile(lat, 95),
                            "node_received": delta["frames_received"], "node_dropped": delta["frames_dropped"],
-                           "not_output": sent - len(rows)})
+                           "not_output": sent - len(rows), "foreign": foreign})
     outputs = sum(c["outputs"] for c in per_camera)
     cpu = marks["cpu_end"] - marks["cpu_start"]
     inference_ms = statistics.median(inference) if inference else float("nan")
     all_lat = [(received - stamp) / 1e6 for rows in outputs_in.values() for stamp, received, _ in rows]
     out = {"window_sec": window, "per_camera": per_camera, "outputs_per_s": outputs / window,
            "latency_ms_p50": percentile(all_lat, 50), "latency_ms_p95": percentile(all_lat, 95),
-           "node_dropped": sum(c["node_dropped"] or 0 for c in per_camera), "cpu_sec": cpu,
+           "node_dropped": sum(c["node_dropped"] or 0.0 for c in per_camera), "cpu_sec": cpu,
            "node_cores": cpu / window, "cpu_sec_per_output": cpu / outputs if outputs else float("nan"),
            "inference_ms_p50": inference_ms, **marks["memory"],
            "rig_cores": (marks["rig_end"] - marks["rig_start"]) / window,
+           "other_cores": (marks["busy_end"] - marks["busy_start"] - cpu - marks["rig_end"] + marks["rig_start"])
+           / window,
+           "steal_cores": (marks["steal_end"] - marks["steal_start"]) / window,
            "load_1min": [marks["load_start"], marks["load_end"]]}
     if marks.get("gpu_mib") is not None:
         out["gpu_mib"] = marks["gpu_mib"]
     if mode == "batched":
         gap = 0.5e6 * inference_ms if np.isfinite(inference_ms) else 5e6
         out["mean_batch_estimated"] = mean_batch(outputs_in, gap)
+        out["batch_per_frame_node"] = statistics.mean(batch) if batch else float("nan")
     return out
 
 
@@ -395,29 +448,32 @@ def fmt(value, digits: int = 1) -> str:
 
 def tables(results: list[dict]) -> str:
     lines = ["| backend | cameras | mode | processes | outputs/s total | latency p50 / p95 ms | node dropped | "
-             "engine call ms (p50) | mean batch (est.) | RSS MiB | PSS MiB | node CPU s / output | node cores | "
-             "load 1 min |",
-             "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "engine call ms (p50) | mean batch (est.) | batch per frame (node) | RSS MiB | PSS MiB | "
+             "node CPU s / output | node cores | rig cores | other cores | steal cores | load 1 min |",
+             "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
-        if "error" in r:
-            lines.append(f"| {r['backend']} | {r['cameras']} | {r['mode']} | {r['processes']} | FAILED: "
-                         f"{r['error']} |||||||||")
+        if "error" in r or "skipped" in r:
+            why = f"FAILED: {r['error']}" if "error" in r else f"skipped: {r['skipped']}"
+            lines.append(f"| {r['backend']} | {r['cameras']} | {r['mode']} | {r['processes']} | {why} |||||||||||||")
             continue
         gpu = f" (GPU {r['gpu_mib']:.0f})" if "gpu_mib" in r else ""
         lines.append(
             f"| {r['backend']} | {r['cameras']} | {r['mode']} | {r['processes']} | {fmt(r['outputs_per_s'])} | "
-            f"{fmt(r['latency_ms_p50'], 0)} / {fmt(r['latency_ms_p95'], 0)} | {r['node_dropped']} | "
-            f"{fmt(r['inference_ms_p50'])} | {fmt(r.get('mean_batch_estimated'), 2)} | {fmt(r['rss_mib'], 0)} | "
+            f"{fmt(r['latency_ms_p50'], 0)} / {fmt(r['latency_ms_p95'], 0)} | {fmt(r['node_dropped'], 0)} | "
+            f"{fmt(r['inference_ms_p50'])} | {fmt(r.get('mean_batch_estimated'), 2)} | "
+            f"{fmt(r.get('batch_per_frame_node'), 2)} | {fmt(r['rss_mib'], 0)} | "
             f"{fmt(r['pss_mib'], 0)}{gpu} | {fmt(r['cpu_sec_per_output'], 3)} | {fmt(r['node_cores'], 2)} | "
+            f"{fmt(r['rig_cores'], 2)} | {fmt(r['other_cores'], 2)} | {fmt(r['steal_cores'], 2)} | "
             f"{r['load_1min'][0]:.2f} -> {r['load_1min'][1]:.2f} |")
     lines += ["", "| backend | cameras | mode | camera | sent | outputs | outputs/s | latency p50 / p95 ms | "
-              "node received | node dropped | not output |", "|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|"]
+              "node received | node dropped | not output | foreign |",
+              "|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in results:
         for c in r.get("per_camera", []):
             lines.append(f"| {r['backend']} | {r['cameras']} | {r['mode']} | {c['camera']} | {c['sent']} | "
                          f"{c['outputs']} | {fmt(c['outputs_per_s'])} | {fmt(c['latency_ms_p50'], 0)} / "
-                         f"{fmt(c['latency_ms_p95'], 0)} | {fmt(c['node_received'])} | {fmt(c['node_dropped'])} | "
-                         f"{c['not_output']} |")
+                         f"{fmt(c['latency_ms_p95'], 0)} | {fmt(c['node_received'], 0)} | "
+                         f"{fmt(c['node_dropped'], 0)} | {c['not_output']} | {c['foreign']} |")
     return "\n".join(lines)
 
 
@@ -462,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
           f"tiny random model; {os.cpu_count()} CPUs, ROS_DOMAIN_ID {args.domain_id} on loopback", flush=True)
     results = []
     for backend in args.backend:
+        if why := unavailable(backend):
+            print(f"{backend}: skipped ({why})", flush=True)
+            results += [{"backend": backend, "mode": mode, "cameras": n, "processes": 1 if mode == "batched" else n,
+                         "skipped": why} for n in args.cameras for mode in args.modes]
+            continue
         engine = None if backend == "torch" else exported_graph(work, *size, args.num_steps, args.ensemble_size, env)
         for n in args.cameras:
             for mode in args.modes:
@@ -474,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
                 r = results[-1]
                 if "error" not in r:
                     print(f"{backend} {n} camera(s) {mode}: {r['outputs_per_s']:.1f} outputs/s, latency p50 "
-                          f"{r['latency_ms_p50']:.0f} ms, dropped {r['node_dropped']}, PSS {r['pss_mib']:.0f} MiB, "
+                          f"{r['latency_ms_p50']:.0f} ms, dropped {r['node_dropped']:.0f}, PSS {r['pss_mib']:.0f} MiB, "
                           f"{r['cpu_sec_per_output']:.3f} CPU s/output", flush=True)
     print()
     print(tables(results))
@@ -482,7 +543,11 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"argv": sys.argv, "cpus": os.cpu_count(), "processing_size_hw": list(size)}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "args": vars(args), "results": results}, f, indent=2)
-    return 1 if any("error" in r for r in results) else 0
+    foreign = [f"{r['backend']} {r['mode']} {c['camera']}" for r in results for c in r.get("per_camera", [])
+               if c["foreign"]]
+    if foreign:
+        print(f"\nOUTPUTS OF ANOTHER CAMERA (wrong frame_id or a stamp this camera never sent) on: {foreign}")
+    return 1 if foreign or any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":
