@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
-from ros_graph import Graph, camera_info_msg, stamp_ns
+from ros_graph import TIMEOUT, Graph, camera_info_msg, stamp_ns
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from test_hostile_messages import CORPUS, build_image
 
@@ -76,11 +76,16 @@ def engine(tiny_model):
     return TorchBackend(tiny_model, num_steps=1)
 
 
-def latest_status(g: Graph, name: str) -> tuple[bytes | None, str]:
-    """(level, message) of the newest /diagnostics status called ``name``."""
+def both_in_latest_array(g: Graph, stale: tuple[str, str], fresh: tuple[str, str]) -> bool:
+    """The newest /diagnostics array holds status ``stale[0]`` with ``stale[1]`` in its message and status
+    ``fresh[0]`` at level OK."""
     with g._cond:
-        found = [s for a in g.received["diagnostics"] for s in a.status if s.name == name]
-    return (found[-1].level, found[-1].message) if found else (None, "")
+        arrays = list(g.received["diagnostics"])
+    if not arrays:
+        return False
+    statuses = {s.name: s for s in arrays[-1].status}
+    return stale[0] in statuses and stale[1] in statuses[stale[0]].message and fresh[0] in statuses and \
+        statuses[fresh[0]].level == DiagnosticStatus.OK
 
 
 def received(g: Graph, key: str) -> dict[int, np.ndarray]:
@@ -155,8 +160,12 @@ def test_a_stalled_camera_delays_no_other_camera(engine):
             g.wait_for(lambda: g.node.camera("a").stats.processed > k, f"a's frame {k} with b stalled")
         a, b = g.node.camera("a").stats, g.node.camera("b").stats
         assert a.processed == 12 and b.processed == 4 and a.dropped == 0
-        g.wait_for(lambda: "input stale" in latest_status(g, "/depthfm: b: depth")[1], "b's input reported stale")
-        assert latest_status(g, "/depthfm: a: depth")[0] == DiagnosticStatus.OK  # a was served within the period
+        k, deadline = 12, time.monotonic() + TIMEOUT
+        while not both_in_latest_array(g, ("/depthfm: b: depth", "input stale"), ("/depthfm: a: depth", "")):
+            pubs["a"].publish(camera_image("front", k))  # a keeps sending while b's silence becomes stale
+            g.wait_for(lambda: g.node.camera("a").stats.processed > k, f"a's frame {k}")
+            k += 1
+            assert time.monotonic() < deadline, "b never reported stale beside a fresh a"
         assert not g.received["c:relative_depth"] and g.node.camera("c").stats.received == 0
     finally:
         g.close()
@@ -257,3 +266,30 @@ def test_cameras_sharing_one_lidar_subscribe_it_once_and_each_gets_every_cloud(e
         assert buffered[0] is buffered[1]  # converted once for both cameras
     finally:
         g.close()
+
+
+def test_max_batch_caps_every_engine_call_and_a_failed_batch_keeps_each_cameras_noise(tiny_model):
+    """Three cameras, max_batch 2: calls of 2 and 1 on torch too. A batch the engine fails on is retried frame by
+    frame with each camera's generator put back, so the good camera's outputs still equal its single-camera run."""
+    engine = PoisonBackend(TorchBackend(tiny_model, num_steps=1))
+    cameras = ["a", "b", "c"]
+    g = Graph(engine, {**BASE, "cameras": cameras, "max_batch": 2}, outputs=outputs_of(cameras))
+    try:
+        assert g.node.config.batch_limit == 2
+        now = time.perf_counter()
+        g.node._run_frames([(g.node.camera(c), camera_image("front", 0), now, 0.0) for c in cameras])
+        assert engine.calls == [2, 1]
+        black = camera_image("front", 1)
+        black.data = bytes(len(black.data))
+        engine.poison = True
+        g.node._run_frames([(g.node.camera("a"), camera_image("front", 1), now, 0.0),
+                            (g.node.camera("b"), black, now, 0.0)])
+        assert engine.calls == [2, 1, 2, 1, 1] and g.node.camera("b").stats.inference_errors == 1
+        g.wait_for(lambda: len(g.received["a:relative_uncertainty"]) == 2, "camera a's two frames")
+        multi = {name: received(g, f"a:{name}") for name in ("relative_depth", "relative_uncertainty")}
+    finally:
+        g.close()
+    single = single_camera_outputs(TorchBackend(tiny_model, num_steps=1), "front", [0, 1])
+    for name, frames in single.items():
+        for stamp, alone in frames.items():
+            np.testing.assert_allclose(multi[name][stamp], alone, atol=1e-5, err_msg=name)

@@ -136,3 +136,20 @@ def test_every_waiting_frame_is_taken_in_camera_order(window):
     for c in (3, 1, 0, 2):
         slots.put(c, c)
     assert slots.take() == [(0, 0), (1, 1), (2, 2), (3, 3)]
+
+
+def test_frames_cleared_while_the_worker_waits_leave_it_waiting_for_the_next():
+    """A managed node deactivated while the worker waits for a due camera clears the slots: the worker goes back to
+    waiting (it used to die on the empty slots) and takes the next frame."""
+    slots, clock, _ = slots_for(2)
+    stream(slots, clock, (0, 1), start=0.0, period=0.1, frames=3)
+    clock.now = 0.3
+    slots.put(0, "a")
+    result, done = take_in_thread(slots)
+    assert not done.wait(0.2)  # waiting for camera 1, due now
+    slots.clear()
+    assert not done.wait(0.2)
+    clock.now = 0.4
+    slots.put(0, "after")
+    slots.put(1, "b")
+    assert done.wait(10.0) and result == [[(0, "after"), (1, "b")]]

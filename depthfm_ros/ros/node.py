@@ -82,8 +82,16 @@ class DepthFMNode(Node):
         out_qos, in_qos = qos_profile(config.output_qos), qos_profile(config.input_qos)
         completion = completion_fn(config.completion_checkpoint, settings) \
             if any(config.camera(name).use_lidar for name in names) else None
-        self.cameras = [CameraStream(self, name, index, config.camera(name), out_qos, self._put, completion)
-                        for index, name in enumerate(names)]
+        self.cameras = []
+        try:
+            for index, name in enumerate(names):
+                self.cameras.append(CameraStream(self, name, index, config.camera(name), out_qos, self._put,
+                                                 completion))
+        except BaseException:  # the metric workers of the cameras made so far must not outlive the failed start
+            for camera in self.cameras:
+                camera.stop()
+            self.cameras = []
+            raise
         self._slots = CameraSlots([camera.stats.frame_dropped for camera in self.cameras], config.batch_window_sec)
         for camera in self.cameras:
             self.create_subscription(camera.image_type, camera.image_topic,
@@ -209,33 +217,41 @@ class DepthFMNode(Node):
 
     def _run_frames(self, frames: list[tuple[CameraStream, object, float, float]]) -> None:
         """Frames of different cameras ((camera, msg, when it arrived, ms it waited)): decode each (bad input is
-        counted for its camera), infer them as one batch per processing size (a frame whose size the engine refuses
-        fails alone; when a batch fails, each of its frames is tried alone), publish each camera's relative outputs
-        and hand the frames to the cameras' metric workers; the worker keeps serving whatever happens."""
-        ready = []
+        counted for its camera), then one engine call per processing size (at most max_batch frames each; a frame
+        whose size the engine refuses fails alone), each group's relative outputs published as soon as it has run
+        and its frames handed to their cameras' metric workers; the worker keeps serving whatever happens."""
+        groups: dict[tuple[int, int], list] = {}
         for camera, msg, t_received, queue_ms in frames:
             rgb_hwc_u8 = camera.decode(msg)
             if rgb_hwc_u8 is None:
                 continue
             try:
-                self.pipeline.size_for(*rgb_hwc_u8.shape[:2])
+                size = self.pipeline.size_for(*rgb_hwc_u8.shape[:2])
             except Exception as exc:
                 camera.inference_failed(exc)
                 continue
-            ready.append((camera, msg, rgb_hwc_u8, t_received, queue_ms))
-        if ready:
-            self._infer(ready, alone_on_failure=len(ready) > 1)
+            groups.setdefault(size, []).append((camera, msg, rgb_hwc_u8, t_received, queue_ms))
+        limit = min(self.config.batch_limit, self.backend.max_batch or self.config.batch_limit)
+        for group in groups.values():
+            for start in range(0, len(group), limit):
+                self._infer(group[start:start + limit])
 
-    def _infer(self, ready: list, alone_on_failure: bool) -> None:
+    def _infer(self, ready: list) -> None:
+        """One engine call for ``ready`` frames (one processing size), then their relative outputs. When the call
+        fails, each frame is tried alone (one camera's frame must not cost the others theirs), with its camera's
+        noise generator put back first, so its noise stays that of a single-camera run."""
+        states = [camera.rng.bit_generator.state for camera, *_ in ready]
         try:
             t0 = time.perf_counter()
             predictions = self.pipeline([rgb for _, _, rgb, _, _ in ready],
                                         generators=[camera.rng for camera, *_ in ready])
             inference_ms = 1e3 * (time.perf_counter() - t0)
         except Exception as exc:
-            if alone_on_failure:  # one camera's frame must not cost the others theirs
+            for (camera, *_), state in zip(ready, states):
+                camera.rng.bit_generator.state = state
+            if len(ready) > 1:
                 for frame in ready:
-                    self._infer([frame], alone_on_failure=False)
+                    self._infer([frame])
             else:
                 ready[0][0].inference_failed(exc)
             return

@@ -70,22 +70,21 @@ class CameraSlots:
         """[(camera, item), ...] of every camera with a frame waiting, waiting first as the class says; None once
         stopped."""
         with self._cond:
-            while self.running and all(item is None for item in self._items):
-                self._cond.wait()
             while self.running:
+                waiting = [c for c, item in enumerate(self._items) if item is not None]
+                if not waiting:  # nothing yet, or cleared while the window was open
+                    self._cond.wait()
+                    continue
                 now = self._clock()
-                deadline = min(self._arrived[c] for c, item in enumerate(self._items) if item is not None) \
-                    + self.window_sec
+                deadline = min(self._arrived[c] for c in waiting) + self.window_sec
                 expected = [t for c in range(len(self._items))
                             if (t := self._expected_until(c, now, deadline)) is not None]
                 if now >= deadline or not expected:
-                    break
+                    batch = [(c, self._items[c]) for c in waiting]
+                    self._items = [None] * len(self._items)
+                    return batch
                 self._cond.wait(min(deadline, max(expected)) - now)  # a frame, the window's end, or a stall
-            if not self.running:
-                return None
-            batch = [(c, item) for c, item in enumerate(self._items) if item is not None]
-            self._items = [None] * len(self._items)
-            return batch
+            return None
 
     def waiting(self) -> list[int]:
         """The cameras with a frame waiting."""
