@@ -42,6 +42,7 @@ BOOKKEEPING = {("depthfm_ros.ros.stats", "FrameStats.frame_processed"),
                ("depthfm_ros.ros.sync", "stamp_seconds"),
                ("depthfm_ros.processing", "check_rgb"),
                ("depthfm_ros.pipeline", "DepthFMPipeline.size_for"),
+               ("depthfm_ros.ros.params", "NodeConfig.batch_limit"),
                ("depthfm_ros.fusion.frame", "FusedFrame.aligned"),
                ("depthfm_ros.fusion.metric", "MetricEstimate.metric"),
                ("rclpy.node", "Node.get_logger")}
