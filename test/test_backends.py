@@ -104,7 +104,7 @@ def test_engine_cache_key_changes_with_every_field():
     changes = {"model_hash": "fedcba9876543210", "kind": "step", "num_steps": 1, "ensemble_size": 1, "height": 448,
                "width": 512, "precision": "fp32", "tensorrt_version": "10.4.0", "max_batch": 2, "device": "x sm89",
                "noising_step": 200, "max_members": 16, "graph_hash": "0123456789abcdef",
-               "size_range": (256, 256, 768, 1024)}
+               "size_range": (256, 256, 768, 1024), "opt_batch": 2}
     assert set(changes) == {f.name for f in dataclasses.fields(EngineSpec)}
     for field, value in changes.items():
         keys.add(dataclasses.replace(SPEC, **{field: value}).cache_key())

@@ -146,7 +146,6 @@ def test_warm_up_frame_size_follows_the_engine():
     assert warm_up_size(Pipe(None, 0)) == (480, 640)
 
 
-
 def test_a_managed_node_serving_two_cameras_warms_up_one_batch_and_serves_each(graphs, capfd):
     g = graphs({**PARAMS, "cameras": ["left", "right"]})
     outputs: dict[str, list] = {"left": [], "right": []}

@@ -9,9 +9,11 @@ from depthfm_ros.ros.params import (
     SPECS,
     NodeConfig,
     ParameterError,
+    canonical_names,
     check_params_file,
     declare_and_read,
     descriptor,
+    ignored_message,
     likely_meant,
     validate,
 )
@@ -294,9 +296,8 @@ def test_each_camera_takes_the_nodes_values_and_its_own():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"rear.use_lidar": True}, "'rear.use_lidar' is for camera 'rear', which is not in cameras, which is empty"),
-    ({"cameras": ["front"], "rear.use_lidar": True}, "'rear.use_lidar' is for camera 'rear', which is not in "
-                                                     r"cameras \['front'\]"),
+    ({"cameras": ["front"], "frnt.use_lidar": True}, "'frnt.use_lidar' is for camera 'frnt', which is not in "
+                                                     r"cameras \['front'\]; did you mean 'front.use_lidar'"),
     ({"cameras": ["front"], "front.backend": "torch"}, "'front.backend': 'backend' is one for the whole node"),
     ({"cameras": ["front"], "front.use_lidars": True}, "did you mean 'front.use_lidar'"),
     ({"cameras": ["front"], "front.colour": 1}, "'colour' is not a per-camera parameter"),
@@ -305,7 +306,8 @@ def test_each_camera_takes_the_nodes_values_and_its_own():
     ({"cameras": ["front", "front"]}, "each name once"),
     ({"cameras": ["front camera"]}, "letters, digits and '_'"),
     ({"cameras": ["1st"]}, "starting with a letter"),
-    ({"cameras": ["qos_overrides"], "qos_overrides.camera_height_m": 0.7}, "a prefix ROS gives its own parameters"),
+    ({"cameras": ["qos_overrides"], "qos_overrides.camera_height_m": 0.7}, "a parameter of the node or of ROS has that name"),
+    ({"cameras": ["front", "use_lidar"]}, "must not use .use_lidar."),
     ({"cameras": [f"c{k}" for k in range(17)]}, "at most 16"),
     ({"cameras": "front"}, "must be a list of strings"),
     ({"batch_window_sec": -0.1}, "'batch_window_sec' must be"),
@@ -314,6 +316,16 @@ def test_each_camera_takes_the_nodes_values_and_its_own():
 def test_camera_parameters_that_cannot_work_refuse_the_start(values, message):
     with pytest.raises(ParameterError, match=message):
         validate({"model": "tiny", **values})
+
+
+def test_other_prefixes_are_other_nodes_keys_ignored_with_a_hint():
+    """A shared /** file may hold another node's 'left_cam.camera_height_m': ignored (with one warning that says it
+    names no camera of this node), with or without cameras, unless the prefix is a misspelt camera."""
+    for values in ({"model": "tiny"}, {"model": "tiny", "cameras": ["front"]}):
+        values, ignored = canonical_names({**values, "left_cam.camera_height_m": 1.0, "planner.inflation": 2})
+        assert ignored == ["left_cam.camera_height_m", "planner.inflation"]
+        assert ignored_message(ignored).endswith("(left_cam: not in cameras, so not a camera of this node)")
+    assert validate({"model": "tiny", "rear.use_lidar": True}).cameras == ()
 
 
 def test_rclpy_declares_each_cameras_parameters_with_the_nodes_values_as_defaults(ros_context):

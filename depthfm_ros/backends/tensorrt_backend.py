@@ -104,6 +104,7 @@ class EngineSpec:
     max_members: int = 8
     graph_hash: str = ""
     size_range: tuple[int, int, int, int] | None = None  # (min_h, min_w, max_h, max_w); None: height x width only
+    opt_batch: int = 1  # images per call the profile is tuned for (a node serving N cameras: N = max_batch)
 
     def __post_init__(self):
         if self.size_range is not None:
@@ -119,7 +120,7 @@ class EngineSpec:
         m = info.ensemble_size or ensemble_size  # M is in the key: a profile for more members only wastes memory
         return cls(info.model_hash, info.kind, info.num_steps, m, info.height, info.width, precision,
                    tensorrt_version, max_batch, device, info.noising_step, max_members=m, graph_hash=graph_hash,
-                   size_range=info.size_range)
+                   size_range=info.size_range, opt_batch=max_batch)
 
     def cache_key(self) -> str:
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
@@ -130,11 +131,11 @@ class EngineSpec:
         return f"depthfm_{self.kind}_{size}_k{k}_m{self.ensemble_size}_{self.precision}_{self.cache_key()}.engine"
 
 
-def profile_shapes(spec: EngineSpec, opt_batch: int = 1) -> dict[str, tuple[tuple[int, ...], ...]]:
+def profile_shapes(spec: EngineSpec, opt_batch: int | None = None) -> dict[str, tuple[tuple[int, ...], ...]]:
     """Optimisation profile ``{input: (min, opt, max)}``: images 1..max_batch, members M..max_batch*M; with a
     ``size_range`` the spatial size runs from its minimum over the export size (optimum) to its maximum."""
     m = spec.ensemble_size
-    opt_batch = min(max(opt_batch, 1), spec.max_batch)
+    opt_batch = min(max(spec.opt_batch if opt_batch is None else opt_batch, 1), spec.max_batch)
     lo_h, lo_w, hi_h, hi_w = spec.size_range or (spec.height, spec.width, spec.height, spec.width)
     sizes = ((lo_h, lo_w), (spec.height, spec.width), (hi_h, hi_w))
 
@@ -227,7 +228,8 @@ def _check(ok, what: str) -> None:
 
 
 def build_engine(onnx_path: str | Path, spec: EngineSpec, engine_path: str | Path,
-                 timing_cache_path: str | Path | None = None, workspace_gb: float = 4.0, opt_batch: int = 1) -> Path:
+                 timing_cache_path: str | Path | None = None, workspace_gb: float = 4.0,
+                 opt_batch: int | None = None) -> Path:
     """Parse ``onnx_path``, build a serialized engine for ``spec`` and write it (+ sidecar) to ``engine_path``."""
     trt = import_tensorrt()
     check_parser_ready(onnx_path)
@@ -301,9 +303,7 @@ def engine_for(onnx_path: str | Path, precision: str = "fp16", ensemble_size: in
     if engine_path.is_file() and not rebuild:
         log.info("TensorRT engine cache hit: %s", engine_path)
         return engine_path
-    # the profile's optimum is a full batch: a node serving N cameras runs N images per call (max_batch N)
-    return build_engine(onnx_path, spec, engine_path, timing_cache_path(cache_dir, trt.__version__, gpu),
-                        opt_batch=spec.max_batch)
+    return build_engine(onnx_path, spec, engine_path, timing_cache_path(cache_dir, trt.__version__, gpu))
 
 
 def torch_dtype_of(trt, trt_dtype) -> torch.dtype:

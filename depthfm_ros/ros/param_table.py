@@ -116,14 +116,15 @@ RESERVED_CAMERA_NAMES = ("qos_overrides",)
 
 
 def camera_names_problem(names) -> str:
-    """names: [A-Za-z][A-Za-z0-9_]*, unique, at most 16, not qos_overrides"""
+    """names: [A-Za-z][A-Za-z0-9_]*, unique, at most 16, none a parameter's name"""
     bad = [n for n in names if not _CAMERA_NAME.fullmatch(n)]
     if bad:
         return (f"must hold names of letters, digits and '_' starting with a letter (each becomes a topic namespace "
                 f"and a parameter prefix), got {bad[0]!r}")
-    reserved = [n for n in names if n in RESERVED_CAMERA_NAMES]
+    reserved = [n for n in names if n in RESERVED_CAMERA_NAMES or n in SPECS or n in ALIASES or n in ROS_PARAMETERS]
     if reserved:
-        return f"must not use {reserved[0]!r}, a prefix ROS gives its own parameters"
+        return (f"must not use {reserved[0]!r}: a parameter of the node or of ROS has that name (a camera's "
+                "'<name>.<parameter>' keys would clash with it in a parameter file)")
     if len(set(names)) != len(names):
         return f"must hold each name once, got {list(names)}"
     if len(names) > MAX_CAMERAS:
@@ -311,4 +312,3 @@ ALIASES = {"lidar_min_range": "lidar_min_range_m", "lidar_max_range": "lidar_max
            "points_min_range": "points_min_range_m", "points_max_range": "points_max_range_m"}
 #: parameters rclpy itself declares (or reads) on every node
 ROS_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_services")
-

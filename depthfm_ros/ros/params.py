@@ -251,9 +251,10 @@ def _camera_parameter(name: str, cameras) -> bool:
             raise ParameterError(f"parameter '{name}': '{spec.name}' is one for the whole node (one model and "
                                  f"engine serve every camera); give it without the '{camera}.' prefix")
         return True
-    if spec is not None and spec.per_camera:
-        listed = f"cameras {list(cameras)}" if cameras else "cameras, which is empty (a single camera)"
-        raise ParameterError(f"parameter '{name}' is for camera '{camera}', which is not in {listed}")
+    close = difflib.get_close_matches(camera, cameras, n=1, cutoff=0.8)
+    if spec is not None and spec.per_camera and close:  # a misspelt camera; other prefixes may be other nodes'
+        raise ParameterError(f"parameter '{name}' is for camera '{camera}', which is not in cameras "
+                             f"{list(cameras)}; did you mean '{close[0]}.{own}'?")
     return False
 
 
@@ -261,8 +262,11 @@ def ignored_message(ignored: list[str]) -> str:
     """The one warning about parameters the node does not use ("" when there are none)."""
     if not ignored:
         return ""
+    cameras = sorted({prefix for prefix, _, own in (n.partition(".") for n in ignored)
+                      if own and getattr(SPECS.get(ALIASES.get(own, own)), "per_camera", False)})
+    hint = f" ({', '.join(cameras)}: not in cameras, so not a camera of this node)" if cameras else ""
     return (f"ignoring {len(ignored)} parameter{'s' if len(ignored) > 1 else ''} depthfm does not use (shared "
-            f"parameter file?): {', '.join(sorted(ignored))}")
+            f"parameter file?): {', '.join(sorted(ignored))}{hint}")
 
 
 def check_params_file(path: str) -> str:
