@@ -306,7 +306,7 @@ def test_each_camera_takes_the_nodes_values_and_its_own():
     ({"cameras": ["front", "front"]}, "each name once"),
     ({"cameras": ["front camera"]}, "letters, digits and '_'"),
     ({"cameras": ["1st"]}, "starting with a letter"),
-    ({"cameras": ["qos_overrides"], "qos_overrides.camera_height_m": 0.7}, "a parameter of the node or of ROS has that name"),
+    ({"cameras": ["qos_overrides"], "qos_overrides.camera_height_m": 0.7}, "a parameter of the node or of ROS"),
     ({"cameras": ["front", "use_lidar"]}, "must not use .use_lidar."),
     ({"cameras": [f"c{k}" for k in range(17)]}, "at most 16"),
     ({"cameras": "front"}, "must be a list of strings"),
