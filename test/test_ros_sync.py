@@ -128,6 +128,8 @@ def test_a_backwards_jump_resets_and_binding_resumes_at_once():
     buffer = CloudBuffer(slop_sec=0.05, queue_size=10)
     for k in range(5):
         buffer.add(100.0 + 0.1 * k, k)
+    with buffer.changed:  # the first image after the jump comes before its cloud: that cloud may still come
+        assert buffer.nearest(70.0) == (None, False)  # (it used to be decided: no cloud, no metres, under load)
     for k in range(3):  # 30 s back
         buffer.add(70.0 + 0.1 * k + 0.01, 10 + k)
         with buffer.changed:

@@ -119,9 +119,10 @@ class CloudBuffer:
     Clouds are kept in stamp order, at most ``queue_size`` of them; one that leaves without having been bound to an
     image is counted in ``unused``. :meth:`nearest` says which cloud an image stamped ``t`` gets and whether that is
     decided: clouds arrive in stamp order, so once the newest cloud lies at least as far after ``t`` as the best
-    candidate lies from it (or beyond ``t + slop``) no nearer cloud can come. A cloud stamped more than ``slop_sec``
-    before the newest one means time jumped back (a bag loop, a simulator restart): the buffer starts over
-    (``resets``). Thread-safe: the executor adds, the fusion worker binds; ``changed`` is notified on every cloud.
+    candidate lies from it (or beyond ``t + slop``) no nearer cloud can come, unless ``t`` lies before every cloud
+    held. A cloud stamped more than ``slop_sec`` before the newest one means time jumped back (a bag loop, a
+    simulator restart): the buffer starts over (``resets``). Thread-safe: the executor adds, the fusion worker
+    binds; ``changed`` is notified on every cloud.
     """
 
     def __init__(self, slop_sec: float, queue_size: int):
@@ -155,7 +156,11 @@ class CloudBuffer:
             if gap <= best_gap:
                 best, best_gap = item, gap
         newest = self._clouds[-1][0] if self._clouds else -float("inf")
-        return best, newest >= stamp_s + best_gap
+        # an image older than every cloud here: time may have jumped back (a bag loop), and its own cloud, stamped
+        # before the buffer's, may still come and start the buffer over; an image that is merely late waits in vain
+        # until its deadline
+        before_all = best is None and bool(self._clouds) and stamp_s < self._clouds[0][0] - self.slop_sec
+        return best, newest >= stamp_s + best_gap and not before_all
 
     def bind(self, stamp_s: float) -> tuple[object | None, bool]:
         """The cloud nearest to ``stamp_s`` within the slop (None if there is none) and whether another frame was
