@@ -60,10 +60,9 @@ class CameraStream:
         self.rng = np.random.default_rng(seed)  # the noise a single-camera node with this seed would draw
         self.lidar = LidarInput(node, config, self.input_refused, topic=input_topic("lidar", name),
                                 logger=self.logger, completion=completion) if config.use_lidar else None
-        ground_tf = GroundFromTf(node, config.ground_frame, config.lidar_tf_timeout_sec) if config.ground_frame \
-            else None
-        self.ground_tf = ground_tf
-        self.outputs = FrameOutputs(node, config, qos, self.lidar, self.stats, ground_tf, self.input_refused,
+        self.ground_tf = GroundFromTf(node, config.ground_frame, config.lidar_tf_timeout_sec) \
+            if config.ground_frame else None
+        self.outputs = FrameOutputs(node, config, qos, self.lidar, self.stats, self.ground_tf, self.input_refused,
                                     camera=name, logger=self.logger)
         self.metric_worker = MetricWorker(self.metric_step, self.stats.metric_skipped,
                                           name=f"depthfm-metric{'-' + name if name else ''}") \

@@ -199,8 +199,8 @@ def camera_remappings(cameras, launch_configurations: dict) -> list[tuple[str, s
 
 def camera_parameter_overrides(cameras, launch_configurations: dict) -> dict:
     """Typed '<camera>.<parameter>' node parameters from launch arguments of that name (``rear.camera_height_m:=0.6``;
-    undeclared, so only those given). ParameterError, as the node would give it, for a camera the node does not
-    serve or a parameter that is not per camera."""
+    undeclared, so only those given). ParameterError, as the node would give it, for a misspelt camera or a
+    parameter that is not per camera; another prefix is passed on, and the node ignores it with a warning."""
     overrides = {}
     for key, text in launch_configurations.items():
         camera, dot, name = key.partition(".")

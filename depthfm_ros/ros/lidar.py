@@ -16,7 +16,6 @@ from ..fusion.alignment import cloud_contradicts, residual_scale
 from ..fusion.frame import FusedFrame, fuse_frame
 from ..geometry.camera import PinholeCamera
 from ..geometry.projection import transform_from_xyz_quat
-from ..models.completion import completion_fn
 from ..pipeline import DepthPrediction
 from . import conversions
 from .diagnostics import alignment_status
@@ -111,15 +110,13 @@ class LidarInput:
     ``lidar_wait_sec`` after the image arrived for a cloud that may still come (not at all while the LiDAR is
     stale: no cloud for ``lidar_timeout_sec``). ``input_refused(what, exc)`` gets each cloud this refuses.
     ``topic``: the cloud topic (the node's 'lidar', or a camera's '<camera>/lidar'); ``logger``: where its lines go
-    (default the node's); ``completion``: the completed-depth model's function, shared by the cameras of a node
-    (default: load completion_checkpoint's).
+    (default the node's); ``completion``: the completed-depth model's function
+    (:func:`~depthfm_ros.models.completion.completion_fn`, loaded once by the node for all its cameras; None: the
+    log-residual interpolation).
     """
 
-    #: no completion function given: load the one completion_checkpoint names
-    LOAD = object()
-
     def __init__(self, node, config, input_refused: Callable, topic: str = "lidar", logger=None,
-                 completion=LOAD):
+                 completion: Callable | None = None):
         self.node, self.config, self.topic = node, config, topic
         self.logger = logger or node.get_logger()
         self._input_refused = input_refused
@@ -127,8 +124,7 @@ class LidarInput:
         self.extrinsic = LidarExtrinsic(node, config.lidar_to_camera_xyz, config.lidar_to_camera_quat_xyzw,
                                         config.lidar_tf_timeout_sec)
         self.buffer = CloudBuffer(config.lidar_slop_sec, config.lidar_queue_size)
-        self.completion_fn = completion_fn(config.completion_checkpoint, config.model_settings()) \
-            if completion is LidarInput.LOAD else completion
+        self.completion_fn = completion
         self._stale = False  # worker thread only: for the log lines when the LiDAR goes and comes back
 
     def describe(self) -> str:

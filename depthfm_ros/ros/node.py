@@ -29,14 +29,12 @@ from sensor_msgs.msg import CameraInfo, PointCloud2
 from ..backends import Backend, load_backend
 from ..models.completion import completion_fn
 from ..pipeline import DepthFMPipeline
-from .camera import STALE_ERROR_PERIODS, STALE_WARN_PERIODS, CameraStream
+from .camera import CameraStream
 from .diagnostics import diagnostic_array
 from .entry_points import NODE_NAME, run
 from .outputs import DEPTH_TOPIC, RELATIVE_DEPTH_TOPIC, output_topic
 from .params import declare_and_read
 from .workers import CameraSlots
-
-__all__ = ["STALE_ERROR_PERIODS", "STALE_WARN_PERIODS", "DepthFMNode", "main", "qos_profile"]
 
 
 def qos_profile(name: str) -> QoSProfile:
@@ -133,9 +131,8 @@ class DepthFMNode(Node):
         for camera in self.cameras:
             if camera.lidar is not None:
                 camera.logger.info(camera.lidar.describe())
-            metric = camera.outputs.metric.describe()  # names the single camera's topics
             (camera.logger.info if camera.outputs.metric.chain else camera.logger.warning)(
-                metric.replace("depthfm/", f"depthfm/{camera.name}/") if camera.name else metric)
+                output_topic(camera.outputs.metric.describe(), camera.name))  # it names the single camera's topics
             if camera.ground_tf is not None and camera.ground_tf.buffer is None:
                 camera.logger.warning(
                     f"ground_frame '{camera.config.ground_frame}' is set but tf2_ros is not installed: the ground "
@@ -192,10 +189,6 @@ class DepthFMNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo, camera: CameraStream | None = None) -> None:
         (camera or self.cameras[0]).on_camera_info(msg)
-
-    def _input_refused(self, what: str, exc: Exception) -> None:
-        """Count and log a refused input message of the first camera (:meth:`CameraStream.input_refused`)."""
-        self.cameras[0].input_refused(what, exc)
 
     def _publish_diagnostics(self) -> None:
         name = self.get_fully_qualified_name()
@@ -259,11 +252,6 @@ class DepthFMNode(Node):
             return
         for (camera, msg, rgb, t_received, queue_ms), prediction in zip(ready, predictions):
             camera.publish(prediction, msg.header, rgb, t_received, inference_ms, queue_ms)
-
-    # -- metric worker (the first camera's; each camera has its own) ---------------------------------------------
-
-    def _metric_step(self, item, behind: bool) -> None:
-        self.cameras[0].metric_step(item, behind)
 
     def _stop_worker(self) -> None:
         """Stop the workers after the inference and metric steps in flight (no-op before :meth:`_start` ran)."""

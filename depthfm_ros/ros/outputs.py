@@ -58,9 +58,9 @@ class PendingFrame:
 
 
 def output_topic(topic: str, camera: str = "") -> str:
-    """The topic of output ``topic`` (one of the *_TOPIC names) for ``camera``: depthfm/<camera>/<output> for a
-    named camera of a node serving several, the name itself for a single camera."""
-    return topic.replace("depthfm/", f"depthfm/{camera}/", 1) if camera else topic
+    """The topic of output ``topic`` (one of the *_TOPIC names; or a text naming them) for ``camera``:
+    depthfm/<camera>/<output> for a named camera of a node serving several, the name itself for a single camera."""
+    return topic.replace("depthfm/", f"depthfm/{camera}/") if camera else topic
 
 
 class FrameOutputs:
